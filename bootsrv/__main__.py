@@ -1,0 +1,3 @@
+from bootsrv.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""HTTP side of bootsrv: the Flask app factory, its blueprints, and the waitress service."""

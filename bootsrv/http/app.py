@@ -1,0 +1,24 @@
+"""Flask app factory. Blueprints register here; only bootsrv.http imports Flask."""
+
+from __future__ import annotations
+
+from flask import Flask, jsonify
+
+from bootsrv import __version__
+from bootsrv.config import Config
+from bootsrv.errors import BootsrvError
+
+
+def create_app(config: Config) -> Flask:
+    app = Flask("bootsrv")
+    app.config["BOOTSRV"] = config
+
+    @app.get("/healthz")
+    def healthz():
+        return jsonify(status="ok", server=config.server.name, version=__version__)
+
+    @app.errorhandler(BootsrvError)
+    def bootsrv_error(exc: BootsrvError):
+        return jsonify(error=type(exc).__name__, message=str(exc)), exc.http_status
+
+    return app

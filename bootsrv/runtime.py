@@ -1,0 +1,67 @@
+"""Wires a Config to the services and runs them in one process until SIGTERM/SIGINT.
+
+Each service is a small object with `name`, `start()` (binds, then serves in its own thread) and
+`stop()`. `build_services(config)` is the one place that decides which services a config enables;
+the areas (dhcp, tftp, http, dns) each contribute a factory.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable, Iterable
+from typing import Protocol
+
+from bootsrv.config import Config
+from bootsrv.log import event
+
+log = logging.getLogger("bootsrv.runtime")
+
+
+class Service(Protocol):
+    name: str
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+# Factories by area: each returns the services it runs for a config (possibly none).
+ServiceFactory = Callable[[Config], Iterable[Service]]
+
+
+def service_factories() -> list[ServiceFactory]:
+    """The areas' factories, imported lazily so `bootsrv config check` needs none of them."""
+    factories: list[ServiceFactory] = []
+    from bootsrv.http.service import http_services
+
+    factories.append(http_services)
+    return factories
+
+
+def build_services(config: Config) -> list[Service]:
+    return [svc for factory in service_factories() for svc in factory(config)]
+
+
+def run(config: Config, stop: threading.Event | None = None, install_signals: bool = True) -> None:
+    """Start every enabled service, block until `stop` is set (or SIGTERM/SIGINT), stop them all."""
+    stop = stop or threading.Event()
+    if install_signals:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda signum, _frame: (event(log, "signal", signum=signum), stop.set()))
+    services = build_services(config)
+    started: list[Service] = []
+    try:
+        for svc in services:
+            svc.start()
+            started.append(svc)
+        event(log, "ready", server=config.server.name, services=",".join(s.name for s in started) or "none")
+        stop.wait()
+    finally:
+        for svc in reversed(started):
+            try:
+                svc.stop()
+            except Exception as exc:  # one service failing to stop must not keep others running
+                event(log, "stop.failed", logging.ERROR, service=svc.name, error=repr(exc))
+        event(log, "stopped", server=config.server.name)

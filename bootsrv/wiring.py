@@ -1,0 +1,21 @@
+"""Builds the long-lived objects of one server from its Config, once, and hands them out.
+
+The HTTP app, the DHCP engine, DNS and the CLI all take what they need from one `Wiring`, so the
+lease store, the machine registry and the profile catalog exist once per process and every area
+sees the same instances. Each property is built on first use, so a command that needs only the
+lease store never loads profiles or libvirt.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable
+
+from bootsrv.config import Config
+
+
+class Wiring:
+    def __init__(self, config: Config, clock: Callable[[], float] = time.time):
+        self.config = config
+        self.clock = clock  # injected so tests can move time; everything reads time through it
