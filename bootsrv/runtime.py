@@ -15,6 +15,7 @@ from typing import Protocol
 
 from bootsrv.config import Config
 from bootsrv.log import event
+from bootsrv.wiring import Wiring
 
 log = logging.getLogger("bootsrv.runtime")
 
@@ -28,7 +29,7 @@ class Service(Protocol):
 
 
 # Factories by area: each returns the services it runs for a config (possibly none).
-ServiceFactory = Callable[[Config], Iterable[Service]]
+ServiceFactory = Callable[[Wiring], Iterable[Service]]
 
 
 def service_factories() -> list[ServiceFactory]:
@@ -40,8 +41,8 @@ def service_factories() -> list[ServiceFactory]:
     return factories
 
 
-def build_services(config: Config) -> list[Service]:
-    return [svc for factory in service_factories() for svc in factory(config)]
+def build_services(wiring: Wiring) -> list[Service]:
+    return [svc for factory in service_factories() for svc in factory(wiring)]
 
 
 def run(config: Config, stop: threading.Event | None = None, install_signals: bool = True) -> None:
@@ -50,7 +51,7 @@ def run(config: Config, stop: threading.Event | None = None, install_signals: bo
     if install_signals:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda signum, _frame: (event(log, "signal", signum=signum), stop.set()))
-    services = build_services(config)
+    services = build_services(Wiring(config))
     started: list[Service] = []
     try:
         for svc in services:

@@ -5,13 +5,15 @@ from __future__ import annotations
 from flask import Flask, jsonify
 
 from bootsrv import __version__
-from bootsrv.config import Config
 from bootsrv.errors import BootsrvError
+from bootsrv.wiring import Wiring
 
 
-def create_app(config: Config) -> Flask:
+def create_app(wiring: Wiring) -> Flask:
+    """The WSGI app. Blueprints get their collaborators from `wiring` (one per process)."""
+    config = wiring.config
     app = Flask("bootsrv")
-    app.config["BOOTSRV"] = config
+    app.extensions["bootsrv"] = wiring
 
     @app.get("/healthz")
     def healthz():

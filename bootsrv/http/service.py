@@ -7,9 +7,9 @@ import threading
 
 from waitress.server import create_server
 
-from bootsrv.config import Config
 from bootsrv.http.app import create_app
 from bootsrv.log import event
+from bootsrv.wiring import Wiring
 
 log = logging.getLogger("bootsrv.http")
 
@@ -17,8 +17,9 @@ log = logging.getLogger("bootsrv.http")
 class HttpService:
     name = "http"
 
-    def __init__(self, config: Config):
-        self.config = config
+    def __init__(self, wiring: Wiring):
+        self.wiring = wiring
+        self.config = wiring.config
         self._server = None
         self._thread: threading.Thread | None = None
 
@@ -27,7 +28,7 @@ class HttpService:
         return int(self._server.effective_port) if self._server else self.config.http.port
 
     def start(self) -> None:
-        app = create_app(self.config)
+        app = create_app(self.wiring)
         # threads: waitress' worker pool; kernels and install trees are streamed, so a few
         # slow clients do not starve the others.
         self._server = create_server(
@@ -45,5 +46,5 @@ class HttpService:
                 self._thread.join(timeout=5)
 
 
-def http_services(config: Config) -> list[HttpService]:
-    return [HttpService(config)] if config.http.enabled else []
+def http_services(wiring: Wiring) -> list[HttpService]:
+    return [HttpService(wiring)] if wiring.config.http.enabled else []
