@@ -198,6 +198,39 @@ class ApiSection(Section):
     enroll_token_ttl: Seconds = 6 * 3600
 
 
+class GuestHypervisorSection(Section):
+    """A hypervisor listed by hand (besides enrolled machines): bootsrv.virt places guests on it."""
+
+    name: str = Field(min_length=1, max_length=63, pattern=r"^[A-Za-z0-9][A-Za-z0-9.-]*$")
+    segment: str = Field(min_length=1)
+    uri: str = Field(min_length=1)  # libvirt URI, e.g. qemu+ssh://root@hv1/system
+    cpus: Annotated[int, Field(ge=1)] = 1
+    memory_mib: Annotated[int, Field(ge=64)]
+    state: Literal["active", "drained"] = "active"
+
+
+class GuestsSection(Section):
+    """Guest provisioning (bootsrv.virt; docs/guests.md)."""
+
+    # Guests per hypervisor before placement fills the next one (the original site ran 4-6).
+    guests_per_host: Annotated[int, Field(ge=1, le=64)] = 5
+    # Memory kept for the hypervisor itself (dom0 / host OS) when checking room for a guest.
+    reserve_mib: Annotated[int, Field(ge=0)] = 1024
+    # Root of the project directories on the storage every hypervisor mounts (NFS, iSCSI+cluster fs).
+    storage_dir: Path = Path("/var/lib/bootsrv/guests")
+    # libvirt connection that manages the shared storage pools; default: the first hypervisor's.
+    storage_uri: str | None = None
+    # NICs join host bridges named like the NIC (fe0, be0), or libvirt networks named like the
+    # bootsrv network they carry.
+    attach: Literal["bridge", "network"] = "bridge"
+    # hvm guests: "kvm", or "qemu" (TCG) on hosts without hardware virtualization.
+    virt_type: Literal["kvm", "qemu"] = "kvm"
+    # segment -> NIC -> bootsrv network, e.g. [guests.segments.odd] fe0 = "public", be0 = "backend".
+    # Default for a segment: its networks whose `interface` is named like the NIC.
+    segments: dict[str, dict[str, str]] = Field(default_factory=dict)
+    hypervisors: list[GuestHypervisorSection] = Field(default_factory=list)
+
+
 class Config(Section):
     server: ServerSection = ServerSection()
     store: StoreSection = StoreSection()
@@ -209,6 +242,7 @@ class Config(Section):
     dns: DnsSection = DnsSection()
     profiles: ProfilesSection = ProfilesSection()
     api: ApiSection = ApiSection()
+    guests: GuestsSection = GuestsSection()
 
     @model_validator(mode="after")
     def _cross_checks(self) -> "Config":
