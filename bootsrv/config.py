@@ -204,6 +204,8 @@ class GuestHypervisorSection(Section):
     name: str = Field(min_length=1, max_length=63, pattern=r"^[A-Za-z0-9][A-Za-z0-9.-]*$")
     segment: str = Field(min_length=1)
     uri: str = Field(min_length=1)  # libvirt URI, e.g. qemu+ssh://root@hv1/system
+    # Where other hypervisors send live-migration traffic ("" = its host name, resolved by DNS).
+    address: str = ""
     cpus: Annotated[int, Field(ge=1)] = 1
     memory_mib: Annotated[int, Field(ge=64)]
     state: Literal["active", "drained"] = "active"
