@@ -1,0 +1,258 @@
+"""Enrollment: one-time tokens for installers, the callback's validation, the machine's transition.
+
+When a machine due for install fetches its install boot, `start_install` moves it to
+"installing" and issues a token that the rendered answer file carries. The installer's last
+step POSTs the token, the machine's MAC and its facts to `/api/enroll`; `enroll` checks them and
+moves the machine to "enrolled", which turns its netboot off (machines.boot_action).
+
+Token rules (each a row of tests/machines/test_enroll.py):
+- unguessable: `secrets.token_urlsafe(32)` (256 bits); only its SHA-256 is stored, so a copy of
+  the store does not let anyone enroll; digests are compared with `hmac.compare_digest`;
+- bound to one machine: a token presented with another machine's MAC is refused;
+- expiring: `config.api.enroll_token_ttl` seconds after issue;
+- single use: the first valid callback marks every token of the machine used, in the same
+  compare-and-swap write that enrolls it, so a replay (even to the other server of the pair,
+  which shares the registry) is refused;
+- at most MAX_TOKENS live per machine: an installer that restarts fetches a fresh answer file
+  (a new token) while the older ones stay valid until used or expired.
+
+Every refusal raises before anything is written: a bad callback changes nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import hmac
+import re
+import secrets
+from collections.abc import Callable
+from datetime import datetime, timezone
+
+from bootsrv.errors import Conflict, Forbidden, InvalidInput
+from bootsrv.machines import (
+    Disk,
+    Event,
+    Facts,
+    Machine,
+    MachineRegistry,
+    Nic,
+    StaleWrite,
+    Token,
+    normalize_hostname,
+    normalize_mac,
+    require,
+)
+
+MAX_TOKENS = 4
+TOKEN_BYTES = 32
+_TOKEN_TEXT = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
+_NIC_NAME = re.compile(r"^[A-Za-z0-9._-]{1,15}$")  # Linux IFNAMSIZ is 16 with the NUL
+_DISK_NAME = re.compile(r"^[A-Za-z0-9._/-]{1,64}$")
+# libvirt connection URIs (https://libvirt.org/uri.html): driver[+transport]://[user@][host][:port]/path
+_LIBVIRT_URI = re.compile(r"^(?P<driver>[a-z]+)(\+(?P<transport>[a-z]+))?://[A-Za-z0-9._~%@:\[\]-]*/[\w./?=&%-]*$")
+HYPERVISOR_DRIVERS = {"kvm": "qemu", "xen": "xen"}
+TRANSPORTS = {None, "ssh", "tls", "tcp", "libssh", "libssh2", "unix"}
+
+
+class TokenRejected(Forbidden):
+    """A token that is unknown, expired, or presented for the wrong machine (HTTP 403)."""
+
+    def __init__(self, field: str, rule: str):
+        self.field, self.rule = field, rule
+        super().__init__(f"{field}: {rule}")
+
+
+class TokenReplayed(Conflict):
+    """A token that was already used to enroll (HTTP 409)."""
+
+    def __init__(self, rule: str):
+        self.field, self.rule = "token", rule
+        super().__init__(f"token: {rule}")
+
+
+def digest(token: str) -> str:
+    return hashlib.sha256(token.encode("ascii")).hexdigest()
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# ---------------------------------------------------------------------------------------------
+# Issuing
+
+
+def start_install(
+    registry: MachineRegistry,
+    mac: str,
+    now: float,
+    ttl: int,
+    new_token: Callable[[], str] = lambda: secrets.token_urlsafe(TOKEN_BYTES),
+) -> tuple[Machine, str]:
+    """Move a machine due for install to "installing" and issue it a token (returned in clear,
+    once: only its digest is stored). IllegalTransition if the machine is not due for install."""
+    token = new_token()
+    record = Token(digest=digest(token), issued=now, expires=now + ttl)
+
+    def change(machine: Machine) -> Machine:
+        # Tokens already used belong to an earlier install: drop them; keep the newest live ones.
+        live = tuple(t for t in machine.tokens if not t.used)[-(MAX_TOKENS - 1) :]
+        return machine.with_event(Event.INSTALL, now, tokens=live + (record,))
+
+    for _ in range(50):
+        current = require(registry, mac)
+        try:
+            return registry.put(change(current), current.revision), token
+        except StaleWrite:
+            continue
+    raise Conflict(f"machine {mac}: could not issue an enrollment token (too many concurrent changes)")
+
+
+# ---------------------------------------------------------------------------------------------
+# Validating the callback
+
+
+@dataclasses.dataclass(frozen=True)
+class EnrollRequest:
+    token: str
+    mac: str
+    facts: Facts
+
+
+def _object(value: object, field: str, required: set[str], optional: set[str] = frozenset()) -> dict:
+    if not isinstance(value, dict):
+        raise InvalidInput(field, f"must be a JSON object, got {type(value).__name__}")
+    for key in value:
+        if key not in required and key not in optional:
+            raise InvalidInput(f"{field}.{key}" if field else key, "unknown field")
+    for key in sorted(required):
+        if key not in value:
+            raise InvalidInput(f"{field}.{key}" if field else key, "required field is missing")
+    return value
+
+
+def _int(value: object, field: str, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInput(field, f"must be an integer, got {type(value).__name__}")
+    if not low <= value <= high:
+        raise InvalidInput(field, f"{value} is outside {low}..{high}")
+    return value
+
+
+def _list(value: object, field: str, low: int, high: int) -> list:
+    if not isinstance(value, list):
+        raise InvalidInput(field, f"must be a JSON array, got {type(value).__name__}")
+    if not low <= len(value) <= high:
+        raise InvalidInput(field, f"has {len(value)} entries, expected {low}..{high}")
+    return value
+
+
+def _name(value: object, field: str, pattern: re.Pattern[str], what: str) -> str:
+    if not isinstance(value, str) or not pattern.match(value):
+        raise InvalidInput(field, f"{value!r} is not a {what}")
+    return value
+
+
+def parse_facts(value: object, field: str = "facts") -> Facts:
+    """The installer's facts, validated field by field; InvalidInput names the first bad field."""
+    data = _object(value, field, {"hostname", "cpus", "memory_mib", "nics", "disks", "hypervisor", "libvirt_uri"})
+    hostname = normalize_hostname(data["hostname"], f"{field}.hostname")
+    cpus = _int(data["cpus"], f"{field}.cpus", 1, 8192)
+    memory = _int(data["memory_mib"], f"{field}.memory_mib", 64, 64 * 1024 * 1024)  # up to 64 TiB
+    nics: list[Nic] = []
+    for i, raw in enumerate(_list(data["nics"], f"{field}.nics", 1, 64)):
+        where = f"{field}.nics[{i}]"
+        nic = _object(raw, where, {"name", "mac"})
+        nic_name = _name(nic["name"], f"{where}.name", _NIC_NAME, "network interface name")
+        nic_mac = normalize_mac(nic["mac"], f"{where}.mac")
+        if any(n.name == nic_name for n in nics):
+            raise InvalidInput(f"{where}.name", f"{nic_name!r} is listed twice")
+        if any(n.mac == nic_mac for n in nics):
+            raise InvalidInput(f"{where}.mac", f"{nic_mac} is listed twice")
+        nics.append(Nic(nic_name, nic_mac))
+    disks: list[Disk] = []
+    for i, raw in enumerate(_list(data["disks"], f"{field}.disks", 1, 256)):
+        where = f"{field}.disks[{i}]"
+        disk = _object(raw, where, {"name", "size_bytes"})
+        disk_name = _name(disk["name"], f"{where}.name", _DISK_NAME, "disk name")
+        size = _int(disk["size_bytes"], f"{where}.size_bytes", 0, 2**63 - 1)
+        if any(d.name == disk_name for d in disks):
+            raise InvalidInput(f"{where}.name", f"{disk_name!r} is listed twice")
+        disks.append(Disk(disk_name, size))
+    hypervisor = data["hypervisor"]
+    if hypervisor not in HYPERVISOR_DRIVERS:
+        raise InvalidInput(f"{field}.hypervisor", f"{hypervisor!r} is not one of {', '.join(HYPERVISOR_DRIVERS)}")
+    uri = data["libvirt_uri"]
+    match = _LIBVIRT_URI.match(uri) if isinstance(uri, str) and len(uri) <= 255 else None
+    if not match:
+        raise InvalidInput(f"{field}.libvirt_uri", f"{uri!r} is not a libvirt URI (e.g. qemu+ssh://hv1/system)")
+    if match["driver"] != HYPERVISOR_DRIVERS[hypervisor]:
+        raise InvalidInput(
+            f"{field}.libvirt_uri",
+            f"driver {match['driver']!r} does not manage a {hypervisor} hypervisor (expected {HYPERVISOR_DRIVERS[hypervisor]})",
+        )
+    if match["transport"] not in TRANSPORTS:
+        raise InvalidInput(f"{field}.libvirt_uri", f"unknown transport {match['transport']!r}")
+    return Facts(hostname, cpus, memory, tuple(nics), tuple(disks), hypervisor, uri)
+
+
+def parse_request(body: object) -> EnrollRequest:
+    data = _object(body, "", {"token", "mac", "facts"})
+    token = data["token"]
+    if not isinstance(token, str) or not _TOKEN_TEXT.match(token):
+        raise InvalidInput("token", "must be the 16-128 character token from the answer file")
+    return EnrollRequest(token=token, mac=normalize_mac(data["mac"]), facts=parse_facts(data["facts"]))
+
+
+# ---------------------------------------------------------------------------------------------
+# Enrolling
+
+
+def _holder(registry: MachineRegistry, token_digest: str) -> tuple[Machine, Token] | None:
+    # Every stored digest is compared in constant time; a registry holds hundreds of machines
+    # with at most MAX_TOKENS tokens each, so the scan costs microseconds.
+    found = None
+    for machine in registry.list():
+        for record in machine.tokens:
+            if hmac.compare_digest(record.digest, token_digest):
+                found = (machine, record)
+    return found
+
+
+def check(registry: MachineRegistry, request: EnrollRequest, now: float) -> Machine:
+    """The enrolled machine this request would produce, or the error that refuses it (pure:
+    nothing is written)."""
+    held = _holder(registry, digest(request.token))
+    if held is None:
+        raise TokenRejected("token", "unknown token: not issued by this registry, or superseded by a reinstall")
+    machine, record = held
+    if machine.mac != request.mac:
+        raise TokenRejected("mac", f"the token was not issued to machine {request.mac}")
+    if record.used:
+        raise TokenReplayed(f"already used: machine {machine.mac} is {machine.state.value}")
+    if now >= record.expires:
+        raise TokenRejected("token", f"expired at {_iso(record.expires)} (issued {_iso(record.issued)})")
+    if not any(nic.mac == machine.mac for nic in request.facts.nics):
+        raise InvalidInput("facts.nics", f"no NIC has the machine's MAC {machine.mac}")
+    return machine.with_event(
+        Event.ENROLL,
+        now,
+        facts=request.facts,
+        libvirt_uri=request.facts.libvirt_uri,
+        enrolled_at=now,
+        drained=False,
+        tokens=tuple(dataclasses.replace(t, used=True) for t in machine.tokens),
+    )
+
+
+def enroll(registry: MachineRegistry, body: object, now: float) -> Machine:
+    """Validate an enrollment callback and apply it. Raises (changing nothing) when it is refused."""
+    request = parse_request(body)
+    for _ in range(50):
+        enrolled = check(registry, request, now)
+        try:
+            return registry.put(enrolled, enrolled.revision)
+        except StaleWrite:
+            continue  # the peer server wrote meanwhile (perhaps this very token): re-check
+    raise Conflict(f"machine {request.mac}: enrollment gave up after repeated concurrent changes")

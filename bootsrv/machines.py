@@ -1,0 +1,422 @@
+"""Machines: what bootsrv knows about each bare-metal box, its life cycle, and where that is kept.
+
+A machine is known by its MAC (the one its PXE ROM uses), optionally by the SMBIOS GUID (DHCP
+option 97, RFC 4578 2.3) and serial. Its life cycle is a data table (`TRANSITIONS`) walked by one
+pure function, `transition`, so every rule is visible in one place and testable as a table:
+
+    discovered --adopt--> new --install--> installing --enroll--> enrolled
+                                   ^                                   |
+                                   +------ reinstall-requested <-------+  (reinstall)
+    any state --retire--> retired --reinstall--> reinstall-requested
+
+"Netboot once" (`boot_action`) is a function of the state alone: new, installing and
+reinstall-requested machines get their install boot; enrolled, retired and discovered ones boot
+from their local disk. A machine leaves the install states only through a valid enrollment
+callback (bootsrv.enroll) or an admin command, so a finished install can never loop.
+
+`MachineRegistry` is the small interface every caller uses (get / list / put with
+compare-and-swap on `revision`); `MemoryRegistry` is the in-process version, and
+bootsrv.machines_store.FileRegistry the one shared by a server pair through the store directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import re
+import threading
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from bootsrv.config import ARCH_NAMES
+from bootsrv.errors import Conflict, InvalidInput, NotFound
+
+# ---------------------------------------------------------------------------------------------
+# Value checks shared by the CLI, the API and the enrollment callback. Each names its field.
+
+_MAC_SEPARATED = re.compile(r"^[0-9a-f]{2}([:-])[0-9a-f]{2}(\1[0-9a-f]{2}){4}$")
+_MAC_DOTTED = re.compile(r"^[0-9a-f]{4}\.[0-9a-f]{4}\.[0-9a-f]{4}$")
+_MAC_BARE = re.compile(r"^[0-9a-f]{12}$")
+_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_PROFILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_SERIAL = re.compile(r"^[\x21-\x7e]{1,64}$")
+
+
+def normalize_mac(value: object, field: str = "mac") -> str:
+    """`aa:bb:cc:dd:ee:ff` from the usual spellings (colons, dashes, Cisco dots, bare hex).
+
+    Multicast MACs (low bit of the first octet) are refused: no NIC boots with one.
+    """
+    if not isinstance(value, str):
+        raise InvalidInput(field, f"must be a MAC address string, got {type(value).__name__}")
+    text = value.strip().lower()
+    if _MAC_SEPARATED.match(text):
+        hexdigits = text.replace(text[2], "")
+    elif _MAC_DOTTED.match(text):
+        hexdigits = text.replace(".", "")
+    elif _MAC_BARE.match(text):
+        hexdigits = text
+    else:
+        raise InvalidInput(field, f"{value!r} is not a MAC address (expected 6 hex octets, e.g. 52:54:00:12:34:56)")
+    if int(hexdigits[:2], 16) & 1:
+        raise InvalidInput(field, f"{value!r} is a multicast address, not a NIC's")
+    return ":".join(hexdigits[i : i + 2] for i in range(0, 12, 2))
+
+
+def normalize_hostname(value: object, field: str = "hostname") -> str:
+    """A DNS host name (RFC 1123 2.1 labels), lowercased; dots allowed for a qualified name."""
+    if not isinstance(value, str) or not value:
+        raise InvalidInput(field, "must be a non-empty host name")
+    text = value.strip().lower().rstrip(".")
+    if len(text) > 253:
+        raise InvalidInput(field, f"{value!r} is longer than 253 characters (RFC 1035 2.3.4)")
+    for label in text.split("."):
+        if not _LABEL.match(label):
+            raise InvalidInput(
+                field, f"{value!r}: label {label!r} must be 1-63 letters, digits or inner hyphens (RFC 1123 2.1)"
+            )
+    return text
+
+
+def normalize_guid(value: object, field: str = "guid") -> str:
+    """The client machine GUID of DHCP option 97 (RFC 4578 2.3), as a lowercase UUID string."""
+    if isinstance(value, (bytes, bytearray)):
+        # Option 97 is type 0 followed by 16 octets; SMBIOS stores the first three fields
+        # little-endian, which is what firmware sends (RFC 4578 2.3 leaves the encoding to SMBIOS).
+        raw = bytes(value)
+        if len(raw) == 17 and raw[0] == 0:
+            raw = raw[1:]
+        if len(raw) != 16:
+            raise InvalidInput(field, f"option 97 has length {len(value)}, expected 17 (type 0 + 16 octets)")
+        return str(uuid.UUID(bytes_le=raw))
+    if not isinstance(value, str):
+        raise InvalidInput(field, f"must be a UUID string, got {type(value).__name__}")
+    try:
+        return str(uuid.UUID(value.strip()))
+    except ValueError:
+        raise InvalidInput(field, f"{value!r} is not a UUID") from None
+
+
+def normalize_profile(value: object, field: str = "profile") -> str:
+    if not isinstance(value, str) or not _PROFILE.match(value):
+        raise InvalidInput(field, f"{value!r} is not a profile name (letters, digits, '.', '_', '-'; max 64)")
+    return value
+
+
+def normalize_serial(value: object, field: str = "serial") -> str:
+    if not isinstance(value, str) or not _SERIAL.match(value):
+        raise InvalidInput(field, f"{value!r} must be 1-64 printable characters without spaces")
+    return value
+
+
+def arch_name(value: object, field: str = "arch") -> str:
+    """An RFC 4578 architecture as bootsrv names it ("bios", "efi-x64"), or "arch-<n>" if unnamed."""
+    by_number = {num: name for name, num in ARCH_NAMES.items()}
+    if isinstance(value, bool):
+        raise InvalidInput(field, "must be an architecture name or RFC 4578 number")
+    if isinstance(value, int):
+        if not 0 <= value <= 0xFFFF:
+            raise InvalidInput(field, f"{value} is not a 16-bit RFC 4578 architecture type")
+        return by_number.get(value, f"arch-{value}")
+    if isinstance(value, str) and (value in ARCH_NAMES or re.fullmatch(r"arch-\d{1,5}", value)):
+        return value
+    raise InvalidInput(field, f"{value!r} is not one of {', '.join(ARCH_NAMES)} or arch-<number>")
+
+
+# ---------------------------------------------------------------------------------------------
+# The model
+
+
+class State(str, enum.Enum):
+    NEW = "new"
+    INSTALLING = "installing"
+    ENROLLED = "enrolled"
+    REINSTALL_REQUESTED = "reinstall-requested"
+    RETIRED = "retired"
+    DISCOVERED = "discovered"
+
+
+class Event(str, enum.Enum):
+    ADOPT = "adopt"  # an admin takes a discovered machine into service
+    INSTALL = "install"  # the machine fetched its install boot (an enrollment token was issued)
+    ENROLL = "enroll"  # the installer's callback was valid
+    REINSTALL = "reinstall"  # an admin asks for a fresh install
+    RETIRE = "retire"  # an admin takes the machine out of service
+
+
+# (state, event) -> next state. Anything not listed is illegal. `INSTALL` from `installing` is
+# allowed: an installer that restarts (power loss, a retried fetch) fetches its boot again.
+TRANSITIONS: dict[tuple[State, Event], State] = {
+    (State.DISCOVERED, Event.ADOPT): State.NEW,
+    (State.NEW, Event.INSTALL): State.INSTALLING,
+    (State.INSTALLING, Event.INSTALL): State.INSTALLING,
+    (State.REINSTALL_REQUESTED, Event.INSTALL): State.INSTALLING,
+    (State.INSTALLING, Event.ENROLL): State.ENROLLED,
+    (State.ENROLLED, Event.REINSTALL): State.REINSTALL_REQUESTED,
+    (State.INSTALLING, Event.REINSTALL): State.REINSTALL_REQUESTED,
+    (State.RETIRED, Event.REINSTALL): State.REINSTALL_REQUESTED,
+    (State.DISCOVERED, Event.RETIRE): State.RETIRED,
+    (State.NEW, Event.RETIRE): State.RETIRED,
+    (State.INSTALLING, Event.RETIRE): State.RETIRED,
+    (State.ENROLLED, Event.RETIRE): State.RETIRED,
+    (State.REINSTALL_REQUESTED, Event.RETIRE): State.RETIRED,
+}
+
+# States whose machines get their install boot; every other state boots from local disk.
+INSTALL_STATES = frozenset({State.NEW, State.INSTALLING, State.REINSTALL_REQUESTED})
+
+
+class IllegalTransition(Conflict):
+    """An event that the machine's current state does not allow (e.g. enroll twice)."""
+
+    def __init__(self, mac: str, state: State, event: Event):
+        self.mac, self.state, self.event = mac, state, event
+        allowed = sorted(e.value for (s, e) in TRANSITIONS if s is state)
+        super().__init__(
+            f"machine {mac}: cannot {event.value} a machine in state {state.value!r}"
+            f" (allowed: {', '.join(allowed) or 'nothing'})"
+        )
+
+
+def next_state(mac: str, state: State, event: Event) -> State:
+    """The state after `event`, or IllegalTransition."""
+    try:
+        return TRANSITIONS[(state, event)]
+    except KeyError:
+        raise IllegalTransition(mac, state, event) from None
+
+
+def boot_action(state: State) -> str:
+    """Netboot once: "install" for a machine due for install, otherwise "local" (boot from disk)."""
+    return "install" if state in INSTALL_STATES else "local"
+
+
+@dataclass(frozen=True)
+class Nic:
+    name: str
+    mac: str
+
+
+@dataclass(frozen=True)
+class Disk:
+    name: str
+    size_bytes: int
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What the installer reported at enrollment (validated by bootsrv.enroll.parse_facts)."""
+
+    hostname: str
+    cpus: int
+    memory_mib: int
+    nics: tuple[Nic, ...]
+    disks: tuple[Disk, ...]
+    hypervisor: str  # "xen" | "kvm"
+    libvirt_uri: str
+
+
+@dataclass(frozen=True)
+class Token:
+    """One enrollment token as stored: only its SHA-256, never the token itself."""
+
+    digest: str  # hex sha256 of the token text
+    issued: float
+    expires: float
+    used: bool = False
+
+
+@dataclass(frozen=True)
+class Machine:
+    mac: str
+    hostname: str
+    state: State
+    profile: str | None = None
+    guid: str | None = None
+    serial: str | None = None
+    arch: str | None = None  # from DHCP option 93 (RFC 4578 2.1)
+    vendor_class: str | None = None  # DHCP option 60, e.g. "PXEClient:Arch:00007:UNDI:003016"
+    addresses: tuple[tuple[str, str], ...] = ()  # (network name, IPv4) sorted by network
+    segment: str = ""
+    comment: str = ""
+    facts: Facts | None = None
+    libvirt_uri: str | None = None
+    drained: bool = False  # an enrolled hypervisor kept out of guest placement
+    tokens: tuple[Token, ...] = ()
+    created: float = 0.0
+    updated: float = 0.0
+    enrolled_at: float | None = None
+    revision: int = 0  # bumped by every put; a stale writer gets Conflict (compare-and-swap)
+
+    def __post_init__(self) -> None:
+        # Construction is the validation point (h11 style): a Machine in hand is well-formed.
+        if normalize_mac(self.mac) != self.mac:
+            raise InvalidInput("mac", f"{self.mac!r} is not in normalized form {normalize_mac(self.mac)!r}")
+        if not isinstance(self.state, State):
+            raise InvalidInput("state", f"{self.state!r} is not a machine state")
+        if self.profile is None and self.state in INSTALL_STATES:
+            raise InvalidInput("profile", f"a machine in state {self.state.value!r} needs a profile")
+
+    def address(self, network: str) -> str | None:
+        return dict(self.addresses).get(network)
+
+    def with_event(self, event: Event, now: float, **changes) -> "Machine":
+        """This machine after `event` (pure; nothing is stored)."""
+        return dataclasses.replace(self, state=next_state(self.mac, self.state, event), updated=now, **changes)
+
+
+# ---------------------------------------------------------------------------------------------
+# The registry
+
+
+class MachineRegistry(Protocol):
+    def get(self, mac: str) -> Machine | None: ...
+
+    def list(self) -> list[Machine]: ...
+
+    def put(self, machine: Machine, expected: int | None) -> Machine:
+        """Store `machine` if the stored revision is `expected` (None: no machine with that MAC
+        may exist). Returns the stored machine with its revision bumped; Conflict otherwise."""
+        ...
+
+    def remove(self, mac: str, expected: int) -> None: ...
+
+
+class StaleWrite(Conflict):
+    def __init__(self, mac: str, expected: int | None, found: int | None):
+        self.mac = mac
+        if expected is None:
+            rule = f"machine {mac} already exists"
+        elif found is None:
+            rule = f"machine {mac} was removed meanwhile"
+        else:
+            rule = f"machine {mac} changed meanwhile (revision {found}, expected {expected}); retry"
+        super().__init__(rule)
+
+
+def check_revision(mac: str, current: Machine | None, expected: int | None) -> None:
+    found = current.revision if current is not None else None
+    if found != expected:
+        raise StaleWrite(mac, expected, found)
+
+
+class MemoryRegistry:
+    """The in-process registry: tests, and anything that needs no sharing."""
+
+    def __init__(self, machines: Iterable[Machine] = ()):
+        self._lock = threading.Lock()
+        self._machines: dict[str, Machine] = {m.mac: m for m in machines}
+
+    def get(self, mac: str) -> Machine | None:
+        return self._machines.get(mac)
+
+    def list(self) -> list[Machine]:
+        return sorted(self._machines.values(), key=lambda m: m.mac)
+
+    def put(self, machine: Machine, expected: int | None) -> Machine:
+        with self._lock:
+            check_revision(machine.mac, self._machines.get(machine.mac), expected)
+            stored = dataclasses.replace(machine, revision=(expected or 0) + 1)
+            self._machines[machine.mac] = stored
+            return stored
+
+    def remove(self, mac: str, expected: int) -> None:
+        with self._lock:
+            check_revision(mac, self._machines.get(mac), expected)
+            del self._machines[mac]
+
+
+def require(registry: MachineRegistry, mac: str) -> Machine:
+    machine = registry.get(mac)
+    if machine is None:
+        raise NotFound(f"mac: no machine {mac} (see `bootsrv machine list`)")
+    return machine
+
+
+def update(registry: MachineRegistry, mac: str, change: Callable[[Machine], Machine], attempts: int = 50) -> Machine:
+    """Read-modify-write with compare-and-swap: `change` is re-applied to fresh state on a collision.
+
+    `change` must be a pure function of the machine it gets; it may raise to refuse the change.
+    """
+    for _ in range(attempts):
+        current = require(registry, mac)
+        try:
+            return registry.put(change(current), current.revision)
+        except StaleWrite:
+            continue
+    raise Conflict(f"machine {mac}: gave up after {attempts} concurrent modifications")
+
+
+def find(registry: MachineRegistry, key: str) -> Machine:
+    """A machine by MAC (any spelling) or by hostname; NotFound names what was looked for."""
+    try:
+        mac = normalize_mac(key)
+    except InvalidInput:
+        mac = None
+    if mac is not None:
+        return require(registry, mac)
+    name = key.strip().lower().rstrip(".")
+    matches = [m for m in registry.list() if m.hostname == name or m.hostname.split(".")[0] == name]
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise NotFound(f"machine: no machine with MAC or hostname {key!r}")
+    raise Conflict(f"machine: {key!r} names {len(matches)} machines; use the MAC")
+
+
+# ---------------------------------------------------------------------------------------------
+# Plain-data form (JSON file lines, API responses, `--json`)
+
+
+def to_record(machine: Machine, secrets: bool = True) -> dict:
+    """The machine as JSON-able data. `secrets=False` leaves out token digests (API, CLI output)."""
+    data = dataclasses.asdict(machine)
+    data["state"] = machine.state.value
+    data["addresses"] = dict(machine.addresses)
+    if not secrets:
+        data["tokens"] = [{"issued": t.issued, "expires": t.expires, "used": t.used} for t in machine.tokens]
+    return data
+
+
+def from_record(data: dict) -> Machine:
+    """Inverse of to_record; a record that does not fit raises InvalidInput naming the field."""
+    try:
+        facts = data.get("facts")
+        return Machine(
+            mac=data["mac"],
+            hostname=data["hostname"],
+            state=State(data["state"]),
+            profile=data.get("profile"),
+            guid=data.get("guid"),
+            serial=data.get("serial"),
+            arch=data.get("arch"),
+            vendor_class=data.get("vendor_class"),
+            addresses=tuple(sorted((str(k), str(v)) for k, v in data.get("addresses", {}).items())),
+            segment=data.get("segment", ""),
+            comment=data.get("comment", ""),
+            facts=None
+            if facts is None
+            else Facts(
+                hostname=facts["hostname"],
+                cpus=int(facts["cpus"]),
+                memory_mib=int(facts["memory_mib"]),
+                nics=tuple(Nic(n["name"], n["mac"]) for n in facts["nics"]),
+                disks=tuple(Disk(d["name"], int(d["size_bytes"])) for d in facts["disks"]),
+                hypervisor=facts["hypervisor"],
+                libvirt_uri=facts["libvirt_uri"],
+            ),
+            libvirt_uri=data.get("libvirt_uri"),
+            drained=bool(data.get("drained", False)),
+            tokens=tuple(Token(t["digest"], float(t["issued"]), float(t["expires"]), bool(t["used"]))
+                         for t in data.get("tokens", ())),
+            created=float(data.get("created", 0.0)),
+            updated=float(data.get("updated", 0.0)),
+            enrolled_at=data.get("enrolled_at"),
+            revision=int(data.get("revision", 0)),
+        )
+    except KeyError as exc:
+        raise InvalidInput(str(exc.args[0]), "required field is missing") from None
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput("machine", f"record does not fit the model: {exc}") from None
