@@ -198,6 +198,8 @@ def parse_facts(value: object, field: str = "facts") -> Facts:
 
 
 def parse_request(body: object) -> EnrollRequest:
+    if not isinstance(body, dict):
+        raise InvalidInput("body", f"must be a JSON object with token, mac and facts, got {type(body).__name__}")
     data = _object(body, "", {"token", "mac", "facts"})
     token = data["token"]
     if not isinstance(token, str) or not _TOKEN_TEXT.match(token):

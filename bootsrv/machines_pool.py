@@ -21,7 +21,7 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from bootsrv.errors import Conflict, InvalidInput
+from bootsrv.errors import Conflict, InvalidInput, NotFound
 from bootsrv.machines import Machine, MachineRegistry, State, find, update
 
 
@@ -77,6 +77,8 @@ def pool(
 def hypervisor(registry: MachineRegistry, key: str, guests: Mapping[str, int] | None = None) -> Hypervisor:
     """One hypervisor by name or MAC; an enrolled machine only."""
     machine = find(registry, key)
+    if machine.state is not State.ENROLLED:
+        raise NotFound(f"hypervisor: {key!r} is a machine in state {machine.state.value!r}, not an enrolled hypervisor")
     return as_hypervisor(machine, (guests or {}).get(machine.hostname, 0))
 
 

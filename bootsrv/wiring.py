@@ -19,3 +19,10 @@ class Wiring:
     def __init__(self, config: Config, clock: Callable[[], float] = time.time):
         self.config = config
         self.clock = clock  # injected so tests can move time; everything reads time through it
+
+    @functools.cached_property
+    def machines(self):
+        """The machine registry, shared with the peer server through the store directory."""
+        from bootsrv.machines_store import FileRegistry
+
+        return FileRegistry(self.config.store.directory)

@@ -19,6 +19,10 @@ def create_app(wiring: Wiring) -> Flask:
     def healthz():
         return jsonify(status="ok", server=config.server.name, version=__version__)
 
+    from bootsrv.http.api import bp as api_bp
+
+    app.register_blueprint(api_bp)
+
     @app.errorhandler(BootsrvError)
     def bootsrv_error(exc: BootsrvError):
         return jsonify(error=type(exc).__name__, message=str(exc)), exc.http_status

@@ -1,0 +1,277 @@
+"""Enrollment token rules and callback validation as tables. Every refusal leaves the registry as it was."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from bootsrv.enroll import MAX_TOKENS, TokenRejected, TokenReplayed, digest, enroll, start_install
+from bootsrv.errors import Conflict, InvalidInput
+from bootsrv.machines import IllegalTransition, MemoryRegistry, State, boot_action
+from bootsrv.machines_admin import reinstall, retire
+from bootsrv.machines_store import FileRegistry
+from machines_builders import MAC, NOW, OTHER_MAC, facts, machine
+
+TTL = 3600
+TOKEN_A = "A" * 43
+TOKEN_B = "B" * 43
+
+
+def body(token=TOKEN_A, mac=MAC, **fact_changes):
+    return {"token": token, "mac": mac, "facts": facts(mac, **fact_changes)}
+
+
+@pytest.fixture(params=["memory", "file"])
+def reg(request, tmp_path):
+    """Two installing machines with one token each (A for MAC, B for OTHER_MAC)."""
+    registry = MemoryRegistry() if request.param == "memory" else FileRegistry(tmp_path)
+    registry.put(machine(MAC), None)
+    registry.put(machine(OTHER_MAC, hostname="hv2"), None)
+    start_install(registry, MAC, NOW, TTL, new_token=lambda: TOKEN_A)
+    start_install(registry, OTHER_MAC, NOW, TTL, new_token=lambda: TOKEN_B)
+    return registry
+
+
+def test_valid_callback_enrolls_and_turns_netboot_off(reg):
+    enrolled = enroll(reg, body(), NOW + 10)
+    assert enrolled.state is State.ENROLLED and boot_action(enrolled.state) == "local"
+    assert enrolled.facts.cpus == 16 and enrolled.libvirt_uri == "qemu+ssh://hv1.lab.example/system"
+    assert enrolled.enrolled_at == NOW + 10 and all(t.used for t in enrolled.tokens)
+    assert reg.get(OTHER_MAC).state is State.INSTALLING  # the other machine is untouched
+
+
+def _refused(reg, request, now, error, field, words):
+    before = copy.deepcopy(reg.list())
+    with pytest.raises(error) as info:
+        enroll(reg, request, now)
+    assert reg.list() == before, "a refused callback changed the registry"
+    assert info.value.field == field, str(info.value)
+    assert words in str(info.value)
+    return info.value
+
+
+# (id, request, seconds after issue, error, field named, words in the reason)
+TOKEN_CASES = [
+    ("forged-random", body(token="x" * 43), 10, TokenRejected, "token", "unknown token"),
+    ("forged-one-char", body(token="A" * 42 + "B"), 10, TokenRejected, "token", "unknown token"),
+    ("forged-digest-as-token", body(token=digest(TOKEN_A)[:64]), 10, TokenRejected, "token", "unknown token"),
+    ("wrong-mac-other-machine", body(token=TOKEN_A, mac=OTHER_MAC), 10, TokenRejected, "mac", "not issued to machine"),
+    ("wrong-mac-unknown", body(token=TOKEN_A, mac="52:54:00:99:99:99"), 10, TokenRejected, "mac", "not issued"),
+    ("expired-at-ttl", body(), TTL, TokenRejected, "token", "expired at"),
+    ("expired-long-ago", body(), 10 * TTL, TokenRejected, "token", "expired at"),
+]
+
+
+@pytest.mark.parametrize(("case", "request_body", "after", "error", "field", "words"), TOKEN_CASES,
+                         ids=[c[0] for c in TOKEN_CASES])
+def test_token_refusals(reg, case, request_body, after, error, field, words):
+    err = _refused(reg, request_body, NOW + after, error, field, words)
+    assert 400 <= err.http_status < 500
+
+
+def test_last_second_before_expiry_is_accepted(reg):
+    assert enroll(reg, body(), NOW + TTL - 1).state is State.ENROLLED
+
+
+def test_replay_is_refused(reg):
+    enroll(reg, body(), NOW + 10)
+    err = _refused(reg, body(), NOW + 20, TokenReplayed, "token", "already used")
+    assert err.http_status == 409
+
+
+def test_replay_of_a_sibling_token_is_refused(reg):
+    # The installer fetched its answer file twice (two tokens); once one enrolls, both are spent.
+    start_install(reg, MAC, NOW + 1, TTL, new_token=lambda: "C" * 43)
+    enroll(reg, body(token="C" * 43), NOW + 10)
+    _refused(reg, body(token=TOKEN_A), NOW + 20, TokenReplayed, "token", "already used")
+
+
+def test_replay_to_the_peer_server_is_refused(tmp_path):
+    a, b = FileRegistry(tmp_path), FileRegistry(tmp_path)
+    a.put(machine(), None)
+    start_install(a, MAC, NOW, TTL, new_token=lambda: TOKEN_A)
+    enroll(a, body(), NOW + 10)
+    _refused(b, body(), NOW + 11, TokenReplayed, "token", "already used")
+
+
+def test_token_of_a_retired_machine_is_refused(reg):
+    retire(reg, MAC, NOW + 5)
+    err = _refused(reg, body(), NOW + 10, TokenRejected, "token", "unknown token")
+    assert err.http_status == 403
+
+
+def test_token_superseded_by_reinstall(reg):
+    reinstall(reg, MAC, NOW + 5)  # installing -> reinstall-requested drops the old tokens
+    _refused(reg, body(), NOW + 10, TokenRejected, "token", "unknown token")
+
+
+def test_enroll_in_wrong_state_is_illegal_transition():
+    registry = MemoryRegistry()
+    registry.put(machine(), None)
+    start_install(registry, MAC, NOW, TTL, new_token=lambda: TOKEN_A)
+    # Simulate a state the token should never meet: an admin forced the machine back to "new".
+    current = registry.get(MAC)
+    import dataclasses
+
+    registry.put(dataclasses.replace(current, state=State.NEW), current.revision)
+    before = registry.list()
+    with pytest.raises(IllegalTransition, match="cannot enroll a machine in state 'new'"):
+        enroll(registry, body(), NOW + 10)
+    assert registry.list() == before
+
+
+# (id, mutate the request, field named, words in the rule)
+def _without(key):
+    def change(b):
+        del b[key]
+    return change
+
+
+def _facts_without(key):
+    def change(b):
+        del b["facts"][key]
+    return change
+
+
+def _set(path, value):
+    def change(b):
+        target = b
+        for part in path[:-1]:
+            target = target[part]
+        target[path[-1]] = value
+    return change
+
+
+MALFORMED = [
+    ("not-an-object", lambda b: ["token"], "body", "must be a JSON object"),
+    ("no-token", _without("token"), "token", "required field is missing"),
+    ("no-mac", _without("mac"), "mac", "required field is missing"),
+    ("no-facts", _without("facts"), "facts", "required field is missing"),
+    ("unknown-top-field", _set(("admin",), True), "admin", "unknown field"),
+    ("token-number", _set(("token",), 12345), "token", "16-128 character token"),
+    ("token-short", _set(("token",), "abc"), "token", "16-128 character token"),
+    ("token-bad-chars", _set(("token",), "A" * 40 + "/+="), "token", "16-128 character token"),
+    ("token-huge", _set(("token",), "A" * 5000), "token", "16-128 character token"),
+    ("mac-garbage", _set(("mac",), "not-a-mac"), "mac", "not a MAC"),
+    ("facts-list", _set(("facts",), []), "facts", "must be a JSON object"),
+    ("facts-no-hostname", _facts_without("hostname"), "facts.hostname", "required field is missing"),
+    ("facts-unknown", _set(("facts", "gpu"), 1), "facts.gpu", "unknown field"),
+    ("hostname-bad", _set(("facts", "hostname"), "hv_1!"), "facts.hostname", "label"),
+    ("cpus-zero", _set(("facts", "cpus"), 0), "facts.cpus", "outside 1..8192"),
+    ("cpus-bool", _set(("facts", "cpus"), True), "facts.cpus", "must be an integer"),
+    ("cpus-string", _set(("facts", "cpus"), "16"), "facts.cpus", "must be an integer"),
+    ("memory-float", _set(("facts", "memory_mib"), 1.5), "facts.memory_mib", "must be an integer"),
+    ("memory-tiny", _set(("facts", "memory_mib"), 1), "facts.memory_mib", "outside"),
+    ("nics-empty", _set(("facts", "nics"), []), "facts.nics", "has 0 entries"),
+    ("nics-object", _set(("facts", "nics"), {}), "facts.nics", "must be a JSON array"),
+    ("nic-bad-mac", _set(("facts", "nics", 1, "mac"), "zz"), "facts.nics[1].mac", "not a MAC"),
+    ("nic-no-name", lambda b: b["facts"]["nics"][0].pop("name"), "facts.nics[0].name", "required"),
+    ("nic-long-name", _set(("facts", "nics", 1, "name"), "x" * 16), "facts.nics[1].name", "interface name"),
+    ("nic-dup-name", _set(("facts", "nics", 1, "name"), "fe0"), "facts.nics[1].name", "listed twice"),
+    ("nic-dup-mac", _set(("facts", "nics", 1, "mac"), MAC), "facts.nics[1].mac", "listed twice"),
+    ("nics-without-own-mac", _set(("facts", "nics", 0, "mac"), "52:54:00:00:00:09"), "facts.nics",
+     "no NIC has the machine's MAC"),
+    ("disks-empty", _set(("facts", "disks"), []), "facts.disks", "has 0 entries"),
+    ("disk-negative", _set(("facts", "disks", 0, "size_bytes"), -1), "facts.disks[0].size_bytes", "outside"),
+    ("disk-bad-name", _set(("facts", "disks", 0, "name"), "a b"), "facts.disks[0].name", "disk name"),
+    ("hypervisor-unknown", _set(("facts", "hypervisor"), "vmware"), "facts.hypervisor", "not one of"),
+    ("uri-garbage", _set(("facts", "libvirt_uri"), "hello"), "facts.libvirt_uri", "not a libvirt URI"),
+    ("uri-number", _set(("facts", "libvirt_uri"), 7), "facts.libvirt_uri", "not a libvirt URI"),
+    ("uri-wrong-driver", _set(("facts", "libvirt_uri"), "xen:///system"), "facts.libvirt_uri", "does not manage a kvm"),
+    ("uri-bad-transport", _set(("facts", "libvirt_uri"), "qemu+smtp://h/system"), "facts.libvirt_uri",
+     "unknown transport"),
+    ("uri-with-space", _set(("facts", "libvirt_uri"), "qemu+ssh://h/sys tem"), "facts.libvirt_uri", "not a libvirt"),
+]
+
+
+@pytest.mark.parametrize(("case", "mutate", "field", "words"), MALFORMED, ids=[c[0] for c in MALFORMED])
+def test_malformed_callbacks(reg, case, mutate, field, words):
+    request = body()
+    replaced = mutate(request)
+    if isinstance(replaced, list):  # the whole body replaced
+        request = replaced
+    err = _refused(reg, request, NOW + 10, InvalidInput, field, words)
+    assert err.http_status == 400
+
+
+@pytest.mark.parametrize(
+    ("hypervisor", "uri"),
+    [("kvm", "qemu:///system"), ("kvm", "qemu+tls://hv1:16514/system"), ("xen", "xen:///system"),
+     ("xen", "xen+ssh://root@hv1.lab.example/system")],
+)
+def test_accepted_uris(reg, hypervisor, uri):
+    assert enroll(reg, body(hypervisor=hypervisor, libvirt_uri=uri), NOW + 10).libvirt_uri == uri
+
+
+# --- issuing ---------------------------------------------------------------------------------
+
+
+def test_only_the_digest_is_stored(tmp_path):
+    registry = FileRegistry(tmp_path)
+    registry.put(machine(), None)
+    _, token = start_install(registry, MAC, NOW, TTL)
+    assert len(token) >= 43
+    text = (tmp_path / "machines.jsonl").read_text()
+    assert token not in text and digest(token) in text
+
+
+def test_tokens_are_unique_and_bounded(registry):
+    registry.put(machine(), None)
+    tokens = [start_install(registry, MAC, NOW + i, TTL)[1] for i in range(MAX_TOKENS + 3)]
+    assert len(set(tokens)) == len(tokens)
+    stored = registry.get(MAC)
+    assert len(stored.tokens) == MAX_TOKENS
+    # the newest ones stay valid, the oldest are forgotten
+    assert enroll(registry, body(token=tokens[-MAX_TOKENS]), NOW + 10).state is State.ENROLLED
+
+
+def test_oldest_token_forgotten(registry):
+    registry.put(machine(), None)
+    tokens = [start_install(registry, MAC, NOW + i, TTL)[1] for i in range(MAX_TOKENS + 1)]
+    before = registry.list()
+    with pytest.raises(TokenRejected, match="unknown token"):
+        enroll(registry, body(token=tokens[0]), NOW + 10)
+    assert registry.list() == before
+
+
+@pytest.mark.parametrize("state", [State.ENROLLED, State.RETIRED, State.DISCOVERED])
+def test_no_token_for_a_machine_not_due_for_install(registry, state):
+    registry.put(machine(state=state), None)
+    before = registry.list()
+    with pytest.raises(IllegalTransition):
+        start_install(registry, MAC, NOW, TTL)
+    assert registry.list() == before
+
+
+def test_reinstall_cycle_issues_a_fresh_token(registry):
+    registry.put(machine(), None)
+    _, first = start_install(registry, MAC, NOW, TTL)
+    enroll(registry, body(token=first), NOW + 10)
+    reinstall(registry, MAC, NOW + 20)
+    assert boot_action(registry.get(MAC).state) == "install"
+    _, second = start_install(registry, MAC, NOW + 30, TTL)
+    with pytest.raises(TokenRejected):
+        enroll(registry, body(token=first), NOW + 40)
+    assert enroll(registry, body(token=second), NOW + 40).enrolled_at == NOW + 40
+
+
+def test_concurrent_enrollments_one_wins(tmp_path):
+    import threading
+
+    FileRegistry(tmp_path).put(machine(), None)
+    start_install(FileRegistry(tmp_path), MAC, NOW, TTL, new_token=lambda: TOKEN_A)
+    results: list[object] = []
+
+    def attempt():
+        try:
+            results.append(enroll(FileRegistry(tmp_path), body(), NOW + 10))
+        except Conflict as exc:
+            results.append(exc)
+
+    threads = [threading.Thread(target=attempt) for _ in range(8)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert sum(1 for r in results if not isinstance(r, Exception)) == 1
+    assert all(isinstance(r, TokenReplayed) for r in results if isinstance(r, Exception))
+    assert FileRegistry(tmp_path).get(MAC).revision == 3
