@@ -93,5 +93,11 @@ def config_show(obj: Context, embedded: bool) -> None:
     click.echo(cfg.to_toml(), nl=False)
 
 
+from bootsrv.machines_cli import hypervisor_group, machine_group  # noqa: E402
+
+main.add_command(machine_group)
+main.add_command(hypervisor_group)
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -90,7 +90,7 @@ def _enrolled(machine: Machine) -> Machine:
 
 def drain(registry: MachineRegistry, key: str, now: float, drained: bool = True) -> Hypervisor:
     """Keep a hypervisor out of placement (its guests stay); `drained=False` puts it back."""
-    mac = find(registry, key).mac
+    mac = hypervisor(registry, key).mac
     stored = update(registry, mac, lambda m: dataclasses.replace(_enrolled(m), drained=drained, updated=now))
     return as_hypervisor(stored)
 

@@ -6,7 +6,7 @@ the profile names `machine add` checks against (None: no catalog, no check).
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 
 from bootsrv.errors import BootsrvError
 from bootsrv.machines_admin import AddressBook
@@ -38,4 +38,10 @@ def address_book(wiring: Wiring) -> AddressBook:
 
 
 def known_profiles(wiring: Wiring) -> Collection[str] | None:
+    return None
+
+
+def guest_counts(wiring: Wiring) -> Mapping[str, int] | None:
+    """Guests per hypervisor name, from the guest provisioner when this process has one
+    (None: unknown, shown as "-")."""
     return None
