@@ -1,0 +1,312 @@
+#!/usr/bin/env python3
+"""DHCP throughput: bootsrv against Kea and dnsmasq, same run, same namespaces, same load tool.
+
+    sudo python bench/bench_dhcp.py                 # all three servers
+    sudo python bench/bench_dhcp.py --servers bootsrv,kea --seconds 4
+
+Topology (bootsrv.lab, nothing outside our namespaces): one segment, a `server` host (10.60.0.1/16)
+and a `client` host (10.60.0.2/16) running perfdhcp (Debian kea-admin) with `-g single`. perfdhcp
+plays a relay agent: every packet carries giaddr 10.60.0.2 and replies go unicast to its port 67,
+so each server is configured for that relay.
+
+For each server, on a fresh lease directory each step, the script:
+  1. finds the highest offered rate whose DORA loss is <= 1 % (doubling, then bisecting) and
+     reports the completed DORA/s there (ACKs received / test period);
+  2. offers three times that rate ("overload"; at most 20,000/s, about what perfdhcp can send
+     here) and reports what still completes;
+then prints bootsrv's ratio to each reference server.
+
+Durability differs and is printed: bootsrv fsyncs every ACKed lease before sending it (group
+commit); Kea's memfile appends without fsync; dnsmasq rewrites its lease file on every change.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bootsrv.lab import Host, Lab  # noqa: E402
+
+SERVER_IP, CLIENT_IP, PREFIX = "10.60.0.1", "10.60.0.2", 16
+POOL = ("10.60.1.0", "10.60.250.255")  # ~63,000 addresses: never the bottleneck
+LOSS_LIMIT = 0.01
+
+
+# ---------------------------------------------------------------------------------------------
+# Servers under test: each writes its config into a fresh directory and starts in the server host.
+
+
+class Target:
+    name = ""
+    durability = ""
+
+    def available(self) -> str | None:
+        """None when runnable here, else why not."""
+        return None
+
+    def start(self, host: Host, workdir: Path) -> subprocess.Popen:
+        raise NotImplementedError
+
+    def ready(self, proc: subprocess.Popen, workdir: Path) -> None:
+        time.sleep(1.0)
+        if proc.poll() is not None:
+            raise RuntimeError(f"{self.name} exited {proc.returncode}: {_tail(workdir / 'stderr')}")
+
+
+class Kea(Target):
+    name = "kea"
+    durability = "memfile append, no fsync"
+
+    def available(self):
+        return None if shutil.which("kea-dhcp4") else "kea-dhcp4 not installed (Debian kea-dhcp4-server)"
+
+    def start(self, host, workdir):
+        conf = {
+            "Dhcp4": {
+                "interfaces-config": {"interfaces": ["net0"], "dhcp-socket-type": "udp"},
+                "lease-database": {"type": "memfile", "persist": True, "name": str(workdir / "leases4.csv"),
+                                   "lfc-interval": 0},
+                "valid-lifetime": 3600, "renew-timer": 900, "rebind-timer": 1800,
+                "subnet4": [{"id": 1, "subnet": f"10.60.0.0/{PREFIX}", "pools": [{"pool": f"{POOL[0]} - {POOL[1]}"}]}],
+                "loggers": [{"name": "kea-dhcp4", "severity": "WARN", "output_options": [{"output": "stderr"}]}],
+            }
+        }
+        (workdir / "kea.json").write_text(json.dumps(conf))
+        env = dict(os.environ, KEA_LOCKFILE_DIR=str(workdir), KEA_PIDFILE_DIR=str(workdir))
+        return host.popen(["kea-dhcp4", "-c", str(workdir / "kea.json")], env=env,
+                          stderr=open(workdir / "stderr", "w"))
+
+
+class Dnsmasq(Target):
+    name = "dnsmasq"
+    durability = "lease file rewritten per change"
+
+    def available(self):
+        return None if shutil.which("dnsmasq") else "dnsmasq not installed (Debian dnsmasq-base)"
+
+    def start(self, host, workdir):
+        argv = [
+            "dnsmasq", "--no-daemon", "--no-ping", "--conf-file=/dev/null", "--port=0",
+            f"--dhcp-range={POOL[0]},{POOL[1]},255.255.0.0,1h", f"--dhcp-leasefile={workdir}/leases",
+            "--interface=net0", "--bind-interfaces", "--dhcp-lease-max=200000", "--dhcp-authoritative",
+            "--quiet-dhcp", f"--pid-file={workdir}/pid",
+        ]
+        return host.popen(argv, stderr=open(workdir / "stderr", "w"))
+
+
+class Bootsrv(Target):
+    name = "bootsrv"
+    durability = "fsync before every ACK (group commit)"
+
+    def available(self):
+        try:
+            import bootsrv.dhcp.service  # noqa: F401
+        except ImportError as exc:
+            return f"bootsrv DHCP service not importable: {exc}"
+        return None
+
+    def start(self, host, workdir):
+        (workdir / "store").mkdir()
+        conf = f"""
+[server]
+name = "bench"
+owner_ips = ["{SERVER_IP}"]
+[store]
+directory = "{workdir / 'store'}"
+[[networks]]
+name = "bench"
+subnet = "10.60.0.0/{PREFIX}"
+interface = "net0"
+relays = ["{CLIENT_IP}"]
+lease_time = 3600
+[[networks.ranges]]
+start = "{POOL[0]}"
+end = "{POOL[1]}"
+[dns]
+enabled = false
+[tftp]
+enabled = false
+[http]
+enabled = false
+"""
+        (workdir / "bootsrv.toml").write_text(conf)
+        argv = [sys.executable, "-m", "bootsrv", "--config", str(workdir / "bootsrv.toml"), "--log-level",
+                "warning", "serve"]
+        return host.popen(argv, stderr=open(workdir / "stderr", "w"), cwd=str(workdir))
+
+    def ready(self, proc, workdir):
+        # `serve` logs at warning level here; give the interpreter time to import and bind.
+        time.sleep(2.0)
+        if proc.poll() is not None:
+            raise RuntimeError(f"bootsrv exited {proc.returncode}: {_tail(workdir / 'stderr')}")
+
+
+TARGETS = {t.name: t for t in (Bootsrv(), Kea(), Dnsmasq())}
+
+
+def _tail(path: Path, n: int = 600) -> str:
+    try:
+        return path.read_text(errors="replace")[-n:]
+    except OSError:
+        return ""
+
+
+# ---------------------------------------------------------------------------------------------
+# Load
+
+
+@dataclass
+class Step:
+    offered: int  # exchanges/s perfdhcp was asked to start
+    period: float
+    discovers: int
+    offers: int
+    requests: int
+    acks: int
+
+    @property
+    def loss(self) -> float:
+        return 1.0 - self.acks / self.discovers if self.discovers else 1.0
+
+    @property
+    def dora_per_s(self) -> float:
+        return self.acks / self.period
+
+
+_STATS = re.compile(r"\*\*\*Statistics for: (\S+)\*\*\*\s*sent packets: (\d+)\s*received packets: (\d+)")
+
+
+def perfdhcp(client: Host, rate: int, seconds: int, clients: int) -> Step:
+    argv = ["perfdhcp", "-4", "-g", "single", "-l", "net0", "-r", str(rate), "-p", str(seconds),
+            "-R", str(clients), SERVER_IP]
+    proc = client.run(argv, check=False, timeout=seconds + 30)
+    # perfdhcp exits 3 when anything was dropped; that is a measurement, not a failure.
+    stats = {kind: (int(sent), int(recv)) for kind, sent, recv in _STATS.findall(proc.stdout)}
+    if "DISCOVER-OFFER" not in stats:
+        raise RuntimeError(f"perfdhcp gave no statistics (exit {proc.returncode}): {proc.stderr[-400:]}")
+    d, o = stats["DISCOVER-OFFER"]
+    r, a = stats.get("REQUEST-ACK", (0, 0))
+    return Step(rate, seconds, d, o, r, a)
+
+
+def measure(lab: Lab, server: Host, client: Host, target: Target, rate: int, seconds: float,
+            clients: int) -> Step:
+    workdir = Path(tempfile.mkdtemp(prefix=f"bench-{target.name}-"))
+    proc = target.start(server, workdir)
+    try:
+        target.ready(proc, workdir)
+        step = perfdhcp(client, rate, seconds, clients)
+        if proc.poll() is not None:
+            raise RuntimeError(f"{target.name} died during the run: {_tail(workdir / 'stderr')}")
+        return step
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def sustained(lab, server, client, target, seconds, clients, start_rate, max_rate, log) -> Step:
+    """The highest offered rate with loss <= 1 % (doubling, then 3 bisection steps)."""
+    good: Step | None = None
+    bad_rate = None
+    rate = start_rate
+    while rate <= max_rate:
+        step = measure(lab, server, client, target, rate, seconds, clients)
+        log(f"  {target.name:8} offered {rate:6}/s  DORA {step.dora_per_s:8.1f}/s  loss {step.loss:6.2%}")
+        if step.loss <= LOSS_LIMIT:
+            good = step
+            rate *= 2
+        else:
+            bad_rate = rate
+            break
+    if good is None:
+        good = Step(0, seconds, 0, 0, 0, 0)
+    if bad_rate is not None:
+        low, high = good.offered, bad_rate
+        for _ in range(3):
+            mid = (low + high) // 2
+            if mid <= low:
+                break
+            step = measure(lab, server, client, target, mid, seconds, clients)
+            log(f"  {target.name:8} offered {mid:6}/s  DORA {step.dora_per_s:8.1f}/s  loss {step.loss:6.2%}")
+            if step.loss <= LOSS_LIMIT:
+                good, low = step, mid
+            else:
+                high = mid
+    return good
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--servers", default="bootsrv,kea,dnsmasq")
+    ap.add_argument("--seconds", type=int, default=4, help="perfdhcp test period per step")
+    ap.add_argument("--clients", type=int, default=50000, help="perfdhcp -R: distinct client MACs")
+    ap.add_argument("--start-rate", type=int, default=125)
+    ap.add_argument("--max-rate", type=int, default=16000)
+    args = ap.parse_args(argv)
+    names = [n.strip() for n in args.servers.split(",") if n.strip()]
+    for name in names:
+        if name not in TARGETS:
+            ap.error(f"--servers: unknown server {name!r}; expected some of {', '.join(TARGETS)}")
+    if shutil.which("perfdhcp") is None:
+        print("perfdhcp not installed (Debian package kea-admin)", file=sys.stderr)
+        return 2
+
+    def log(msg: str) -> None:
+        print(msg, flush=True)
+
+    results: dict[str, tuple[Step, Step]] = {}
+    with Lab() as lab:
+        seg = lab.segment("bench")
+        server, client = lab.host("server"), lab.host("client")
+        lab.plug(server, seg, "net0", f"{SERVER_IP}/{PREFIX}")
+        lab.plug(client, seg, "net0", f"{CLIENT_IP}/{PREFIX}")
+        log(f"cpus={os.cpu_count()} period={args.seconds}s clients={args.clients} loss limit={LOSS_LIMIT:.0%}")
+        for name in names:
+            target = TARGETS[name]
+            why = target.available()
+            if why:
+                log(f"{name}: skipped: {why}")
+                continue
+            log(f"{name} ({target.durability})")
+            best = sustained(lab, server, client, target, args.seconds, args.clients, args.start_rate,
+                             args.max_rate, log)
+            over_rate = min(max(3 * best.offered, 2 * args.start_rate), 20000)
+            over = measure(lab, server, client, target, over_rate, args.seconds, args.clients)
+            log(f"  {name:8} overload offered {over_rate}/s  DORA {over.dora_per_s:.1f}/s  loss {over.loss:.2%}")
+            results[name] = (best, over)
+
+    log("")
+    log(f"{'server':10} {'DORA/s <=1% loss':>18} {'overload DORA/s':>16} {'(offered)':>10}  durability")
+    for name, (best, over) in results.items():
+        log(f"{name:10} {best.dora_per_s:18.1f} {over.dora_per_s:16.1f} {over.offered:10}  {TARGETS[name].durability}")
+    if "bootsrv" in results:
+        mine, mine_over = results["bootsrv"]
+        for name, (best, over) in results.items():
+            if name == "bootsrv":
+                continue
+            r1 = mine.dora_per_s / best.dora_per_s if best.dora_per_s else float("inf")
+            r2 = mine_over.dora_per_s / over.dora_per_s if over.dora_per_s else float("inf")
+            log(f"bootsrv / {name}: {r1:.2f}x at <=1% loss, {r2:.2f}x under overload")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
