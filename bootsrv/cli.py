@@ -98,6 +98,10 @@ from bootsrv.machines_cli import hypervisor_group, machine_group  # noqa: E402
 main.add_command(machine_group)
 main.add_command(hypervisor_group)
 
+from bootsrv.virt.commands import guest  # noqa: E402
+
+main.add_command(guest)
+
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

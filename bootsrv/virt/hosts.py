@@ -28,33 +28,20 @@ class MemoryHypervisors:
 
 
 class MachineHypervisors:
-    """Enrolled machines of a bootsrv.machines registry, seen as hypervisors.
+    """Enrolled machines of the bootsrv.machines registry (issue 6), through its pool view.
 
-    Duck-typed over the registry's `list()` and the Machine fields it documents (state, hostname,
-    segment, libvirt_uri, drained, facts.cpus, facts.memory_mib), so this module does not import
-    bootsrv.machines and keeps working while that module evolves.
+    Drained hypervisors are included with state "drained": placement then says why it skips them.
+    The pool does not record a migration address, so migration traffic goes to the host name.
     """
 
     def __init__(self, registry: Any):
         self._registry = registry
 
     def hypervisors(self) -> list[HypervisorInfo]:
-        out = []
-        for m in self._registry.list():
-            state = getattr(getattr(m, "state", ""), "value", getattr(m, "state", ""))
-            uri = getattr(m, "libvirt_uri", None)
-            if state != "enrolled" or not uri:
-                continue
-            facts = getattr(m, "facts", None)
-            out.append(HypervisorInfo(
-                name=getattr(m, "hostname", "") or getattr(m, "mac", ""),
-                segment=getattr(m, "segment", ""),
-                uri=uri,
-                cpus=getattr(facts, "cpus", 0) if facts else 0,
-                memory_mib=getattr(facts, "memory_mib", 0) if facts else 0,
-                state="drained" if getattr(m, "drained", False) else "active",
-            ))
-        return out
+        from bootsrv.machines_pool import pool
+
+        return [HypervisorInfo(h.name, h.segment, h.libvirt_uri, h.cpus, h.memory_mib, h.state)
+                for h in pool(self._registry, include_drained=True) if h.libvirt_uri]
 
 
 class Chain:
