@@ -244,14 +244,19 @@ def discover(
     guid: str | bytes | None,
     vendor_class: str | None,
     now: float,
+    auto_profile: str | None = None,
 ) -> Machine:
     """Record what DHCP told about a machine that PXE-booted (for the DHCP engine; idempotent).
 
-    An unknown MAC becomes a "discovered" machine. For a known machine, fields that are still
-    empty are filled in; nothing is overwritten and nothing is written when nothing is new, so
-    the DHCP path costs one cached read per request for machines already seen.
+    An unknown MAC becomes a "discovered" machine, or with `auto_profile` (config
+    `boot.auto_profile`, off by default) a "new" one with that profile and the host name
+    `node-<mac hex>`, which installs at this very boot. For a known machine, fields that are
+    still empty are filled in; nothing is overwritten and nothing is written when nothing is new,
+    so the DHCP path costs one cached read per request for machines already seen.
     """
     mac = normalize_mac(mac)
+    if auto_profile is not None:
+        auto_profile = normalize_profile(auto_profile, "boot.auto_profile")
     seen = {
         "arch": arch_name(arch) if arch is not None else None,
         "guid": normalize_guid(guid) if guid else None,
@@ -260,7 +265,11 @@ def discover(
     for _ in range(50):
         current = registry.get(mac)
         if current is None:
-            machine = Machine(mac=mac, hostname="", state=State.DISCOVERED, created=now, updated=now, **seen)
+            if auto_profile is None:
+                machine = Machine(mac=mac, hostname="", state=State.DISCOVERED, created=now, updated=now, **seen)
+            else:
+                machine = Machine(mac=mac, hostname="node-" + mac.replace(":", ""), state=State.NEW,
+                                  profile=auto_profile, created=now, updated=now, **seen)
             expected = None
         else:
             fill = {k: v for k, v in seen.items() if v is not None and getattr(current, k) is None}
