@@ -1,0 +1,212 @@
+"""The DHCP socket loop: receive, hand the bytes to a handler, send what it returns. No DHCP logic.
+
+Sockets. One UDP socket per configured interface, bound to 0.0.0.0:port with SO_BINDTODEVICE, so
+a broadcast DISCOVER arriving on an interface no network names never reaches us and a broadcast
+reply leaves by the interface its request came in on. When some network is served through relay
+agents, one more socket without a device receives the relays' unicast (RFC 2131 4.1: the relay
+sends to the server's address, port 67); the handler answers there only when giaddr is a
+configured relay. With no interface and no relay configured no socket is opened at all.
+
+Replies to a client that has no address yet. RFC 2131 4.1: with the broadcast bit clear and
+ciaddr 0 the server "unicasts DHCPOFFER and DHCPACK messages to the client's hardware address and
+'yiaddr' address". The kernel would ARP for yiaddr, which the client cannot answer yet, so we put
+the client's MAC into the neighbour table first with the SIOCSARP ioctl (as dnsmasq does on
+Linux): one syscall, no extra process (`ip neigh replace` costs a fork per reply) and no hand-built
+Ethernet/IP/UDP frames (a packet socket would also bypass the kernel's routing and firewall). When
+the ioctl fails (no address of ours on that subnet, a non-Ethernet hardware type) we broadcast
+instead, which every client must accept (RFC 2131 4.1, RFC 1542 3.1.1).
+
+Threads. Receivers only read and enqueue; a small pool of workers runs the handler. The lease
+store's group commit makes every ACK wait for an fsync; with several workers waiting at once one
+fsync covers all their leases, so the pool is what turns durability into throughput. The queue is
+bounded: under overload the newest packets are dropped (the clients retransmit) instead of
+answering stale requests late.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import queue
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+
+from bootsrv.log import event
+
+log = logging.getLogger("bootsrv.dhcp")
+
+CLIENT_PORT = 68
+# Large enough for any DHCP message we accept (RFC 2131 2: 576 is the minimum every client takes;
+# jumbo options with option 57 can go further) without truncation.
+RECV_SIZE = 65535
+SIOCSARP = 0x8955  # linux/sockios.h
+ATF_COM = 0x02  # completed entry (linux/if_arp.h)
+ARPHRD_ETHER = 1
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """Where a packet came from: the device its socket is bound to (None: the relay socket)."""
+
+    interface: str | None
+    peer: tuple[str, int]
+    received: float  # time.monotonic() at receipt; the handler's clock is its own
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A reply and where it goes; `hwaddr` asks for a neighbour entry first (see the module doc)."""
+
+    payload: bytes
+    address: IPv4Address
+    port: int
+    hwaddr: bytes | None = None
+
+
+Handler = Callable[[bytes, Arrival], "Outgoing | None"]
+
+
+def describe(raw: bytes) -> dict[str, str]:
+    """MAC and xid read at their fixed BOOTP offsets (RFC 2131 2), for the log line of a packet
+    that could not be decoded."""
+    out = {"bytes": str(len(raw))}
+    if len(raw) >= 8:
+        out["xid"] = f"0x{raw[4:8].hex()}"
+    if len(raw) >= 34:
+        hlen = raw[2] if 0 < raw[2] <= 16 else 6
+        out["mac"] = ":".join(f"{b:02x}" for b in raw[28:28 + min(hlen, 6)])
+    return out
+
+
+def set_neighbour(sock: socket.socket, interface: str, ip: IPv4Address, mac: bytes) -> bool:
+    """Add ip -> mac on `interface` to the kernel's ARP table (SIOCSARP). False when refused."""
+    if len(mac) != 6 or not interface:
+        return False
+    pa = struct.pack("=H", socket.AF_INET) + struct.pack("!H4s8x", 0, ip.packed)  # sa_family is host order
+    ha = struct.pack("=H6s8x", ARPHRD_ETHER, mac)
+    req = pa + ha + struct.pack("=i", ATF_COM) + bytes(16) + interface.encode()[:15].ljust(16, b"\0")
+    try:
+        fcntl.ioctl(sock.fileno(), SIOCSARP, req)
+    except OSError:
+        return False
+    return True
+
+
+def open_socket(port: int, interface: str | None, address: str = "0.0.0.0") -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+    # Deep receive buffer: bursts of DISCOVERs (a rack powering on) wait in the kernel, not dropped.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    if interface:
+        # Before bind: the device-bound socket then owns port 67 on this device only.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, interface.encode())
+    sock.bind((address, port))
+    sock.settimeout(0.5)  # wake to notice stop()
+    return sock
+
+
+class DhcpServer:
+    """Receivers per socket, a worker pool running `handler`, replies sent from the receiving socket."""
+
+    def __init__(self, interfaces: Sequence[str], relay_socket: bool, port: int, handler: Handler,
+                 workers: int = 8, queue_size: int = 4096, address: str = "0.0.0.0"):
+        self.interfaces = list(interfaces)
+        self.relay_socket = relay_socket
+        self.port = port
+        self.handler = handler
+        self.workers = workers
+        self.address = address
+        self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
+        self._stop = threading.Event()
+        self._sockets: list[tuple[str | None, socket.socket]] = []
+        self._threads: list[threading.Thread] = []
+        self.dropped = 0  # packets shed because the queue was full
+        self.malformed = 0
+
+    def start(self) -> None:
+        try:
+            for ifname in self.interfaces:
+                self._sockets.append((ifname, open_socket(self.port, ifname, self.address)))
+            if self.relay_socket:
+                self._sockets.append((None, open_socket(self.port, None, self.address)))
+        except OSError:
+            self._close_sockets()
+            raise
+        for ifname, sock in self._sockets:
+            self._spawn(self._receive, f"dhcp-rx-{ifname or 'relay'}", ifname, sock)
+            event(log, "listening", service="dhcp", interface=ifname or "(relays)", port=self.port)
+        for i in range(self.workers):
+            self._spawn(self._work, f"dhcp-worker-{i}")
+
+    @property
+    def bound(self) -> list[tuple[str | None, int]]:
+        """(interface, port) of every open socket; port 0 in the config means the kernel chose."""
+        return [(ifname, sock.getsockname()[1]) for ifname, sock in self._sockets]
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=2)
+        self._close_sockets()
+
+    def _spawn(self, target, name, *args) -> None:
+        thread = threading.Thread(target=target, args=args, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _close_sockets(self) -> None:
+        for _ifname, sock in self._sockets:
+            sock.close()
+        self._sockets.clear()
+
+    def _receive(self, ifname: str | None, sock: socket.socket) -> None:
+        while not self._stop.is_set():
+            try:
+                raw, peer = sock.recvfrom(RECV_SIZE)
+            except TimeoutError:
+                continue
+            except OSError as exc:
+                if self._stop.is_set():
+                    return
+                event(log, "dhcp.recv_failed", logging.WARNING, interface=ifname or "(relays)", error=str(exc))
+                time.sleep(0.05)
+                continue
+            try:
+                self._queue.put_nowait((raw, Arrival(ifname, peer, time.monotonic()), sock))
+            except queue.Full:
+                self.dropped += 1
+                if self.dropped % 1000 == 1:
+                    event(log, "dhcp.overload", logging.WARNING, dropped=self.dropped)
+
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            try:
+                raw, arrival, sock = self._queue.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            try:
+                out = self.handler(raw, arrival)
+            except Exception as exc:  # a packet the handler could not take costs one log line
+                self.malformed += 1
+                event(log, "dhcp.dropped", logging.WARNING, interface=arrival.interface or "(relays)",
+                      error=str(exc)[:200], **describe(raw))
+                continue
+            if out is not None:
+                self.send(sock, arrival, out)
+
+    def send(self, sock: socket.socket, arrival: Arrival, out: Outgoing) -> None:
+        address = out.address
+        if out.hwaddr is not None and arrival.interface:
+            if not set_neighbour(sock, arrival.interface, address, out.hwaddr):
+                address = IPv4Address("255.255.255.255")  # see the module doc: broadcast instead
+        try:
+            sock.sendto(out.payload, (str(address), out.port))
+        except OSError as exc:
+            event(log, "dhcp.send_failed", logging.WARNING, interface=arrival.interface or "(relays)",
+                  to=f"{address}:{out.port}", error=str(exc))
