@@ -38,6 +38,9 @@ def service_factories() -> list[ServiceFactory]:
     from bootsrv.http.service import http_services
 
     factories.append(http_services)
+    from bootsrv.dns.service import dns_services
+
+    factories.append(dns_services)
     return factories
 
 

@@ -33,5 +33,9 @@ def dns_services(wiring: Wiring) -> list[DnsServer]:
     cfg = wiring.config
     if not cfg.dns.enabled:
         return []
-    cache = ZoneCache(cfg, store_hosts(wiring.store.records), clock=wiring.clock)
+    # The lease store is `wiring.leases` (shared with DHCP and the machine registry). A process
+    # without one still answers SOA/NS and NXDOMAIN for its zones.
+    store = getattr(wiring, "leases", None)
+    source: HostSource = store_hosts(store.records) if store is not None else (lambda: [])
+    cache = ZoneCache(cfg, source, clock=wiring.clock)
     return [DnsServer(str(cfg.dns.address), cfg.dns.port, cache)]
