@@ -13,8 +13,11 @@ Token rules (each a row of tests/machines/test_enroll.py):
 - single use: the first valid callback marks every token of the machine used, in the same
   compare-and-swap write that enrolls it, so a replay (even to the other server of the pair,
   which shares the registry) is refused;
-- at most MAX_TOKENS live per machine: an installer that restarts fetches a fresh answer file
-  (a new token) while the older ones stay valid until used or expired.
+- at most MAX_TOKENS live per machine: every fetch of the install boot or answer file issues one
+  (an installer that restarts fetches a fresh answer file) while the older ones stay valid until
+  used or expired; expired ones are forgotten at the next issue. The DHCP path must not issue
+  tokens: it asks `machines.netboot` (a read), so DHCP chatter during an install (d-i runs its
+  own DHCP) cannot push the answer file's token out.
 
 Every refusal raises before anything is written: a bad callback changes nothing.
 """
@@ -44,7 +47,7 @@ from bootsrv.machines import (
     require,
 )
 
-MAX_TOKENS = 4
+MAX_TOKENS = 16
 TOKEN_BYTES = 32
 _TOKEN_TEXT = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
 _NIC_NAME = re.compile(r"^[A-Za-z0-9._-]{1,15}$")  # Linux IFNAMSIZ is 16 with the NUL
@@ -96,8 +99,9 @@ def start_install(
     record = Token(digest=digest(token), issued=now, expires=now + ttl)
 
     def change(machine: Machine) -> Machine:
-        # Tokens already used belong to an earlier install: drop them; keep the newest live ones.
-        live = tuple(t for t in machine.tokens if not t.used)[-(MAX_TOKENS - 1) :]
+        # Used tokens belong to an earlier install, expired ones to nobody: drop them, keep the
+        # newest live ones.
+        live = tuple(t for t in machine.tokens if not t.used and t.expires > now)[-(MAX_TOKENS - 1) :]
         return machine.with_event(Event.INSTALL, now, tokens=live + (record,))
 
     for _ in range(50):

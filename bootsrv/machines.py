@@ -193,6 +193,13 @@ def boot_action(state: State) -> str:
     return "install" if state in INSTALL_STATES else "local"
 
 
+def netboot(registry: "MachineRegistry", mac: str) -> str | None:
+    """What DHCP/TFTP/HTTP should boot for `mac`: "install", "local", or None for an unknown
+    machine (the caller applies `boot.unknown_machines`). A read only: no token, no write."""
+    machine = registry.get(mac)
+    return None if machine is None else boot_action(machine.state)
+
+
 @dataclass(frozen=True)
 class Nic:
     name: str
@@ -358,6 +365,8 @@ def find(registry: MachineRegistry, key: str) -> Machine:
     if mac is not None:
         return require(registry, mac)
     name = key.strip().lower().rstrip(".")
+    if not name:
+        raise InvalidInput("machine", "give a MAC address or a hostname")
     matches = [m for m in registry.list() if m.hostname == name or m.hostname.split(".")[0] == name]
     if len(matches) == 1:
         return matches[0]

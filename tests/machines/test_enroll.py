@@ -275,3 +275,13 @@ def test_concurrent_enrollments_one_wins(tmp_path):
     assert sum(1 for r in results if not isinstance(r, Exception)) == 1
     assert all(isinstance(r, TokenReplayed) for r in results if isinstance(r, Exception))
     assert FileRegistry(tmp_path).get(MAC).revision == 3
+
+
+def test_expired_tokens_are_forgotten_at_the_next_issue(registry):
+    registry.put(machine(), None)
+    _, old = start_install(registry, MAC, NOW, TTL)
+    _, new = start_install(registry, MAC, NOW + TTL + 1, TTL)
+    assert len(registry.get(MAC).tokens) == 1
+    with pytest.raises(TokenRejected, match="unknown token"):
+        enroll(registry, body(token=old), NOW + TTL + 2)
+    assert enroll(registry, body(token=new), NOW + TTL + 2).state is State.ENROLLED

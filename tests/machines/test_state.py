@@ -94,3 +94,13 @@ def test_install_states_need_a_profile():
 def test_machine_wants_normalized_mac():
     with pytest.raises(InvalidInput, match="^mac: "):
         Machine(mac="52-54-00-12-34-56", hostname="hv1", state=S.DISCOVERED)
+
+
+def test_netboot_reads_the_registry_without_writing():
+    from bootsrv.machines import MemoryRegistry, netboot
+
+    registry = MemoryRegistry([Machine(mac="52:54:00:12:34:56", hostname="hv1", state=S.INSTALLING, profile="p")])
+    before = registry.list()
+    assert netboot(registry, "52:54:00:12:34:56") == "install"
+    assert netboot(registry, "52:54:00:99:99:99") is None
+    assert registry.list() == before
