@@ -1,0 +1,93 @@
+"""Shared by the guest integration tests and bench/bench_guests.py: hypervisors in lab namespaces
+(each a libvirtd started by hand, with bridges fe0/be0 on two lab segments), a tiny bootable
+master image, and the `Guests` use cases wired to them."""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
+
+from bootsrv import labvm
+from bootsrv.lab import Host, Lab
+from bootsrv.virt.bindings import AddressPlan, MemoryBindings
+from bootsrv.virt.guests import Guests
+from bootsrv.virt.hosts import MemoryHypervisors
+from bootsrv.virt.labd import Libvirtd
+from bootsrv.virt.libvirt_adapter import Connections
+from bootsrv.virt.placement import HypervisorInfo
+from bootsrv.virt.settings import GuestSettings
+
+MARKER = b"BOOTSRV-MASTER-osol-0811"
+
+# The guest's /init: say it is up, show what its disk (the clone) holds, write to it, then tick
+# once a second so a live migration can be seen not to restart it (the counter goes on).
+GUEST_INIT = labvm.INIT_PRELUDE + """
+echo "GUEST-UP $(arg guest)"
+echo "DISK: $(dd if=/dev/vda bs=24 count=1 2>/dev/null)"
+echo written-by-guest | dd of=/dev/vda bs=512 seek=2048 conv=notrunc 2>/dev/null && sync
+i=0
+while true; do i=$((i+1)); echo "tick $i"; sleep 1; done
+"""
+
+
+@dataclass
+class Hv:
+    info: HypervisorInfo
+    daemon: Libvirtd
+    host: Host
+
+
+def hypervisor(lab: Lab, workdir: Path, name: str, index: int, segments: dict) -> Hv:
+    """A lab host with bridges fe0/be0 (each enslaving a veth to its lab segment), address
+    10.10.0.1<index> on fe0 for migration traffic, and its own libvirtd."""
+    host = lab.host(name)
+    for br, seg in segments.items():
+        up = lab.plug(host, seg, f"up-{br}")
+        host.run(["ip", "link", "add", br, "type", "bridge", "stp_state", "0", "forward_delay", "0"])
+        host.run(["ip", "link", "set", up, "master", br])
+        host.run(["ip", "link", "set", br, "up"])
+    address = f"10.10.0.{10 + index}"
+    host.run(["ip", "addr", "add", f"{address}/24", "dev", "fe0"])
+    daemon = Libvirtd(host, workdir / name, name).start()
+    info = HypervisorInfo(name, "odd", daemon.uri, cpus=2, memory_mib=16384, address=address)
+    return Hv(info, daemon, host)
+
+
+def settings(storage_dir: Path, **changes) -> GuestSettings:
+    plans = {
+        "public": AddressPlan("public", IPv4Network("10.10.0.0/24"),
+                              ((IPv4Address("10.10.0.100"), IPv4Address("10.10.0.249")),)),
+        "backend": AddressPlan("backend", IPv4Network("10.20.0.0/24"),
+                               ((IPv4Address("10.20.0.100"), IPv4Address("10.20.0.249")),)),
+    }
+    base = dict(storage_dir=str(storage_dir), virt_type="qemu", reserve_mib=512,
+                segments={"odd": {"fe0": "public", "be0": "backend"}}, plans=plans)
+    base.update(changes)
+    return GuestSettings(**base)
+
+
+def guests(hvs: list[Hv], storage_dir: Path, bindings=None, **changes) -> Guests:
+    conns = Connections()
+    g = Guests(settings(storage_dir, **changes), conns(hvs[0].info), MemoryHypervisors([h.info for h in hvs]),
+               conns, bindings if bindings is not None else MemoryBindings())
+    g.connections = conns  # type: ignore[attr-defined]
+    return g
+
+
+def master_image(workdir: Path, size_mib: int = 32) -> Path:
+    """A tiny master disk: the marker in its first bytes, as qcow2."""
+    raw = workdir / "osol-0811.raw"
+    with open(raw, "wb") as f:
+        f.write(MARKER)
+        f.truncate(size_mib << 20)
+    out = workdir / "osol-0811.qcow2"
+    subprocess.run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", str(raw), str(out)], check=True)
+    raw.unlink()
+    return out
+
+
+def boot_files(workdir: Path) -> tuple[str, str]:
+    initrd = labvm.build_initramfs(workdir / "guest-initrd.gz", GUEST_INIT)
+    return str(labvm.kernel_path()), str(initrd)
