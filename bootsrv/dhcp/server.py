@@ -16,18 +16,20 @@ Ethernet/IP/UDP frames (a packet socket would also bypass the kernel's routing a
 the ioctl fails (no address of ours on that subnet, a non-Ethernet hardware type) we broadcast
 instead, which every client must accept (RFC 2131 4.1, RFC 1542 3.1.1).
 
-Threads. Receivers only read and enqueue; a small pool of workers runs the handler. The lease
+Threads. Each socket has a few worker threads that all block in recvfrom() on it: the kernel
+hands each datagram to exactly one of them, which decodes, decides, commits and replies. The lease
 store's group commit makes every ACK wait for an fsync; with several workers waiting at once one
-fsync covers all their leases, so the pool is what turns durability into throughput. The queue is
-bounded: under overload the newest packets are dropped (the clients retransmit) instead of
-answering stale requests late.
+fsync covers all their leases, so the pool is what turns durability into throughput. No queue in
+between: a hand-off between Python threads costs more than the work for a DISCOVER. Under overload
+the socket's receive buffer fills and the kernel drops the newest packets (clients retransmit);
+the buffer is kept to about a quarter second of traffic so we do not answer requests their
+clients gave up on long ago.
 """
 
 from __future__ import annotations
 
 import fcntl
 import logging
-import queue
 import socket
 import struct
 import threading
@@ -101,8 +103,9 @@ def open_socket(port: int, interface: str | None, address: str = "0.0.0.0") -> s
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
-    # Deep receive buffer: bursts of DISCOVERs (a rack powering on) wait in the kernel, not dropped.
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    # Room for a burst (a rack powering on: a few thousand DISCOVERs) but not for a backlog of
+    # seconds under sustained overload (see the module doc).
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
     if interface:
         # Before bind: the device-bound socket then owns port 67 on this device only.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, interface.encode())
@@ -112,22 +115,21 @@ def open_socket(port: int, interface: str | None, address: str = "0.0.0.0") -> s
 
 
 class DhcpServer:
-    """Receivers per socket, a worker pool running `handler`, replies sent from the receiving socket."""
+    """Worker threads per socket, each receiving, running `handler` and replying from that socket."""
 
     def __init__(self, interfaces: Sequence[str], relay_socket: bool, port: int, handler: Handler,
-                 workers: int = 8, queue_size: int = 4096, address: str = "0.0.0.0"):
+                 workers: int = 8, address: str = "0.0.0.0"):
         self.interfaces = list(interfaces)
         self.relay_socket = relay_socket
         self.port = port
         self.handler = handler
         self.workers = workers
         self.address = address
-        self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
         self._stop = threading.Event()
         self._sockets: list[tuple[str | None, socket.socket]] = []
         self._threads: list[threading.Thread] = []
-        self.dropped = 0  # packets shed because the queue was full
-        self.malformed = 0
+        self._lock = threading.Lock()
+        self.malformed = 0  # packets the handler rejected (each logged once)
 
     def start(self) -> None:
         try:
@@ -139,10 +141,12 @@ class DhcpServer:
             self._close_sockets()
             raise
         for ifname, sock in self._sockets:
-            self._spawn(self._receive, f"dhcp-rx-{ifname or 'relay'}", ifname, sock)
-            event(log, "listening", service="dhcp", interface=ifname or "(relays)", port=self.port)
-        for i in range(self.workers):
-            self._spawn(self._work, f"dhcp-worker-{i}")
+            for i in range(self.workers):
+                thread = threading.Thread(target=self._serve, args=(ifname, sock), daemon=True,
+                                          name=f"dhcp-{ifname or 'relay'}-{i}")
+                thread.start()
+                self._threads.append(thread)
+            event(log, "listening", service="dhcp", interface=ifname or "(relays)", port=sock.getsockname()[1])
 
     @property
     def bound(self) -> list[tuple[str | None, int]]:
@@ -153,19 +157,15 @@ class DhcpServer:
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout=2)
+        self._threads.clear()
         self._close_sockets()
-
-    def _spawn(self, target, name, *args) -> None:
-        thread = threading.Thread(target=target, args=args, name=name, daemon=True)
-        thread.start()
-        self._threads.append(thread)
 
     def _close_sockets(self) -> None:
         for _ifname, sock in self._sockets:
             sock.close()
         self._sockets.clear()
 
-    def _receive(self, ifname: str | None, sock: socket.socket) -> None:
+    def _serve(self, ifname: str | None, sock: socket.socket) -> None:
         while not self._stop.is_set():
             try:
                 raw, peer = sock.recvfrom(RECV_SIZE)
@@ -177,24 +177,13 @@ class DhcpServer:
                 event(log, "dhcp.recv_failed", logging.WARNING, interface=ifname or "(relays)", error=str(exc))
                 time.sleep(0.05)
                 continue
-            try:
-                self._queue.put_nowait((raw, Arrival(ifname, peer, time.monotonic()), sock))
-            except queue.Full:
-                self.dropped += 1
-                if self.dropped % 1000 == 1:
-                    event(log, "dhcp.overload", logging.WARNING, dropped=self.dropped)
-
-    def _work(self) -> None:
-        while not self._stop.is_set():
-            try:
-                raw, arrival, sock = self._queue.get(timeout=0.5)
-            except queue.Empty:
-                continue
+            arrival = Arrival(ifname, peer, time.monotonic())
             try:
                 out = self.handler(raw, arrival)
             except Exception as exc:  # a packet the handler could not take costs one log line
-                self.malformed += 1
-                event(log, "dhcp.dropped", logging.WARNING, interface=arrival.interface or "(relays)",
+                with self._lock:
+                    self.malformed += 1
+                event(log, "dhcp.dropped", logging.WARNING, interface=ifname or "(relays)",
                       error=str(exc)[:200], **describe(raw))
                 continue
             if out is not None:
