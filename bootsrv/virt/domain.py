@@ -12,6 +12,7 @@ NIC layouts: fe (Public, NIC fe0), be (Backend, NIC be0), fe-be (both, fe0 first
 from __future__ import annotations
 
 import dataclasses
+import functools
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,7 +84,9 @@ def default_templates_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "templates"
 
 
+@functools.lru_cache(maxsize=8)
 def _environment(templates_dir: Path) -> jinja2.Environment:
+    # Cached per directory: compiling the templates is most of a render otherwise.
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(templates_dir / "domains")),
         undefined=jinja2.StrictUndefined,

@@ -159,7 +159,6 @@ class MemoryHypervisor:
         self.pools: dict[str, str] = {}  # project -> directory
         self._prefix = mac_prefix
         self._domains: dict[str, tuple[str, str]] = {}  # name -> (xml, state)
-        self._macs = 0
 
     def define(self, xml: str) -> DomainFacts:
         root = ET.fromstring(xml)
@@ -170,8 +169,8 @@ class MemoryHypervisor:
             ET.SubElement(root, "uuid").text = str(uuidmod.uuid4())
         for iface in root.findall("./devices/interface"):
             if iface.find("mac") is None:
-                self._macs += 1
-                low = self._macs.to_bytes(3, "big")
+                # Random low half like libvirt's generator: MACs must not repeat across hypervisors.
+                low = uuidmod.uuid4().bytes[:3]
                 mac = ET.Element("mac", address=self._prefix + "".join(f":{b:02x}" for b in low))
                 iface.insert(0, mac)
         text = ET.tostring(root, encoding="unicode")

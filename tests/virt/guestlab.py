@@ -4,6 +4,7 @@ master image, and the `Guests` use cases wired to them."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
@@ -76,12 +77,16 @@ def guests(hvs: list[Hv], storage_dir: Path, bindings=None, **changes) -> Guests
     return g
 
 
-def master_image(workdir: Path, size_mib: int = 32) -> Path:
-    """A tiny master disk: the marker in its first bytes, as qcow2."""
+def master_image(workdir: Path, size_mib: int = 32, data_mib: int = 0) -> Path:
+    """A tiny master disk: the marker in its first bytes, then `data_mib` MiB of incompressible
+    data (an installed OS stand-in, so that copying it costs what copying an OS costs), as qcow2."""
     raw = workdir / "osol-0811.raw"
     with open(raw, "wb") as f:
         f.write(MARKER)
-        f.truncate(size_mib << 20)
+        f.seek(1 << 20)
+        for _ in range(data_mib):
+            f.write(os.urandom(1 << 20))
+        f.truncate(max(size_mib, data_mib + 2) << 20)
     out = workdir / "osol-0811.qcow2"
     subprocess.run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", str(raw), str(out)], check=True)
     raw.unlink()
