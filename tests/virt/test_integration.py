@@ -146,3 +146,79 @@ def test_migration_preflight_names_what_is_wrong_on_a_real_host(pool, lab, tmp_p
         assert g.locate(ref).host.name == "hv1"
     finally:
         d3.stop()
+
+
+def test_original_commands_on_real_libvirtd(pool, tmp_path):
+    """The domu-* scripts and `bootsrv guest` in separate invocations: state lives in libvirtd."""
+    from click.testing import CliRunner
+
+    from bootsrv.cli import main
+    from bootsrv.virt import commands
+
+    g, hvs, boot, workdir, _ = pool
+    shared = workdir / "shared"
+    cfg = tmp_path / "bootsrv.toml"
+    hosts = "".join(f"""
+[[guests.hypervisors]]
+name = "{hv.info.name}"
+segment = "odd"
+uri = "{hv.info.uri}"
+memory_mib = 16384
+address = "{hv.info.address}"
+""" for hv in hvs)
+    cfg.write_text(f"""
+[store]
+directory = "{tmp_path}/no-store"
+[[networks]]
+name = "public"
+segment = "odd"
+subnet = "10.10.0.0/24"
+[[networks.ranges]]
+start = "10.10.0.100"
+end = "10.10.0.199"
+[[networks]]
+name = "backend"
+segment = "odd"
+subnet = "10.20.0.0/24"
+[guests]
+storage_dir = "{shared}"
+virt_type = "qemu"
+guests_per_host = 4
+[guests.segments.odd]
+fe0 = "public"
+be0 = "backend"
+{hosts}""")
+    cli = CliRunner()
+
+    def ok(cmd, *args):
+        r = cli.invoke(cmd, ["--config", str(cfg), *args])
+        assert r.exit_code == 0, (args, r.output, r.stderr)
+        return r.output
+
+    def bootsrv(*args):
+        r = cli.invoke(main, ["--config", str(cfg), *args])
+        assert r.exit_code == 0, (args, r.output, r.stderr)
+        return r.output
+
+    image = guestlab.master_image(tmp_path)
+    assert "masters/osol-0811: qcow2, 32 MiB" in bootsrv("guest", "image", "import", str(image), "osol-0811")
+    assert "read-only" in bootsrv("guest", "image", "freeze", "osol-0811@version-01")
+    assert ok(commands.domu_project, "appl-1") == f"project appl-1: {shared}/appl-1\n"
+    out = ok(commands.domu_clone, "masters/osol-0811@version-01", "appl-1/vm-1")
+    assert out.startswith("appl-1/vm-1: clone of masters/osol-0811@version-01 (")
+    out = ok(commands.domu_init, "--dry-run", "hvm", "fe-be", "odd", "256", "1", "appl-1/vm-1")
+    assert "-> hv1: 0 of 4 guests" in out and "would define appl-1:vm-1 on hv1" in out
+    out = ok(commands.domu_init, "hvm", "fe-be", "odd", "256", "1", "appl-1/vm-1", "--kernel", boot.kernel,
+             "--initrd", boot.initrd, "--cmdline", boot.cmdline, "--console-log", str(tmp_path / "vm-1.console"))
+    assert "defined appl-1:vm-1 on hv1" in out
+    r = cli.invoke(commands.domu_init, ["--config", str(cfg), "hvm", "fe", "odd", "256", "1", "appl-1/vm-1"])
+    assert r.exit_code == 4 and "guest.vm: domain appl-1:vm-1 is already defined" in r.stderr
+    assert "started appl-1:vm-1 on hv1" in bootsrv("guest", "start", "appl-1:vm-1")
+    wait_console(tmp_path / "vm-1.console", r"tick 2")
+    listing = bootsrv("guest", "list").splitlines()
+    assert listing[1].split()[:4] == ["hv1", "odd", "appl-1:vm-1", "running"]
+    assert "pre-flight checks pass" in bootsrv("guest", "migrate", "--dry-run", "appl-1:vm-1", "hv2")
+    assert "migrated appl-1:vm-1 to hv2" in bootsrv("guest", "migrate", "--unsafe", "appl-1:vm-1", "hv2")
+    out = bootsrv("guest", "destroy", "--yes", "appl-1:vm-1")
+    assert out.splitlines() == ["powered off appl-1:vm-1 on hv2", "undefined appl-1:vm-1 on hv2",
+                                "deleted clone appl-1/vm-1"]
