@@ -204,6 +204,13 @@ class LibvirtHost:
 
     def control(self, name: str, action: str) -> None:
         dom = _call(f"guest {name}", self.conn.lookupByName, name)
+        # Checked here for one clear message: drivers report these with different error codes.
+        if action == "start" and dom.isActive():
+            raise Conflict(f"guest: {name} is already running")
+        if action in ("shutdown", "destroy") and not dom.isActive():
+            raise Conflict(f"guest: {name} is not running")
+        if action == "undefine" and dom.isActive():
+            raise Conflict(f"guest: {name} is running; stop it first")
         if action == "start":
             _call(f"start {name}", dom.create)
         elif action == "shutdown":

@@ -113,6 +113,11 @@ def test_start_stop_list_destroy(guests, bindings):
     guests.assign_ip(ref, "fe0", "vm-host1")
     guests.control(ref, "start")
     assert guests.locate(ref).domain.state == "running"
+    with pytest.raises(Conflict, match="guest: appl-1:vm-1 is already running"):
+        guests.control(ref, "start")
+    guests.control(ref, "shutdown")
+    assert guests.locate(ref).domain.state == "shut off"
+    guests.control(ref, "start")
     assert [(h.name, d.facts.name, d.state) for h, d, _ in guests.all()] == [("hv1", "appl-1:vm-1", "running")]
     done = guests.destroy(ref)
     assert done[0].startswith("powered off") and any("unbound fe0" in d for d in done)
