@@ -1,0 +1,52 @@
+"""Netboot once, as the boot chain sees it: install or local boot for a MAC, from the registry.
+
+`RegistryPlanner.plan(mac)` is the Planner of bootsrv.profiles.plan over the machine registry:
+None (boot from local disk) unless the machine is due for install; for a machine due for
+install it moves the machine to "installing", issues a one-time enrollment token (bootsrv.enroll)
+and returns the install plan carrying it, for the boot script and the answer file.
+
+It is called where a plan is rendered (the iPXE script, the answer file), never per DHCP packet:
+the DHCP engine asks `bootsrv.machines.netboot`, a read. An unknown MAC gets None here; the
+`boot.unknown_machines` policy and discovery are the DHCP engine's (`machines_admin.discover`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from bootsrv.enroll import start_install
+from bootsrv.machines import IllegalTransition, Machine, MachineRegistry, boot_action, normalize_mac
+
+
+@dataclass(frozen=True)
+class Install:
+    """One install boot granted: the machine (now "installing") and its token, in clear, once."""
+
+    machine: Machine
+    token: str
+
+
+def decide(registry: MachineRegistry, mac: str, now: float, ttl: int) -> Install | None:
+    """None for local boot; otherwise the machine moved to "installing" with a fresh token."""
+    machine = registry.get(normalize_mac(mac))
+    if machine is None or boot_action(machine.state) != "install":
+        return None
+    try:
+        installing, token = start_install(registry, machine.mac, now, ttl)
+    except IllegalTransition:
+        return None  # enrolled or retired since the read above (by the peer): boot locally
+    return Install(installing, token)
+
+
+class RegistryPlanner:
+    def __init__(self, registry: MachineRegistry, clock: Callable[[], float], token_ttl: int,
+                 to_plan: Callable[[Install], object] | None = None):
+        self.registry = registry
+        self.clock = clock
+        self.token_ttl = token_ttl
+        self.to_plan = to_plan or (lambda install: install)
+
+    def plan(self, mac: str):
+        install = decide(self.registry, mac, self.clock(), self.token_ttl)
+        return None if install is None else self.to_plan(install)
