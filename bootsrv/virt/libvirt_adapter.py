@@ -234,7 +234,9 @@ class LibvirtHost:
                 except libvirt.libvirtError:
                     pass
         try:
-            bridges.update(i.name() for i in self.conn.listAllInterfaces(0))
+            for iface in self.conn.listAllInterfaces(0):
+                if ET.fromstring(iface.XMLDesc(0)).get("type") == "bridge":
+                    bridges.add(iface.name())
         except libvirt.libvirtError:
             pass  # no interface driver on this hypervisor: only network bridges are known
         return HostView(int(free), frozenset(bridges), frozenset(networks))
