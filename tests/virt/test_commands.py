@@ -150,3 +150,22 @@ def test_guest_freeze_and_destroy(config):
     assert r.exit_code == 1 and "Remove (no domain appl-1:vm-0), clone appl-1/vm-0?" in r.output
     r = CliRunner().invoke(main, ["--config", config, "guest", "destroy", "--yes", "appl-1:vm-0"])
     assert r.exit_code == 0 and r.output == "deleted clone appl-1/vm-0\n", r.output
+
+
+def test_console_hands_over_to_virsh_on_the_guests_hypervisor(config, tmp_path):
+    """`guest console` execs `virsh -c <uri> console <domain>`; a stand-in virsh on PATH prints
+    what it was given (a real process replacement, no patching)."""
+    import os
+    import subprocess
+    import sys
+
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "virsh").write_text("#!/bin/sh\necho virsh \"$@\"\n")
+    (bindir / "virsh").chmod(0o755)
+    env = dict(os.environ, PATH=f"{bindir}:{os.environ['PATH']}")
+    proc = subprocess.run([sys.executable, "-m", "bootsrv", "--config", config, "guest", "console", "appl-1:vm-9"],
+                          capture_output=True, text=True, env=env, timeout=30)
+    node = next(tmp_path.glob("node.xml"))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == f"virsh -c test://{node} console appl-1:vm-9\n"
