@@ -129,7 +129,8 @@ def _object(value: object, field: str, required: set[str], optional: set[str] = 
         raise InvalidInput(field, f"must be a JSON object, got {type(value).__name__}")
     for key in value:
         if key not in required and key not in optional:
-            raise InvalidInput(f"{field}.{key}" if field else key, "unknown field")
+            shown = key if re.fullmatch(r"[A-Za-z0-9_-]{1,40}", key) else repr(key[:40])
+            raise InvalidInput(f"{field}.{shown}" if field else shown, "unknown field")
     for key in sorted(required):
         if key not in value:
             raise InvalidInput(f"{field}.{key}" if field else key, "required field is missing")
@@ -185,7 +186,7 @@ def parse_facts(value: object, field: str = "facts") -> Facts:
             raise InvalidInput(f"{where}.name", f"{disk_name!r} is listed twice")
         disks.append(Disk(disk_name, size))
     hypervisor = data["hypervisor"]
-    if hypervisor not in HYPERVISOR_DRIVERS:
+    if not isinstance(hypervisor, str) or hypervisor not in HYPERVISOR_DRIVERS:
         raise InvalidInput(f"{field}.hypervisor", f"{hypervisor!r} is not one of {', '.join(HYPERVISOR_DRIVERS)}")
     uri = data["libvirt_uri"]
     match = _LIBVIRT_URI.match(uri) if isinstance(uri, str) and len(uri) <= 255 else None

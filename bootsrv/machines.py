@@ -49,6 +49,10 @@ def normalize_mac(value: object, field: str = "mac") -> str:
 
     Multicast MACs (low bit of the first octet) are refused: no NIC boots with one.
     """
+    if isinstance(value, (bytes, bytearray)):  # chaddr as the DHCP codec holds it (RFC 2131 2)
+        if len(value) != 6:
+            raise InvalidInput(field, f"hardware address has {len(value)} octets, expected 6 (Ethernet)")
+        value = value.hex()
     if not isinstance(value, str):
         raise InvalidInput(field, f"must be a MAC address string, got {type(value).__name__}")
     text = value.strip().lower()

@@ -242,7 +242,7 @@ def discover(
     mac: str,
     arch: str | int | None,
     guid: str | bytes | None,
-    vendor_class: str | None,
+    vendor_class: str | bytes | None,
     now: float,
     auto_profile: str | None = None,
 ) -> Machine:
@@ -296,8 +296,12 @@ def _comment(text: str) -> str:
     return text
 
 
-def _vendor_class(text: str) -> str:
+def _vendor_class(text: str | bytes) -> str:
     # Option 60 is opaque octets (RFC 2132 9.13); keep printable ASCII only, bounded.
+    if isinstance(text, (bytes, bytearray)):
+        text = bytes(text).decode("latin-1")
+    if not isinstance(text, str):
+        raise InvalidInput("vendor_class", f"must be text or octets, got {type(text).__name__}")
     if len(text) > 255 or any(not 32 <= ord(c) < 127 for c in text):
         raise InvalidInput("vendor_class", f"{text[:40]!r} must be at most 255 printable ASCII characters")
     return text

@@ -72,6 +72,11 @@ def test_discover_is_idempotent_and_fills_only_gaps(tmp_path):
     assert with_guid.vendor_class == "PXEClient:Arch:00007:UNDI:003016" and with_guid.revision == 2
 
 
+def test_discover_takes_dhcp_octets(registry):
+    m = discover(registry, bytes.fromhex("525400123456"), 7, None, b"PXEClient:Arch:00007:UNDI:003016", NOW)
+    assert m.mac == MAC and m.vendor_class == "PXEClient:Arch:00007:UNDI:003016"
+
+
 def test_discover_never_changes_a_known_machines_state(registry, book):
     add_hv1(registry, book)
     m = discover(registry, MAC, 0, None, None, NOW + 1)
@@ -82,8 +87,10 @@ def test_discover_never_changes_a_known_machines_state(registry, book):
     ("args", "field"),
     [(("zz", 0, None, None), "mac"), ((MAC, 99999, None, None), "arch"), ((MAC, 0, "nope", None), "guid"),
      ((MAC, 0, b"\x00\x01", None), "guid"), ((MAC, 0, None, "x" * 300), "vendor_class"),
-     ((MAC, 0, None, "bad\x01"), "vendor_class")],
-    ids=["mac", "arch", "guid", "guid-bytes", "vendor-long", "vendor-binary"],
+     ((MAC, 0, None, "bad\x01"), "vendor_class"), ((MAC, 0, None, b"\xff\xfe"), "vendor_class"),
+     ((MAC, 0, None, 7), "vendor_class"), ((b"\x01\x02", 0, None, None), "mac")],
+    ids=["mac", "arch", "guid", "guid-bytes", "vendor-long", "vendor-binary", "vendor-octets", "vendor-int",
+         "chaddr-short"],
 )
 def test_discover_bad_dhcp_input(registry, args, field):
     with pytest.raises(InvalidInput) as info:

@@ -285,3 +285,41 @@ def test_expired_tokens_are_forgotten_at_the_next_issue(registry):
     with pytest.raises(TokenRejected, match="unknown token"):
         enroll(registry, body(token=old), NOW + TTL + 2)
     assert enroll(registry, body(token=new), NOW + TTL + 2).state is State.ENROLLED
+
+
+# --- fuzz: any JSON value is either a request or an InvalidInput naming a field ---------------
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+from bootsrv.enroll import parse_request  # noqa: E402
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=5),
+    max_leaves=20,
+)
+
+
+def _mutations():
+    keys = st.sampled_from(["token", "mac", "facts", "hostname", "cpus", "memory_mib", "nics", "disks",
+                            "hypervisor", "libvirt_uri", "name", "size_bytes"])
+    return st.lists(st.tuples(keys, JSON), max_size=3)
+
+
+def _apply(data, mutations):
+    facts_, nic, disk = data["facts"], data["facts"]["nics"][0], data["facts"]["disks"][0]
+    for key, value in mutations:
+        for target in (data, facts_, nic, disk):
+            if key in target:
+                target[key] = value
+                break
+    return data
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(JSON, _mutations().map(lambda m: _apply(body(), m))))
+def test_any_json_is_a_request_or_a_named_refusal(value):
+    try:
+        parse_request(value)
+    except InvalidInput as exc:
+        assert exc.field and exc.rule

@@ -104,3 +104,44 @@ def test_netboot_reads_the_registry_without_writing():
     assert netboot(registry, "52:54:00:12:34:56") == "install"
     assert netboot(registry, "52:54:00:99:99:99") is None
     assert registry.list() == before
+
+
+# --- properties over random event sequences --------------------------------------------------
+
+from hypothesis import given, strategies as st  # noqa: E402
+
+MACHINE_EVENTS = (E.INSTALL, E.ENROLL)  # what a machine can cause by itself
+ADMIN_EVENTS = (E.ADOPT, E.REINSTALL, E.RETIRE)
+
+
+@given(start=st.sampled_from(list(State)), events=st.lists(st.sampled_from(list(Event)), max_size=30))
+def test_netboot_once_holds_for_any_sequence(start, events):
+    """Once enrolled, a machine boots locally until an admin event; illegal events change nothing."""
+    state = start
+    local_until_admin = state is S.ENROLLED
+    for event in events:
+        try:
+            after = next_state("52:54:00:12:34:56", state, event)
+        except IllegalTransition:
+            continue  # refused: the state stays
+        if event in ADMIN_EVENTS:
+            local_until_admin = False
+        state = after
+        if state is S.ENROLLED:
+            local_until_admin = True
+        if local_until_admin:
+            assert boot_action(state) == "local", (start, events)
+
+
+@given(st.binary(min_size=6, max_size=6), st.sampled_from([":", "-", "", "."]), st.booleans())
+def test_mac_spellings_normalize_to_one_form(raw, sep, upper):
+    from bootsrv.machines import normalize_mac
+
+    raw = bytes([raw[0] & 0xFE]) + raw[1:]  # unicast
+    hexes = raw.hex()
+    if sep == ".":
+        text = ".".join(hexes[i : i + 4] for i in range(0, 12, 4))
+    else:
+        text = sep.join(hexes[i : i + 2] for i in range(0, 12, 2))
+    text = text.upper() if upper else text
+    assert normalize_mac(text) == ":".join(hexes[i : i + 2] for i in range(0, 12, 2))

@@ -19,6 +19,7 @@ from bootsrv.machines import arch_name, normalize_guid, normalize_hostname, norm
         ("5254.00ab.cdef", "52:54:00:ab:cd:ef"),
         ("525400abcdef", "52:54:00:ab:cd:ef"),
         (" 52:54:00:ab:cd:ef\n", "52:54:00:ab:cd:ef"),
+        (bytes.fromhex("525400abcdef"), "52:54:00:ab:cd:ef"),
     ],
 )
 def test_mac_spellings(text, mac):
@@ -35,6 +36,7 @@ def test_mac_spellings(text, mac):
         ("01:00:5e:00:00:01", "multicast"),
         (None, "must be a MAC address string"),
         (525400123456, "must be a MAC address string"),
+        (b"\x52\x54\x00", "has 3 octets, expected 6"),
     ],
 )
 def test_bad_macs(value, rule):
