@@ -153,7 +153,62 @@ enabled = false
             raise RuntimeError(f"bootsrv exited {proc.returncode}: {_tail(workdir / 'stderr')}")
 
 
-TARGETS = {t.name: t for t in (Bootsrv(), Kea(), Dnsmasq())}
+class BootsrvLoop(Target):
+    """bootsrv's socket loop (bootsrv.dhcp.server) with a stand-in handler that answers from the
+    packet alone: no engine, no store. The ceiling the loop itself puts on DORA/s."""
+
+    name = "loop-only"
+    durability = "none (socket loop ceiling, not a server)"
+
+    def start(self, host, workdir):
+        argv = [sys.executable, __file__, "--serve-loop-only", "net0"]
+        return host.popen(argv, stderr=open(workdir / "stderr", "w"))
+
+
+def _loop_only_handler(raw: bytes, arrival):
+    """OFFER for DISCOVER, ACK for REQUEST, built by slicing the request (RFC 2131 table 3)."""
+    from ipaddress import IPv4Address
+
+    from bootsrv.dhcp.server import Outgoing
+
+    if len(raw) < 244 or raw[0] != 1 or raw[236:240] != b"\x63\x82\x53\x63":
+        raise ValueError("not a BOOTREQUEST with the DHCP magic cookie")
+    i, kind = 240, 0
+    while i < len(raw) and raw[i] != 255:
+        if raw[i] == 0:
+            i += 1
+            continue
+        if raw[i] == 53:
+            kind = raw[i + 2]
+        i += 2 + raw[i + 1]
+    reply_type = {1: 2, 3: 5}.get(kind)
+    if reply_type is None:
+        return None
+    mac = raw[28:34]
+    yiaddr = bytes([10, 60, 1 + mac[4] % 250, mac[5]])
+    opts = bytes([53, 1, reply_type, 54, 4, 10, 60, 0, 1, 51, 4, 0, 0, 14, 16, 1, 4, 255, 255, 0, 0, 255])
+    out = b"\x02" + raw[1:12] + b"\0\0\0\0" + yiaddr + bytes([10, 60, 0, 1]) + raw[24:236] + raw[236:240] + opts
+    giaddr = raw[24:28]
+    if giaddr != b"\0\0\0\0":
+        return Outgoing(out, IPv4Address(giaddr), 67)
+    return Outgoing(out, IPv4Address("255.255.255.255"), 68)
+
+
+def serve_loop_only(interface: str) -> int:
+    import threading
+
+    from bootsrv.dhcp.server import DhcpServer
+
+    server = DhcpServer([interface], relay_socket=False, port=67, handler=_loop_only_handler)
+    server.start()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    stop.wait()
+    server.stop()
+    return 0
+
+
+TARGETS = {t.name: t for t in (Bootsrv(), Kea(), Dnsmasq(), BootsrvLoop())}
 
 
 def _tail(path: Path, n: int = 600) -> str:
@@ -260,7 +315,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clients", type=int, default=50000, help="perfdhcp -R: distinct client MACs")
     ap.add_argument("--start-rate", type=int, default=125)
     ap.add_argument("--max-rate", type=int, default=16000)
+    ap.add_argument("--serve-loop-only", metavar="IFACE", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.serve_loop_only:
+        return serve_loop_only(args.serve_loop_only)
     names = [n.strip() for n in args.servers.split(",") if n.strip()]
     for name in names:
         if name not in TARGETS:
