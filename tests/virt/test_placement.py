@@ -57,3 +57,31 @@ def test_fills_one_host_before_the_next():
         count[chosen.name] += 1
         order.append(chosen.name)
     assert order == ["a"] * 5 + ["b"] * 5 + ["c"] * 2
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+_load = st.builds(
+    lambda name, seg, state, mem, guests, used, err: HostLoad(hv(name, seg, mem, state), guests, used, err),
+    st.sampled_from("abcdefgh"), st.sampled_from(["odd", "even"]), st.sampled_from(["active", "drained"]),
+    st.integers(1024, 65536), st.integers(0, 8), st.integers(0, 65536), st.sampled_from(["", "", "", "down"]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_load, max_size=8, unique_by=lambda load: load.host.name), st.integers(32, 16384), st.integers(1, 6))
+def test_choice_obeys_every_rule(loads, memory, per_host):
+    result = place("odd", memory, loads, per_host, reserve_mib=1024)
+
+    def fits(load):
+        free = load.host.memory_mib - 1024 - load.memory_used_mib
+        return (load.host.segment == "odd" and load.host.accepts_guests and not load.error
+                and load.guests < per_host and free >= memory)
+
+    eligible = [load for load in loads if fits(load)]
+    assert (result.chosen is None) == (not eligible)
+    if result.chosen is not None:
+        chosen = next(load for load in loads if load.host.name == result.chosen.name)
+        assert fits(chosen)
+        assert chosen.guests == max(load.guests for load in eligible)  # fill before the next
+    assert {c.host for c in result.candidates if c.eligible} == {load.host.name for load in eligible}
