@@ -113,13 +113,13 @@ def test_live_migration_moves_a_running_guest(pool, lab):
     assert moved.host.name == "hv2"
     wait_console(console, rf"tick {before + 3}\b")
     after = ticks(console)
+    text = console.read_text(errors="replace")
     # The destination's virtlogd restarted the log; the counter went on: the same guest, not a reboot.
-    assert min(after) > before - 1 and "GUEST-UP" not in console.read_text(errors="replace")
+    assert min(after) >= before and "GUEST-UP" not in text, (before, text[-1500:])
     located = g.locate(ref)
     assert (located.host.name, located.domain.state) == ("hv2", "running")
     assert [d.facts.name for d in g.connect(hvs[0].info).domains()] == []
-    print(f"live migration hv1 -> hv2: {elapsed:.2f} s")
-    assert elapsed < 30
+    print(f"live migration hv1 -> hv2: {elapsed:.2f} s (timed by bench/bench_guests.py --migrations)")
 
 
 def test_migration_preflight_names_what_is_wrong_on_a_real_host(pool, lab, tmp_path):
