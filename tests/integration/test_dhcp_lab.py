@@ -195,3 +195,20 @@ def test_subprocess_in_netns_helper(two_segments):
     server, ca, _ = two_segments
     out = subprocess.run(ca.cmd(["ping", "-c", "1", "-W", "2", "10.61.0.1"]), capture_output=True, text=True)
     assert "1 received" in out.stdout
+
+
+def test_service_sockets_follow_the_config(two_segments, tmp_path):
+    from bootsrv.config import parse
+    from bootsrv.dhcp.service import dhcp_services, interface_address, relayed, served_interfaces
+    from bootsrv.wiring import Wiring
+
+    server, *_ = two_segments
+    assert in_netns(server.ns, interface_address, "net0") == IPv4Address("10.61.0.1")
+    assert in_netns(server.ns, interface_address, "nosuch0") is None
+    # The embedded default names no interface and no relay: no DHCP service at all.
+    assert dhcp_services(Wiring(parse("", "default"))) == []
+    cfg = parse('[[networks]]\nname = "a"\nsubnet = "10.61.0.0/24"\ninterface = "net0"\n'
+                '[[networks]]\nname = "r"\nsubnet = "10.61.9.0/24"\nrelays = ["10.61.1.254"]\n', "t")
+    assert served_interfaces(cfg) == ["net0"] and relayed(cfg)
+    off = parse('[dhcp]\nenabled = false\n[[networks]]\nname = "a"\nsubnet = "10.61.0.0/24"\ninterface = "net0"\n', "t")
+    assert dhcp_services(Wiring(off)) == []

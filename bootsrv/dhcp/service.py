@@ -1,0 +1,85 @@
+"""`bootsrv serve`'s DHCP service: the socket loop (server.py) over the engine, from the config.
+
+Which sockets: one per interface some network names, plus the relay socket when some network
+lists relays; a config that names neither gets no DHCP service at all (the embedded default).
+The handler decodes, asks the engine, encodes and turns the engine's routing decision into an
+`Outgoing`; everything it does not like raises, and the loop logs one line (MAC, xid) and drops.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import socket
+import struct
+from collections.abc import Callable
+from ipaddress import IPv4Address
+
+from bootsrv.config import Config
+from bootsrv.dhcp.server import Arrival, DhcpServer, Handler, Outgoing
+from bootsrv.log import event
+from bootsrv.wiring import Wiring
+
+log = logging.getLogger("bootsrv.dhcp")
+
+SIOCGIFADDR = 0x8915  # linux/sockios.h
+
+
+def interface_address(ifname: str) -> IPv4Address | None:
+    """The primary IPv4 address of `ifname` in this namespace, or None (no address, no device)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            res = fcntl.ioctl(sock.fileno(), SIOCGIFADDR, struct.pack("256s", ifname.encode()[:15]))
+        except OSError:
+            return None
+    return IPv4Address(res[20:24])
+
+
+def served_interfaces(config: Config) -> list[str]:
+    return [net.interface for net in config.networks if net.interface]
+
+
+def relayed(config: Config) -> bool:
+    return any(net.relays for net in config.networks)
+
+
+class DhcpService:
+    name = "dhcp"
+
+    def __init__(self, config: Config, handler_factory: Callable[[], Handler], workers: int = 8):
+        self.config = config
+        self.handler_factory = handler_factory
+        self.workers = workers
+        self.server: DhcpServer | None = None
+
+    def start(self) -> None:
+        for ifname in served_interfaces(self.config):
+            if interface_address(ifname) is None:
+                # Still served (the socket binds to the device), but replies need a source address
+                # and option 54 needs one of ours: say so once instead of failing every packet.
+                event(log, "dhcp.interface_without_address", logging.WARNING, interface=ifname)
+        self.server = DhcpServer(served_interfaces(self.config), relayed(self.config), self.config.dhcp.port,
+                                 self.handler_factory(), workers=self.workers)
+        self.server.start()
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+
+
+def dhcp_services(wiring: Wiring) -> list[DhcpService]:
+    cfg = wiring.config
+    if not cfg.dhcp.enabled:
+        return []
+    if not served_interfaces(cfg) and not relayed(cfg):
+        event(log, "dhcp.nothing_to_serve", reason="no network names an interface or a relay")
+        return []
+    return [DhcpService(cfg, lambda: engine_handler(wiring))]
+
+
+def engine_handler(wiring: Wiring) -> Handler:
+    """The handler over the DHCP engine and the lease store of this process."""
+    raise NotImplementedError("the DHCP engine (bootsrv/dhcp/engine.py) is not in this tree yet")
+
+
+__all__ = ["Arrival", "DhcpService", "Outgoing", "dhcp_services", "engine_handler", "interface_address"]
