@@ -194,12 +194,69 @@ def _loop_only_handler(raw: bytes, arrival):
     return Outgoing(out, IPv4Address("255.255.255.255"), 68)
 
 
-def serve_loop_only(interface: str) -> int:
+class BootsrvLoopDurable(BootsrvLoop):
+    """The loop-only stand-in plus one fsync'ed append per ACK through a leader/follower group
+    commit: what durability costs the loop, before any engine or store logic."""
+
+    name = "loop-durable"
+    durability = "fsync before every ACK (stand-in group commit)"
+
+    def start(self, host, workdir):
+        argv = [sys.executable, __file__, "--serve-loop-only", "net0", "--durable-log", str(workdir / "acks.log")]
+        return host.popen(argv, stderr=open(workdir / "stderr", "w"))
+
+
+class _GroupCommit:
+    """Leader/follower group commit: the first waiter writes and fsyncs everything pending."""
+
+    def __init__(self, path: str):
+        import threading
+
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self.cond = threading.Condition()
+        self.pending: list[bytes] = []
+        self.queued = self.synced = 0
+        self.syncing = False
+        self.fsyncs = 0
+
+    def commit(self, line: bytes) -> None:
+        with self.cond:
+            self.pending.append(line)
+            self.queued += 1
+            mine = self.queued
+            while self.synced < mine:
+                if self.syncing:
+                    self.cond.wait()
+                    continue
+                self.syncing, batch, upto, self.pending = True, self.pending, self.queued, []
+                self.cond.release()
+                try:
+                    os.write(self.fd, b"".join(batch))
+                    os.fsync(self.fd)
+                finally:
+                    self.cond.acquire()
+                self.fsyncs += 1
+                self.synced, self.syncing = upto, False
+                self.cond.notify_all()
+
+
+def serve_loop_only(interface: str, durable_log: str | None = None) -> int:
     import threading
 
     from bootsrv.dhcp.server import DhcpServer
 
-    server = DhcpServer([interface], relay_socket=False, port=67, handler=_loop_only_handler)
+    handler = _loop_only_handler
+    if durable_log:
+        group = _GroupCommit(durable_log)
+
+        def handler(raw, arrival):
+            out = _loop_only_handler(raw, arrival)
+            if out is not None and out.payload[242] == 5:  # an ACK: durable first
+                group.commit(out.payload[28:34].hex().encode() + b" " + out.payload[16:20].hex().encode() + b"\n")
+            return out
+
+    server = DhcpServer([interface], relay_socket=False, port=67, handler=handler,
+                        workers=int(os.environ.get("BENCH_WORKERS", "8")))
     server.start()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -208,7 +265,7 @@ def serve_loop_only(interface: str) -> int:
     return 0
 
 
-TARGETS = {t.name: t for t in (Bootsrv(), Kea(), Dnsmasq(), BootsrvLoop())}
+TARGETS = {t.name: t for t in (Bootsrv(), Kea(), Dnsmasq(), BootsrvLoop(), BootsrvLoopDurable())}
 
 
 def _tail(path: Path, n: int = 600) -> str:
@@ -316,9 +373,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--start-rate", type=int, default=125)
     ap.add_argument("--max-rate", type=int, default=16000)
     ap.add_argument("--serve-loop-only", metavar="IFACE", help=argparse.SUPPRESS)
+    ap.add_argument("--durable-log", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.serve_loop_only:
-        return serve_loop_only(args.serve_loop_only)
+        return serve_loop_only(args.serve_loop_only, args.durable_log)
     names = [n.strip() for n in args.servers.split(",") if n.strip()]
     for name in names:
         if name not in TARGETS:
