@@ -111,10 +111,10 @@ class Bootsrv(Target):
     durability = "fsync before every ACK (group commit)"
 
     def available(self):
-        try:
-            import bootsrv.dhcp.service  # noqa: F401
-        except ImportError as exc:
-            return f"bootsrv DHCP service not importable: {exc}"
+        import importlib.util
+
+        if importlib.util.find_spec("bootsrv.dhcp.engine") is None:
+            return "the DHCP engine (bootsrv/dhcp/engine.py) is not in this tree yet"
         return None
 
     def start(self, host, workdir):
@@ -245,15 +245,13 @@ def serve_loop_only(interface: str, durable_log: str | None = None) -> int:
 
     from bootsrv.dhcp.server import DhcpServer
 
-    handler = _loop_only_handler
-    if durable_log:
-        group = _GroupCommit(durable_log)
+    def handler(raw, arrival):
+        out = _loop_only_handler(raw, arrival)
+        if group is not None and out is not None and out.payload[242] == 5:  # an ACK: durable first
+            group.commit(out.payload[28:34].hex().encode() + b" " + out.payload[16:20].hex().encode() + b"\n")
+        return out
 
-        def handler(raw, arrival):
-            out = _loop_only_handler(raw, arrival)
-            if out is not None and out.payload[242] == 5:  # an ACK: durable first
-                group.commit(out.payload[28:34].hex().encode() + b" " + out.payload[16:20].hex().encode() + b"\n")
-            return out
+    group = _GroupCommit(durable_log) if durable_log else None
 
     server = DhcpServer([interface], relay_socket=False, port=67, handler=handler,
                         workers=int(os.environ.get("BENCH_WORKERS", "8")))
