@@ -67,8 +67,14 @@ def answer(query: DNSRecord, zones: ZoneData) -> DNSRecord:
     if len(query.questions) != 1:
         return error(query, RCODE.FORMERR)  # RFC 9619: QDCOUNT must be 1
     question: DNSQuestion = query.questions[0]
-    qname = normalize(str(question.qname))
-    apex = zones.zone_of(qname)
+    labels = tuple(label.lower() for label in question.qname.label)
+    apex = zones.zone_of_labels(labels)
+    # Our names are host names (letters, digits, hyphen): a name with a dot inside a label or
+    # bytes outside ASCII exists nowhere in our zones, whatever its text form looks like.
+    if all(b"." not in label and label.isascii() for label in labels):
+        qname = normalize(b".".join(labels).decode("ascii"))
+    else:
+        qname = ""
     if apex is None or question.qclass not in (CLASS_IN, CLASS_ANY):
         return error(query, RCODE.REFUSED)  # not our zone: we are nobody's resolver
     if question.qtype in _TRANSFERS:
@@ -79,7 +85,7 @@ def answer(query: DNSRecord, zones: ZoneData) -> DNSRecord:
     records: list[RR] = []
     qtype = question.qtype
     want = (lambda t: qtype == t or qtype == QTYPE.ANY)
-    if qname == apex.origin:
+    if qname and qname == apex.origin:
         if want(QTYPE.SOA):
             records.append(_soa(apex, ttl, owner))
         if want(QTYPE.NS):
@@ -89,7 +95,7 @@ def answer(query: DNSRecord, zones: ZoneData) -> DNSRecord:
     if want(QTYPE.PTR):
         records += [RR(owner, QTYPE.PTR, ttl=ttl, rdata=PTR(name + ".")) for name in zones.pointers.get(qname, ())]
 
-    exists = qname in zones.nodes
+    exists = bool(qname) and qname in zones.nodes
     reply = DNSRecord(_header(query, RCODE.NOERROR if exists else RCODE.NXDOMAIN, aa=True))
     reply.add_question(question)
     for rr in records:

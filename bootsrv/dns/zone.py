@@ -59,6 +59,17 @@ class ZoneData:
     # not NXDOMAIN; RFC 8020).
     nodes: frozenset[str] = field(default_factory=frozenset)
 
+    def zone_of_labels(self, labels: tuple[bytes, ...]) -> Apex | None:
+        """Like zone_of, on wire labels (lower case): a label may itself contain a dot, which
+        the text form cannot show, so zone membership is decided label by label."""
+        best = None
+        for origin, apex in self.apexes.items():
+            tail = tuple(part.encode() for part in origin.split("."))
+            if labels[len(labels) - len(tail):] == tail and len(labels) >= len(tail):
+                if best is None or len(origin) > len(best.origin):
+                    best = apex
+        return best
+
     def zone_of(self, name: str) -> Apex | None:
         """The most specific of our zones containing `name` (lower case, no trailing dot)."""
         best = None

@@ -233,3 +233,45 @@ def test_loopback_listener_gets_no_glue():
     reply = answer(DNSRecord.question("lab.example", "NS"), zones)
     assert rdatas(reply) == ["boot1.lab.example."] and not reply.ar
     assert answer(DNSRecord.question("boot1.lab.example"), zones).header.rcode == RCODE.NXDOMAIN
+
+
+# Any question name and type: an answer with a sane rcode, never an exception; REFUSED exactly
+# when the name is outside our zones.
+from dnslib import DNSLabel, DNSQuestion  # noqa: E402
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+_labels = st.lists(st.binary(min_size=1, max_size=63), min_size=0, max_size=6)
+_suffix = st.sampled_from([(), (b"lab", b"example"), (b"be", b"lab", b"example"), (b"1", b"20", b"10", b"in-addr", b"arpa"),
+                           (b"com",)])
+
+
+@settings(max_examples=500, deadline=None)
+@given(_labels, _suffix, st.integers(0, 65535), st.integers(0, 65535))
+def test_any_question_gets_a_sane_answer(labels, suffix, qtype, qclass):
+    query = DNSRecord()
+    query.add_question(DNSQuestion(DNSLabel(list(labels) + list(suffix)), qtype, qclass))
+    reply = answer(query, ZONES)
+    assert reply.header.qr == 1 and reply.header.ra == 0
+    assert reply.header.rcode in (RCODE.NOERROR, RCODE.NXDOMAIN, RCODE.REFUSED)
+    inside = bool(suffix) and suffix != (b"com",)
+    if not inside:
+        assert reply.header.rcode == RCODE.REFUSED
+    elif qclass in (1, 255) and qtype not in (251, 252):
+        assert reply.header.rcode != RCODE.REFUSED and reply.header.aa == 1
+
+
+@pytest.mark.parametrize(
+    "labels, rcode",
+    [
+        ([b"foo.lab", b"example"], RCODE.REFUSED),  # text "foo.lab.example." but zone "example"
+        ([b"a.b", b"lab", b"example"], RCODE.NXDOMAIN),  # inside our zone, cannot exist
+        ([b"hv1", b"LAB", b"example"], RCODE.NOERROR),
+        ([b"hv\xc31", b"lab", b"example"], RCODE.NXDOMAIN),
+        ([], RCODE.REFUSED),  # the root
+    ],
+    ids=["dot-in-label-outside", "dot-in-label-inside", "case", "non-ascii", "root"],
+)
+def test_zone_membership_is_by_labels(labels, rcode):
+    query = DNSRecord()
+    query.add_question(DNSQuestion(DNSLabel(labels), QTYPE.A))
+    assert answer(query, ZONES).header.rcode == rcode
