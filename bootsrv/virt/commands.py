@@ -64,7 +64,7 @@ def build(config, wiring=None) -> Guests:
     templates = Path(config.profiles.templates_dir)
     guests = Guests(settings, _LazyStorage(storage_uri, connections), source, connections, _bindings(wiring),
                     templates if (templates / "domains").is_dir() else None)
-    guests.connections = connections  # type: ignore[attr-defined]
+    guests.connections = connections
     return guests
 
 
@@ -79,7 +79,7 @@ def _guests(ctx: click.Context) -> Guests:
 
             config, wiring = configmod.load(root.params.get("config_path")), None
         guests = root.meta["guests"] = build(config, wiring)
-        root.call_on_close(guests.connections.close)  # type: ignore[attr-defined]
+        root.call_on_close(guests.connections.close)
     return root.meta["guests"]
 
 

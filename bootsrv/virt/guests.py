@@ -7,6 +7,7 @@ of its input before it changes anything, and names the field that is wrong.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -68,6 +69,7 @@ class Guests:
     def __init__(self, settings: GuestSettings, storage: Storage, hypervisors: HypervisorSource,
                  connect: Callable[[HypervisorInfo], Hypervisor], bindings: Bindings | None = None,
                  templates_dir: Path | None = None):
+        self.connections = None  # the connection cache of `connect`, when the caller has one to close
         self.settings = settings
         self.storage = storage
         self.source = hypervisors
@@ -191,7 +193,7 @@ class Guests:
         placement, spec = self.plan(kind, layout, segment, memory_mib, vcpus, guest, boot)
         host = require(segment, placement)
         if console_log:
-            spec = _replace(spec, console_log=console_log)
+            spec = dataclasses.replace(spec, console_log=console_log)
         xml = domainmod.render(spec, self.templates_dir)
         hv = self.connect(host)
         hv.add_project(guest.project, self._project(guest.project))
@@ -282,7 +284,8 @@ class Guests:
             raise NotFound(f"guest: no domain {guest.domain} and no disk {guest.disk}")
         return done
 
-    def preflight(self, guest: GuestRef, destination: str) -> tuple[Located, HypervisorInfo, Hypervisor, list[str]]:
+    def preflight(self, guest: GuestRef, destination: str) -> tuple[Located, HypervisorInfo, Hypervisor | None, list[str]]:
+        """Everything that would stop the migration, each naming its check; [] when it can go."""
         found = self.locate(guest)
         hosts = {h.name: h for h in self.source.hypervisors()}
         if destination not in hosts:
@@ -297,7 +300,7 @@ class Guests:
             dhv = self.connect(dest)
             view = dhv.view()
         except Exception as exc:  # noqa: BLE001
-            return found, dest, None, [f"libvirt: cannot reach {destination}: {str(exc).splitlines()[0]}"]  # type: ignore[return-value]
+            return found, dest, None, [f"libvirt: cannot reach {destination}: {str(exc).splitlines()[0]}"]
         f = found.domain.facts
         for path in f.disks:
             if not dhv.sees(path):
@@ -315,13 +318,8 @@ class Guests:
 
     def migrate(self, guest: GuestRef, destination: str, unsafe: bool = False) -> Located:
         found, dest, dhv, problems = self.preflight(guest, destination)
-        if problems:
+        if problems or dhv is None:
             raise MigrationRefused(guest, destination, problems)
         found.hypervisor.migrate(guest.domain, dhv, address=dest.address, unsafe=unsafe)
         return Located(dest, dhv, found.domain)
 
-
-def _replace(spec: DomainSpec, **changes) -> DomainSpec:
-    import dataclasses
-
-    return dataclasses.replace(spec, **changes)

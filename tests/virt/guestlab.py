@@ -73,7 +73,7 @@ def guests(hvs: list[Hv], storage_dir: Path, bindings=None, **changes) -> Guests
     conns = Connections()
     g = Guests(settings(storage_dir, **changes), conns(hvs[0].info), MemoryHypervisors([h.info for h in hvs]),
                conns, bindings if bindings is not None else MemoryBindings())
-    g.connections = conns  # type: ignore[attr-defined]
+    g.connections = conns
     return g
 
 
