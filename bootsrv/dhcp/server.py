@@ -106,10 +106,15 @@ def open_socket(port: int, interface: str | None, address: str = "0.0.0.0") -> s
     # Room for a burst (a rack powering on: a few thousand DISCOVERs) but not for a backlog of
     # seconds under sustained overload (see the module doc).
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-    if interface:
-        # Before bind: the device-bound socket then owns port 67 on this device only.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, interface.encode())
-    sock.bind((address, port))
+    try:
+        if interface:
+            # Before bind: the device-bound socket then owns port 67 on this device only.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, interface.encode())
+        sock.bind((address, port))
+    except OSError as exc:
+        sock.close()
+        exc.interface = interface  # which configured interface failed, for the caller's error
+        raise
     sock.settimeout(0.5)  # wake to notice stop()
     return sock
 

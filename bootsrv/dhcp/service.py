@@ -17,6 +17,7 @@ from ipaddress import IPv4Address
 
 from bootsrv.config import Config
 from bootsrv.dhcp.server import Arrival, DhcpServer, Handler, Outgoing
+from bootsrv.errors import ConfigError
 from bootsrv.log import event
 from bootsrv.wiring import Wiring
 
@@ -60,11 +61,23 @@ class DhcpService:
                 event(log, "dhcp.interface_without_address", logging.WARNING, interface=ifname)
         self.server = DhcpServer(served_interfaces(self.config), relayed(self.config), self.config.dhcp.port,
                                  self.handler_factory(), workers=self.workers)
-        self.server.start()
+        try:
+            self.server.start()
+        except OSError as exc:
+            raise socket_error(self.config, exc) from None
 
     def stop(self) -> None:
         if self.server is not None:
             self.server.stop()
+
+
+def socket_error(config: Config, exc: OSError) -> ConfigError:
+    """A bind failure as the config key that asked for it (a missing device is a config mistake)."""
+    device = getattr(exc, "interface", None)
+    for i, net in enumerate(config.networks):
+        if device and net.interface == device:
+            return ConfigError("config", f"networks[{i}].interface", f"cannot serve {device!r}: {exc.strerror or exc}")
+    return ConfigError("config", "dhcp.port", f"cannot bind UDP port {config.dhcp.port}: {exc.strerror or exc}")
 
 
 def dhcp_services(wiring: Wiring) -> list[DhcpService]:

@@ -212,3 +212,18 @@ def test_service_sockets_follow_the_config(two_segments, tmp_path):
     assert served_interfaces(cfg) == ["net0"] and relayed(cfg)
     off = parse('[dhcp]\nenabled = false\n[[networks]]\nname = "a"\nsubnet = "10.61.0.0/24"\ninterface = "net0"\n', "t")
     assert dhcp_services(Wiring(off)) == []
+
+
+def test_a_missing_interface_is_a_config_error(two_segments):
+    from bootsrv.config import parse
+    from bootsrv.dhcp.service import DhcpService
+    from bootsrv.errors import ConfigError
+
+    server, *_ = two_segments
+    cfg = parse('[[networks]]\nname = "a"\nsubnet = "10.61.0.0/24"\ninterface = "net0"\n'
+                '[[networks]]\nname = "b"\nsubnet = "10.61.5.0/24"\ninterface = "nosuch9"\n', "t")
+    svc = DhcpService(cfg, lambda: _echo)
+    with pytest.raises(ConfigError, match=r"networks\[1\]\.interface: cannot serve 'nosuch9'"):
+        in_netns(server.ns, svc.start)
+    # Nothing stays open after the failed start.
+    assert ":67 " not in server.run(["ss", "-uln"]).stdout
