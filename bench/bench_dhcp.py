@@ -240,18 +240,67 @@ class _GroupCommit:
                 self.cond.notify_all()
 
 
-def serve_loop_only(interface: str, durable_log: str | None = None) -> int:
+class BootsrvLoopDeferred(BootsrvLoop):
+    """Like loop-durable, but the handler returns a Future and one flusher thread writes, fsyncs
+    and completes a whole batch: no worker ever waits for the disk."""
+
+    name = "loop-deferred"
+    durability = "fsync before every ACK (stand-in flusher, deferred replies)"
+
+    def start(self, host, workdir):
+        argv = [sys.executable, __file__, "--serve-loop-only", "net0", "--durable-log", str(workdir / "acks.log"),
+                "--deferred"]
+        return host.popen(argv, stderr=open(workdir / "stderr", "w"))
+
+
+class _Flusher:
+    """One thread: take everything pending, write it, fsync once, then complete its futures."""
+
+    def __init__(self, path: str):
+        import threading
+
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self.cond = threading.Condition()
+        self.pending: list = []
+        threading.Thread(target=self._run, daemon=True, name="flusher").start()
+
+    def submit(self, line: bytes, result):
+        from concurrent.futures import Future
+
+        fut: Future = Future()
+        with self.cond:
+            self.pending.append((line, fut, result))
+            self.cond.notify()
+        return fut
+
+    def _run(self) -> None:
+        while True:
+            with self.cond:
+                while not self.pending:
+                    self.cond.wait()
+                batch, self.pending = self.pending, []
+            os.write(self.fd, b"".join(line for line, _f, _r in batch))
+            os.fsync(self.fd)
+            for _line, fut, result in batch:
+                fut.set_result(result)
+
+
+def serve_loop_only(interface: str, durable_log: str | None = None, deferred: bool = False) -> int:
     import threading
 
     from bootsrv.dhcp.server import DhcpServer
 
     def handler(raw, arrival):
         out = _loop_only_handler(raw, arrival)
-        if group is not None and out is not None and out.payload[242] == 5:  # an ACK: durable first
-            group.commit(out.payload[28:34].hex().encode() + b" " + out.payload[16:20].hex().encode() + b"\n")
+        if durable_log and out is not None and out.payload[242] == 5:  # an ACK: durable first
+            line = out.payload[28:34].hex().encode() + b" " + out.payload[16:20].hex().encode() + b"\n"
+            if flusher is not None:
+                return flusher.submit(line, out)
+            group.commit(line)
         return out
 
-    group = _GroupCommit(durable_log) if durable_log else None
+    group = _GroupCommit(durable_log) if durable_log and not deferred else None
+    flusher = _Flusher(durable_log) if durable_log and deferred else None
 
     server = DhcpServer([interface], relay_socket=False, port=67, handler=handler,
                         workers=int(os.environ.get("BENCH_WORKERS", "8")))
@@ -263,7 +312,8 @@ def serve_loop_only(interface: str, durable_log: str | None = None) -> int:
     return 0
 
 
-TARGETS = {t.name: t for t in (Bootsrv(), Kea(), Dnsmasq(), BootsrvLoop(), BootsrvLoopDurable())}
+TARGETS = {t.name: t for t in (Bootsrv(), Kea(), Dnsmasq(), BootsrvLoop(), BootsrvLoopDurable(),
+                                     BootsrvLoopDeferred())}
 
 
 def _tail(path: Path, n: int = 600) -> str:
@@ -311,12 +361,29 @@ def perfdhcp(client: Host, rate: int, seconds: int, clients: int) -> Step:
     return Step(rate, seconds, d, o, r, a)
 
 
+def answering(client: Host, proc: subprocess.Popen, target: Target, workdir: Path, timeout: float = 15) -> None:
+    """Wait until the server completes one DORA: a server still starting up (Python imports,
+    socket setup) would otherwise count as loss in the first fraction of a second."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        # One DISCOVER, up to 0.5 s for the OFFER (-W); perfdhcp -n 1 stops before the REQUEST.
+        probe = client.run(["perfdhcp", "-4", "-l", "net0", "-n", "1", "-W", "500000", "-R", "1",
+                            "-b", "mac=02:ff:00:00:00:01", SERVER_IP], check=False, timeout=10)
+        stats = {kind: int(recv) for kind, _sent, recv in _STATS.findall(probe.stdout)}
+        if stats.get("DISCOVER-OFFER", 0) >= 1:
+            return
+        if proc.poll() is not None:
+            break
+    raise RuntimeError(f"{target.name} never answered a probe: {_tail(workdir / 'stderr')}")
+
+
 def measure(lab: Lab, server: Host, client: Host, target: Target, rate: int, seconds: float,
             clients: int) -> Step:
     workdir = Path(tempfile.mkdtemp(prefix=f"bench-{target.name}-"))
     proc = target.start(server, workdir)
     try:
         target.ready(proc, workdir)
+        answering(client, proc, target, workdir)
         step = perfdhcp(client, rate, seconds, clients)
         if proc.poll() is not None:
             raise RuntimeError(f"{target.name} died during the run: {_tail(workdir / 'stderr')}")
@@ -372,9 +439,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-rate", type=int, default=16000)
     ap.add_argument("--serve-loop-only", metavar="IFACE", help=argparse.SUPPRESS)
     ap.add_argument("--durable-log", help=argparse.SUPPRESS)
+    ap.add_argument("--deferred", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.serve_loop_only:
-        return serve_loop_only(args.serve_loop_only, args.durable_log)
+        return serve_loop_only(args.serve_loop_only, args.durable_log, args.deferred)
     names = [n.strip() for n in args.servers.split(",") if n.strip()]
     for name in names:
         if name not in TARGETS:

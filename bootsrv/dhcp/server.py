@@ -24,17 +24,25 @@ between: a hand-off between Python threads costs more than the work for a DISCOV
 the socket's receive buffer fills and the kernel drops the newest packets (clients retransmit);
 the buffer is kept to about a quarter second of traffic so we do not answer requests their
 clients gave up on long ago.
+
+Deferred replies. A handler may instead return a Future that resolves to the reply once the lease
+is on stable storage; the loop sends it from whichever thread completes the future. Then no worker
+waits for an fsync at all: measured with a stand-in handler (bench/bench_dhcp.py, loop-durable vs
+loop-deferred), blocking workers lose packets to the receive buffer during fsync stalls while the
+deferred form keeps reading.
 """
 
 from __future__ import annotations
 
 import fcntl
+import functools
 import logging
 import socket
 import struct
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
@@ -70,7 +78,9 @@ class Outgoing:
     hwaddr: bytes | None = None
 
 
-Handler = Callable[[bytes, Arrival], "Outgoing | None"]
+# A handler answers now (Outgoing), never (None), or once its lease is durable (a Future that
+# resolves to Outgoing or None).
+Handler = Callable[[bytes, Arrival], "Outgoing | Future | None"]
 
 
 def describe(raw: bytes) -> dict[str, str]:
@@ -191,8 +201,23 @@ class DhcpServer:
                 event(log, "dhcp.dropped", logging.WARNING, interface=ifname or "(relays)",
                       error=str(exc)[:200], **describe(raw))
                 continue
-            if out is not None:
+            if isinstance(out, Future):
+                # Durable later: the store's group commit completes the future once the lease is
+                # fsync'ed, and the reply goes out from the committing thread. The worker is free
+                # to read the next packet meanwhile (see "Deferred replies" in the module doc).
+                out.add_done_callback(functools.partial(self._send_when_durable, sock, arrival, raw))
+            elif out is not None:
                 self.send(sock, arrival, out)
+
+    def _send_when_durable(self, sock: socket.socket, arrival: Arrival, raw: bytes, done: Future) -> None:
+        try:
+            out = done.result()
+        except Exception as exc:  # the commit failed: no ACK may go out (durable before acknowledged)
+            event(log, "dhcp.commit_failed", logging.ERROR, interface=arrival.interface or "(relays)",
+                  error=str(exc)[:200], **describe(raw))
+            return
+        if out is not None:
+            self.send(sock, arrival, out)
 
     def send(self, sock: socket.socket, arrival: Arrival, out: Outgoing) -> None:
         address = out.address

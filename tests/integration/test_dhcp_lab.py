@@ -227,3 +227,32 @@ def test_a_missing_interface_is_a_config_error(two_segments):
         in_netns(server.ns, svc.start)
     # Nothing stays open after the failed start.
     assert ":67 " not in server.run(["ss", "-uln"]).stdout
+
+
+def test_deferred_replies_go_out_only_when_durable(two_segments):
+    from concurrent.futures import Future
+
+    server, ca, _ = two_segments
+    pending: list[tuple[bytes, Future]] = []
+
+    def handler(raw: bytes, arrival: Arrival):
+        fut: Future = Future()
+        pending.append((raw, fut))
+        return fut
+
+    srv = DhcpServer(["net0"], relay_socket=False, port=67, handler=handler, workers=1)
+    in_netns(server.ns, srv.start)
+    try:
+        sa = client_socket(ca.ns, "net0")
+        sa.sendto(b"first", ("255.255.255.255", 67))
+        sa.sendto(b"second", ("255.255.255.255", 67))
+        assert wait_for(lambda: len(pending) == 2, 3)  # one worker took both: it never waited
+        with pytest.raises(TimeoutError):
+            sa.recvfrom(2048)  # not durable yet: nothing sent
+        pending[1][1].set_exception(OSError("fsync failed"))  # a failed commit: never acknowledged
+        pending[0][1].set_result(Outgoing(b"durable:first", IPv4Address("255.255.255.255"), 68))
+        assert sa.recvfrom(2048)[0] == b"durable:first"
+        with pytest.raises(TimeoutError):
+            sa.recvfrom(2048)
+    finally:
+        srv.stop()
