@@ -1,0 +1,171 @@
+"""The lease store's data: records, flags, pools and their owners (pure, no I/O).
+
+The shape is Solaris' dhcp_network(4) table (SUNWfiles): one record per address with the client
+that holds it, flags, the server that owns it (OWNER_IP), the expiry, a signature and a macro,
+plus the hostname that DNS answers. What bootsrv adds is in `Record`'s field comments.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass, field, replace
+from ipaddress import IPv4Address, IPv4Network
+
+from bootsrv.errors import Conflict, InvalidInput
+
+# Expiry values that are not times (dhcp_network(4): -1 is "infinite", a lease that never ends).
+NEVER = -1
+NONE = 0
+
+
+class Flag(enum.IntFlag):
+    """dhcp_network(4) flags, same bit values so SUNWfiles tables import unchanged."""
+
+    DYNAMIC = 0x00  # no bit set: an address handed out from a range
+    PERMANENT = 0x01  # the lease never expires
+    MANUAL = 0x02  # bound to this client by an administrator; never given to anyone else
+    UNUSABLE = 0x04  # declined by a client (RFC 2131 4.3.3) or taken out by hand
+    BOOTP = 0x08  # given to a BOOTP client (RFC 1542): no lease time, never reclaimed
+
+    def names(self) -> str:
+        return "+".join(f.name for f in Flag if f and f in self) or "DYNAMIC"
+
+
+CLIENT_ID = re.compile(r"^(?:[0-9A-F]{2})+$")
+HOSTNAME = re.compile(r"^(?=.{1,253}$)(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))*$")
+MACRO = re.compile(r"^[A-Za-z0-9._-]{0,64}$")
+
+
+def client_id_of_mac(mac: bytes | str, htype: int = 1) -> str:
+    """The client id a client without option 61 is known by: hardware type + chaddr, as Solaris
+    in.dhcpd and RFC 2132 9.14 (type 1 = Ethernet) write it."""
+    if isinstance(mac, str):
+        mac = bytes.fromhex(mac.replace(":", "").replace("-", ""))
+    return f"{htype:02X}{mac.hex().upper()}"
+
+
+def normalize_client_id(value: str, field_name: str = "client_id") -> str:
+    """Upper-case hex; a MAC written with colons or dashes becomes an Ethernet client id."""
+    text = value.strip()
+    if re.fullmatch(r"([0-9A-Fa-f]{2}[:-]){5}[0-9A-Fa-f]{2}", text):
+        return client_id_of_mac(text)
+    text = text.upper()
+    if not CLIENT_ID.match(text) or len(text) > 510:
+        raise InvalidInput(field_name, f"{value!r} is not a client id (hex octets, or a MAC aa:bb:cc:dd:ee:ff)")
+    return text
+
+
+def normalize_hostname(value: str, field_name: str = "hostname") -> str:
+    text = value.strip().lower().rstrip(".")
+    if text and not HOSTNAME.match(text):
+        raise InvalidInput(field_name, f"{value!r} is not a host name (RFC 1123: letters, digits, hyphens)")
+    return text
+
+
+@dataclass(frozen=True)
+class Record:
+    network: str
+    ip: IPv4Address
+    client_id: str = ""  # upper-case hex; "" = nobody (Solaris writes "00")
+    flags: Flag = Flag.DYNAMIC
+    owner: IPv4Address = IPv4Address(0)  # the server that acts for this address (OWNER_IP)
+    expiry: int = NONE  # unix seconds; NEVER for permanent; NONE for a free address
+    signature: int = 0  # changes on every write; 0 = never written (not in the store)
+    macro: str = ""  # Solaris macro / bootsrv profile
+    hostname: str = ""  # answered by DNS (A and PTR)
+    comment: str = ""
+
+    @property
+    def manual(self) -> bool:
+        return bool(self.flags & Flag.MANUAL)
+
+    @property
+    def permanent(self) -> bool:
+        return bool(self.flags & Flag.PERMANENT) or self.expiry == NEVER
+
+    @property
+    def unusable(self) -> bool:
+        return bool(self.flags & Flag.UNUSABLE)
+
+    def active(self, now: float) -> bool:
+        """Held by a client right now (an offer hold counts: the pair must not offer it twice)."""
+        if not self.client_id:
+            return False
+        return self.manual or self.permanent or bool(self.flags & Flag.BOOTP) or self.expiry > now
+
+    def reusable(self, now: float) -> bool:
+        """May be given to another client: nobody holds it and it is not out of service."""
+        if self.manual or (self.flags & Flag.BOOTP):
+            return False
+        if self.unusable:
+            return self.expiry != NEVER and self.expiry <= now
+        return not self.active(now)
+
+    def freed(self) -> "Record":
+        """The address back in the pool: no client, no flags, no expiry (hostname goes too)."""
+        return replace(self, client_id="", flags=Flag.DYNAMIC, expiry=NONE, hostname="", macro="", comment="")
+
+
+@dataclass(frozen=True)
+class Range:
+    start: IPv4Address
+    end: IPv4Address
+    owner: IPv4Address
+
+    def __contains__(self, ip: IPv4Address) -> bool:
+        return int(self.start) <= int(ip) <= int(self.end)
+
+    def __len__(self) -> int:
+        return int(self.end) - int(self.start) + 1
+
+
+@dataclass(frozen=True)
+class Pool:
+    """What a network lends out: its dynamic ranges with their owners, minus reserved addresses."""
+
+    network: str
+    subnet: IPv4Network
+    ranges: tuple[Range, ...] = ()
+    reserved: frozenset[IPv4Address] = field(default_factory=frozenset)
+
+    def range_of(self, ip: IPv4Address) -> Range | None:
+        for rng in self.ranges:
+            if ip in rng:
+                return rng
+        return None
+
+    def lendable(self, ip: IPv4Address) -> bool:
+        return self.range_of(ip) is not None and ip not in self.reserved
+
+
+def pools_from_config(config) -> dict[str, Pool]:
+    """One Pool per [[networks]] entry; router, DNS servers and every server address are never lent."""
+    servers = set(config.server.owner_ips)
+    pools = {}
+    for net in config.networks:
+        reserved = {*net.dns_servers, *servers}
+        if net.router is not None:
+            reserved.add(net.router)
+        ranges = tuple(Range(r.start, r.end, config.range_owner(r)) for r in net.ranges)
+        pools[net.name] = Pool(net.name, net.subnet, ranges, frozenset(reserved))
+    return pools
+
+
+class Collision(Conflict):
+    """A write based on a stale read: the record changed (signature) since the writer looked."""
+
+    def __init__(self, network: str, ip: IPv4Address, expected: int, found: int):
+        self.network, self.ip, self.expected, self.found = network, ip, expected, found
+        super().__init__(f"{network}/{ip}: changed by another writer (signature {found}, expected {expected})")
+
+
+class PoolExhausted(Conflict):
+    def __init__(self, network: str):
+        self.network = network
+        super().__init__(f"{network}: no free address in the ranges this server owns")
+
+
+class UnknownNetwork(InvalidInput):
+    def __init__(self, network: str, known):
+        super().__init__("network", f"no network {network!r} in the store (known: {', '.join(sorted(known)) or 'none'})")

@@ -1,0 +1,480 @@
+"""The lease store's operations, written once over a few storage primitives.
+
+`LeaseStore` holds every rule (who may take which address, what an offer, an ACK, a release or a
+decline writes); an implementation supplies only the primitives: the current table of a network
+(`_table`), a compare-and-swap write (`_write`), and waiting for durability (`_sync`). The
+in-memory store (bootsrv.leases.memory) and the file store (bootsrv.leases.files) therefore
+behave the same, which tests/leases/test_contract.py checks against both.
+
+Ownership (Solaris OWNER_IP): a handle is opened with the addresses its server acts for. It
+allocates only from ranges those addresses own (or that were adopted from a dead peer) and never
+rewrites a foreign record except to renew a lease the client holds (the engine decides when that
+is allowed: RFC 2131 RENEWING goes to the owner first, see bootsrv.dhcp).
+
+Compare-and-swap: every record carries a signature that changes on every write. A write names the
+signature it read (0 = "the address has no record"); if the stored one differs, `Collision` is
+raised and nothing is written. Two servers (or two threads) choosing the same free address can
+therefore never both get it: one write wins, the other re-reads and takes the next.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import Future
+from dataclasses import replace
+from ipaddress import IPv4Address
+
+from bootsrv.errors import Conflict, InvalidInput, NotFound
+from bootsrv.leases.model import (
+    NEVER,
+    NONE,
+    Collision,
+    Flag,
+    Pool,
+    PoolExhausted,
+    Range,
+    Record,
+    UnknownNetwork,
+    normalize_client_id,
+    normalize_hostname,
+)
+
+# How often an operation re-reads and retries after losing a compare-and-swap race.
+MAX_ATTEMPTS = 64
+
+
+def new_signature() -> int:
+    """A fresh signature: random, so a record deleted and re-created never repeats an old one
+    (a counter would let a writer holding a signature from the earlier record win by accident)."""
+    return secrets.randbits(62) | 1
+
+
+class AddressTaken(Conflict):
+    """The address is held by another client (the engine NAKs; the CLI reports who holds it)."""
+
+    def __init__(self, record: Record):
+        self.record = record
+        who = record.client_id + (f" ({record.hostname})" if record.hostname else "")
+        super().__init__(f"{record.network}/{record.ip}: held by {who or 'an unusable mark'}")
+
+
+class Table:
+    """One network's records, indexed by address and by client id."""
+
+    __slots__ = ("records", "clients")
+
+    def __init__(self, records: Iterable[Record] = ()):
+        self.records: dict[IPv4Address, Record] = {}
+        self.clients: dict[str, set[IPv4Address]] = {}
+        for rec in records:
+            self.put(rec)
+
+    def put(self, rec: Record) -> None:
+        old = self.records.get(rec.ip)
+        if old is not None and old.client_id != rec.client_id:
+            self._unindex(old)
+        self.records[rec.ip] = rec
+        if rec.client_id:
+            self.clients.setdefault(rec.client_id, set()).add(rec.ip)
+
+    def drop(self, ip: IPv4Address) -> None:
+        old = self.records.pop(ip, None)
+        if old is not None:
+            self._unindex(old)
+
+    def _unindex(self, rec: Record) -> None:
+        ips = self.clients.get(rec.client_id)
+        if ips is not None:
+            ips.discard(rec.ip)
+            if not ips:
+                del self.clients[rec.client_id]
+
+    def of_client(self, client_id: str) -> list[Record]:
+        return [self.records[ip] for ip in self.clients.get(client_id, ())]
+
+
+def best_of(records: list[Record], now: float) -> Record | None:
+    """The record that speaks for a client: its manual binding, else its live lease, else the
+    lease that ended last (RFC 2131 4.3.1: offer the client its previous address if free)."""
+    if not records:
+        return None
+    return max(records, key=lambda r: (r.manual, r.active(now), r.expiry if r.expiry != NEVER else 2**62, int(r.ip)))
+
+
+class LeaseStore:
+    """Operations over a network-by-network table of records; see the module doc."""
+
+    def __init__(self, pools: Mapping[str, Pool], owner_ips: Iterable[IPv4Address]):
+        self.pools = dict(pools)
+        self.owner_ips = tuple(IPv4Address(ip) for ip in owner_ips)
+        if not self.owner_ips:
+            raise InvalidInput("owner_ips", "a store handle needs at least one owner address")
+        self._cursor: dict[str, int] = {}
+        self._cursor_lock = threading.Lock()
+
+    # ---- primitives an implementation provides -------------------------------------------
+    def _table(self, network: str) -> Table:
+        """The current table (an implementation catches up with other writers here)."""
+        raise NotImplementedError
+
+    def _write(self, record: Record, expect: int) -> tuple[Record, object]:
+        """Store `record` with a new signature if the stored one is `expect` (0: no record);
+        else raise Collision. Returns the stored record and a durability token for `_sync`."""
+        raise NotImplementedError
+
+    def _erase(self, network: str, ip: IPv4Address, expect: int) -> object:
+        raise NotImplementedError
+
+    def _sync(self, token: object) -> None:
+        """Return once the write behind `token` is on stable storage."""
+
+    def _sync_later(self, token: object) -> Future:
+        """A future completed once the write behind `token` is on stable storage."""
+        done: Future = Future()
+        try:
+            self._sync(token)
+        except BaseException as exc:  # noqa: BLE001 - delivered to whoever waits
+            done.set_exception(exc)
+        else:
+            done.set_result(None)
+        return done
+
+    def adoptions(self) -> dict[IPv4Address, IPv4Address]:
+        """Dead peer -> the server that took over its addresses (`bootsrv lease adopt`)."""
+        return {}
+
+    def _record_adoption(self, peer: IPv4Address, heir: IPv4Address) -> None:
+        raise NotImplementedError
+
+    def rescan(self) -> int:
+        """Catch up with other writers; returns how many records changed."""
+        return 0
+
+    def close(self) -> None:
+        pass
+
+    # ---- reads ---------------------------------------------------------------------------
+    def networks(self) -> list[str]:
+        return list(self.pools)
+
+    def pool(self, network: str) -> Pool:
+        try:
+            return self.pools[network]
+        except KeyError:
+            raise UnknownNetwork(network, self.pools) from None
+
+    def get(self, network: str, ip: IPv4Address | str) -> Record | None:
+        self.pool(network)
+        return self._table(network).records.get(IPv4Address(ip))
+
+    def find(self, network: str, client_id: str, now: float = 0) -> Record | None:
+        """The record that speaks for `client_id` on `network` (see `best_of`)."""
+        self.pool(network)
+        return best_of(self._table(network).of_client(client_id), now)
+
+    def records(self, network: str | None = None) -> list[Record]:
+        names = [network] if network is not None else self.networks()
+        out: list[Record] = []
+        for name in names:
+            self.pool(name)
+            out.extend(sorted(self._table(name).records.values(), key=lambda r: int(r.ip)))
+        return out
+
+    def effective_owner(self, owner: IPv4Address) -> IPv4Address:
+        adopted = self.adoptions()
+        seen = set()
+        while owner in adopted and owner not in seen:  # chains: A adopted B, then C adopted A
+            seen.add(owner)
+            owner = adopted[owner]
+        return owner
+
+    def owns(self, record: Record) -> bool:
+        """This handle acts for the record (its owner, or the owner's heir, is one of ours)."""
+        return self.effective_owner(record.owner) in self.owner_ips
+
+    def owns_address(self, network: str, ip: IPv4Address) -> bool:
+        rng = self.pool(network).range_of(ip)
+        return rng is not None and self.effective_owner(rng.owner) in self.owner_ips
+
+    # ---- DHCP operations -----------------------------------------------------------------
+    def offer(self, network: str, client_id: str, now: float, hold: int,
+              requested: IPv4Address | None = None) -> Record:
+        """The address to offer `client_id`, held for `hold` seconds so it is not offered to
+        anyone else. A client's binding or live lease is returned unchanged, also when another
+        server owns it (the caller decides whether to answer for it). Raises PoolExhausted."""
+        pool = self.pool(network)
+        for _ in range(MAX_ATTEMPTS):
+            table = self._table(network)
+            current = best_of(table.of_client(client_id), now)
+            if current is not None and (current.manual or current.active(now)):
+                return current
+            target = None
+            if current is not None and self.owns(current) and pool.lendable(current.ip) and not current.unusable:
+                target = current  # its previous address (RFC 2131 4.3.1)
+            if target is None and requested is not None and self._lendable(table, pool, requested, now):
+                target = table.records.get(requested) or Record(network, requested)
+            if target is None:
+                target = self._allocate(table, pool, now)
+            owner = self._owner_for(pool, target)
+            held = Record(network, target.ip, client_id, Flag.DYNAMIC, owner, int(now + hold), 0, target.macro)
+            try:
+                stored, _token = self._write(held, target.signature)
+            except Collision:
+                continue
+            return stored  # not synced: an offer is a promise to ourselves, not an acknowledgement
+        raise Conflict(f"{network}: gave up offering after {MAX_ATTEMPTS} write collisions")
+
+    def ack(self, network: str, ip: IPv4Address, client_id: str, now: float, lease_time: int,
+            hostname: str | None = None) -> Record:
+        """Commit the lease of `ip` to `client_id` for `lease_time` seconds; durable on return.
+        AddressTaken if someone else holds it; the caller NAKs (RFC 2131 4.3.2)."""
+        stored, token = self._ack(network, ip, client_id, now, lease_time, hostname)
+        self._sync(token)
+        return stored
+
+    def ack_later(self, network: str, ip: IPv4Address, client_id: str, now: float, lease_time: int,
+                  hostname: str | None = None) -> Future:
+        """`ack` that returns at once: the future resolves to the record once it is durable, so the
+        DHCP loop sends the ACK then and no thread waits for the fsync."""
+        stored, token = self._ack(network, ip, client_id, now, lease_time, hostname)
+        result: Future = Future()
+
+        def done(synced: Future) -> None:
+            exc = synced.exception()
+            if exc is not None:
+                result.set_exception(exc)
+            else:
+                result.set_result(stored)
+
+        self._sync_later(token).add_done_callback(done)
+        return result
+
+    def _ack(self, network, ip, client_id, now, lease_time, hostname):
+        pool = self.pool(network)
+        ip = IPv4Address(ip)
+        for _ in range(MAX_ATTEMPTS):
+            table = self._table(network)
+            rec = table.records.get(ip)
+            if rec is not None and rec.client_id == client_id and not rec.unusable:
+                expiry = NEVER if rec.permanent else int(now + lease_time)
+                new = replace(rec, expiry=expiry, hostname=rec.hostname if hostname is None else hostname)
+            elif self._lendable(table, pool, ip, now):
+                base = rec or Record(network, ip)
+                new = Record(network, ip, client_id, Flag.DYNAMIC, self._owner_for(pool, base), int(now + lease_time),
+                             0, base.macro, hostname or "")
+            elif rec is not None:
+                raise AddressTaken(rec)
+            else:
+                raise AddressTaken(Record(network, ip, comment="not an address this server lends"))
+            try:
+                return self._write(new, rec.signature if rec else 0)
+            except Collision:
+                continue
+        raise Conflict(f"{network}/{ip}: gave up after {MAX_ATTEMPTS} write collisions")
+
+    def release(self, network: str, ip: IPv4Address, client_id: str) -> Record | None:
+        """DHCPRELEASE (RFC 2131 4.3.4): the address goes back to the pool; a manual binding stays.
+        Returns the freed record, or None when the client held nothing there."""
+        return self._change(network, ip, client_id, lambda rec: None if rec.manual else rec.freed())
+
+    def decline(self, network: str, ip: IPv4Address, client_id: str, now: float, hold: int) -> Record | None:
+        """DHCPDECLINE (RFC 2131 4.3.3): someone else answers at that address; keep it out of
+        service for `hold` seconds (an administrator may clear it earlier)."""
+
+        def mark(rec: Record) -> Record:
+            if rec.manual:
+                return replace(rec, flags=rec.flags | Flag.UNUSABLE)
+            return replace(rec.freed(), flags=Flag.UNUSABLE, expiry=int(now + hold), comment=f"declined by {client_id}")
+
+        return self._change(network, ip, client_id, mark)
+
+    def _change(self, network, ip, client_id, change) -> Record | None:
+        self.pool(network)
+        ip = IPv4Address(ip)
+        for _ in range(MAX_ATTEMPTS):
+            rec = self._table(network).records.get(ip)
+            if rec is None or rec.client_id != client_id:
+                return None
+            new = change(rec)
+            if new is None:
+                return None
+            try:
+                stored, token = self._write(new, rec.signature)
+            except Collision:
+                continue
+            self._sync(token)
+            return stored
+        raise Conflict(f"{network}/{ip}: gave up after {MAX_ATTEMPTS} write collisions")
+
+    def expire(self, network: str, now: float) -> int:
+        """Free the dynamic leases (and lapsed offer holds) that ended before `now`; returns how many."""
+        freed = 0
+        for rec in list(self._table(network).records.values()):
+            if rec.client_id and not rec.active(now) and self.owns(rec):
+                try:
+                    self._write(rec.freed(), rec.signature)  # lost on a crash? then freed again next time
+                    freed += 1
+                except Collision:
+                    pass
+        return freed
+
+    # ---- administration (bootsrv lease ..., machines, guests) -----------------------------
+    def bind(self, network: str, ip: IPv4Address | str, client_id: str, hostname: str = "", *,
+             now: float = 0, flags: Flag = Flag.MANUAL | Flag.PERMANENT, macro: str = "", comment: str = "") -> Record:
+        """A fixed binding: DHCP gives `ip` to `client_id` only, DNS answers `hostname`. Refused
+        when another client holds the address or another record has the hostname."""
+        pool = self.pool(network)
+        ip = _address(ip, pool)
+        client_id = normalize_client_id(client_id)
+        hostname = normalize_hostname(hostname)
+        if ip in pool.reserved:
+            raise Conflict(f"{network}/{ip}: reserved (router, DNS or server address)")
+        for _ in range(MAX_ATTEMPTS):
+            rec = self._table(network).records.get(ip)
+            if rec is not None and rec.client_id != client_id and (rec.active(now) or rec.unusable):
+                raise AddressTaken(rec)
+            self._check_hostname(hostname, network, ip)
+            owner = self._owner_for(pool, rec or Record(network, ip))
+            new = Record(network, ip, client_id, Flag(flags), owner, NEVER if flags & Flag.PERMANENT else NONE, 0,
+                         macro, hostname, comment)
+            try:
+                stored, token = self._write(new, rec.signature if rec else 0)
+            except Collision:
+                continue
+            self._sync(token)
+            return stored
+        raise Conflict(f"{network}/{ip}: gave up after {MAX_ATTEMPTS} write collisions")
+
+    def modify(self, network: str, ip: IPv4Address | str, expect: int | None = None, **changes) -> Record:
+        """Change fields of one record (pntadm -M); `expect` guards against a concurrent change."""
+        pool = self.pool(network)
+        ip = _address(ip, pool)
+        allowed = {"client_id", "flags", "owner", "expiry", "macro", "hostname", "comment"}
+        unknown = set(changes) - allowed
+        if unknown:
+            raise InvalidInput(sorted(unknown)[0], f"not a record field (fields: {', '.join(sorted(allowed))})")
+        if "client_id" in changes and changes["client_id"]:
+            changes["client_id"] = normalize_client_id(changes["client_id"])
+        if "hostname" in changes:
+            changes["hostname"] = normalize_hostname(changes["hostname"])
+            self._check_hostname(changes["hostname"], network, ip)
+        if "flags" in changes:
+            changes["flags"] = Flag(changes["flags"])
+        if "owner" in changes:
+            changes["owner"] = IPv4Address(changes["owner"])
+        rec = self._table(network).records.get(ip)
+        if rec is None:
+            raise NotFound(f"{network}/{ip}: no record")
+        stored, token = self._write(replace(rec, **changes), rec.signature if expect is None else expect)
+        self._sync(token)
+        return stored
+
+    def delete(self, network: str, ip: IPv4Address | str, expect: int | None = None) -> Record:
+        pool = self.pool(network)
+        ip = _address(ip, pool)
+        rec = self._table(network).records.get(ip)
+        if rec is None:
+            raise NotFound(f"{network}/{ip}: no record")
+        self._sync(self._erase(network, ip, rec.signature if expect is None else expect))
+        return rec
+
+    def adopt(self, peer: IPv4Address | str) -> int:
+        """Take over a dead peer's addresses for good: its ranges become ours and so do its
+        records (clients keep their leases). Returns how many records changed owner."""
+        peer = IPv4Address(peer)
+        if peer in self.owner_ips:
+            raise InvalidInput("peer", f"{peer} is one of this server's own addresses")
+        heir = self.owner_ips[0]
+        self._record_adoption(peer, heir)
+        moved, token = 0, None
+        for network in self.networks():
+            for rec in list(self._table(network).records.values()):
+                if rec.owner == peer:
+                    try:
+                        _stored, token = self._write(replace(rec, owner=heir), rec.signature)
+                        moved += 1
+                    except Collision:
+                        pass  # changed meanwhile: the writer kept or set its owner; ranges still adopted
+        if token is not None:
+            self._sync(token)
+        return moved
+
+    # ---- helpers -------------------------------------------------------------------------
+    def _check_hostname(self, hostname: str, network: str, ip: IPv4Address) -> None:
+        if not hostname:
+            return
+        for name in self.networks():
+            for rec in self._table(name).records.values():
+                if rec.hostname == hostname and (name, rec.ip) != (network, ip):
+                    raise Conflict(f"hostname: {hostname!r} is already {name}/{rec.ip} ({rec.client_id or 'no client'})")
+
+    def _owner_for(self, pool: Pool, record: Record) -> IPv4Address:
+        if record.signature and record.owner != IPv4Address(0):
+            return record.owner
+        rng = pool.range_of(record.ip)
+        if rng is not None:
+            return self.effective_owner(rng.owner)
+        return self.owner_ips[0]
+
+    def _lendable(self, table: Table, pool: Pool, ip: IPv4Address, now: float) -> bool:
+        if not pool.lendable(ip) or not self.owns_address(pool.network, ip):
+            return False
+        rec = table.records.get(ip)
+        return rec is None or (rec.reusable(now) and self.owns(rec))
+
+    def _owned_ranges(self, pool: Pool) -> list[Range]:
+        return [r for r in pool.ranges if self.effective_owner(r.owner) in self.owner_ips]
+
+    def _allocate(self, table: Table, pool: Pool, now: float) -> Record:
+        """The next free address of our ranges: first one that never had a client (or was
+        released), searching on from where the last search stopped; else the one whose lease
+        ended longest ago (RFC 2131 4.3.1 prefers addresses not recently assigned)."""
+        ranges = self._owned_ranges(pool)
+        total = sum(len(r) for r in ranges)
+        if not total:
+            raise PoolExhausted(pool.network)
+        with self._cursor_lock:
+            start = self._cursor.get(pool.network, 0) % total
+        records = table.records
+        for i in _rotation(start, total):
+            ip = _nth(ranges, i)
+            if ip in pool.reserved:
+                continue
+            rec = records.get(ip)
+            if rec is None or (not rec.client_id and not rec.unusable and not rec.manual):
+                with self._cursor_lock:
+                    self._cursor[pool.network] = i + 1
+                return rec or Record(pool.network, ip)
+        lapsed = [r for r in records.values()
+                  if pool.lendable(r.ip) and self.owns_address(pool.network, r.ip) and r.reusable(now) and self.owns(r)]
+        if lapsed:
+            return min(lapsed, key=lambda r: (r.expiry, int(r.ip)))
+        raise PoolExhausted(pool.network)
+
+
+def _nth(ranges: list[Range], i: int) -> IPv4Address:
+    """The i-th address of the ranges taken one after another."""
+    for rng in ranges:
+        if i < len(rng):
+            return IPv4Address(int(rng.start) + i)
+        i -= len(rng)
+    raise IndexError(i)
+
+
+def _rotation(start: int, n: int) -> Iterator[int]:
+    yield from range(start, n)
+    yield from range(0, start)
+
+
+def _address(value, pool: Pool) -> IPv4Address:
+    try:
+        ip = IPv4Address(str(value))
+    except ValueError:
+        raise InvalidInput("ip", f"{value!r} is not an IPv4 address") from None
+    if ip not in pool.subnet:
+        raise InvalidInput("ip", f"{ip} is outside network {pool.network!r} ({pool.subnet})")
+    if ip in (pool.subnet.network_address, pool.subnet.broadcast_address) and pool.subnet.prefixlen < 31:
+        raise InvalidInput("ip", f"{ip} is the network or broadcast address of {pool.subnet}")
+    return ip
