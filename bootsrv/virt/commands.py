@@ -40,10 +40,8 @@ class _LazyStorage:
 
 
 def _bindings(wiring):
-    try:
-        from bootsrv.virt.leasebind import LeaseBindings
-    except ImportError:  # the lease store (bootsrv.leases) is not there: assign-ip says so
-        return None
+    from bootsrv.virt.leasebind import LeaseBindings
+
     return LeaseBindings.from_wiring(wiring)
 
 
