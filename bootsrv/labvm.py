@@ -21,6 +21,7 @@ from pathlib import Path
 from bootsrv.lab import Segment
 
 BUSYBOX = Path("/bin/busybox")
+SGABIOS = Path("/usr/share/qemu/sgabios.bin")
 OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
 OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
 # Debian's kernel has virtio, virtio-pci, virtio-net and virtio-blk as modules.
@@ -140,6 +141,10 @@ class Vm:
             "-netdev", f"tap,id=n0,ifname={tap},script=no,downscript=no",
             "-device", f"{self.nic},netdev=n0,mac={self.mac}",
         ]
+        if self.firmware == "bios" and SGABIOS.exists():
+            # SGABIOS copies SeaBIOS's and iPXE's text screen to the serial port, so a test can
+            # read what the firmware did ("Nothing to boot", "Booting from Hard Disk...").
+            argv += ["-device", "sga"]
         if self.firmware == "uefi":
             vars_copy = self.workdir / f"{self.name}.vars.fd"
             if not vars_copy.exists():
@@ -181,6 +186,17 @@ class Vm:
                                    f"{(self.workdir / f'{self.name}.qemu.log').read_text()}\n{text[-3000:]}")
             time.sleep(0.25)
         raise TimeoutError(f"{self.name}: no {marker!r} on the console after {timeout:.0f} s:\n{self.output()[-3000:]}")
+
+    def wait_for_count(self, marker: str, count: int, timeout: float = 120) -> str:
+        """Wait until `marker` has appeared `count` times (e.g. once per boot)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = self.output()
+            if text.count(marker) >= count:
+                return text
+            time.sleep(0.25)
+        raise TimeoutError(f"{self.name}: {marker!r} seen {self.output().count(marker)} of {count} times "
+                           f"after {timeout:.0f} s:\n{self.output()[-3000:]}")
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
