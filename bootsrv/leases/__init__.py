@@ -19,5 +19,14 @@ from bootsrv.leases.store import AddressTaken, LeaseStore
 
 __all__ = [
     "NEVER", "NONE", "AddressTaken", "Collision", "Flag", "LeaseStore", "Pool", "PoolExhausted", "Range",
-    "Record", "UnknownNetwork", "client_id_of_mac", "normalize_client_id", "pools_from_config",
+    "Record", "UnknownNetwork", "client_id_of_mac", "normalize_client_id", "open_store", "pools_from_config",
 ]
+
+
+def open_store(config, clock=None):
+    """The file store over `config.store.directory` (created if missing) for this server's
+    `owner_ips`, with one pool per configured network. `clock` is accepted for the wiring's
+    sake; the store's operations take `now` from their callers."""
+    from bootsrv.leases.files import FileStore
+
+    return FileStore(config.store.directory, pools_from_config(config), config.server.owner_ips)

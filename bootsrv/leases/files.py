@@ -1,0 +1,795 @@
+"""The lease store on files: one directory that the servers of a pair open at once (NFS in
+production). The format, the locking and the crash rules are written down in docs/lease-store.md;
+this module is the only code that reads or writes them.
+
+Per network `leases.<network>`: a version header, then one line per write, appended, never
+rewritten in place (compaction replaces the whole file by rename):
+
+    # bootsrv lease table v1 network=public fields=client_ip|client_id|...|hostname|crc32
+    10.0.0.10|01525400000001|00|10.0.0.1|1700003600|2345678901234567|pxe||node1|5f1a0c3e
+
+The fields are Solaris dhcp_network(4)'s (so `grep` and pntadm habits work) plus the hostname,
+and a crc32 of everything before it, so a torn or corrupt line is detected and skipped without
+losing the lines around it. The last line for an address wins; signature 0 means "deleted".
+
+Locking. `leases.<network>.lock` is never unlinked (unlinking a lock file lets two writers lock
+two different inodes); writers hold an exclusive `fcntl.lockf` on it (POSIX byte-range locks go
+through NLM on NFS; `flock` is not honoured by every NFS client). POSIX locks belong to the
+process, so the handles of one process also share one descriptor and one mutex per lock file
+(`_Gate`). On NFS the writer also locks the table file itself: the Linux NFS client drops its
+cached pages and attributes of a file when it is locked, and writes them back when unlocked,
+which is what makes another host's appends visible at the right size.
+
+A write, under the lock: catch up with what other processes appended since this handle last
+looked (only the new bytes), check the record's signature (compare-and-swap), append one line,
+unlock. Durability is separate and shared (group commit, `GroupCommit`): `_sync` returns once an
+fdatasync issued after the append has completed; one caller (the leader) issues it for everyone
+waiting, and `_sync_later` hands the wait to a flusher thread so no thread blocks per commit.
+
+Compaction rewrites the live records into a new file (fsync), bumps a generation number kept in
+the lock file (fsync), renames the new file over the old one and fsyncs the directory, all under
+the lock. A handle that still has the old file open notices under the lock (generation, or the old
+inode has no link) or without it (the path names another inode) and reloads.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import logging
+import os
+import random
+import re
+import threading
+import zlib
+from collections.abc import Iterable, Mapping
+from concurrent.futures import Future
+from ipaddress import IPv4Address
+from pathlib import Path
+
+from bootsrv.errors import BootsrvError
+from bootsrv.leases.model import Collision, Flag, Pool, Record
+from bootsrv.leases.store import LeaseStore, Table
+from bootsrv.log import event
+
+logger = logging.getLogger("bootsrv.leases")
+
+FORMAT_VERSION = 1
+FIELDS = "client_ip|client_id|flags|server_ip|lease|signature|macro|comment|hostname|crc32"
+TABLE_PREFIX = "leases."
+OWNERS_NAME = "leases.owners"
+HEADER_MAGIC = b"# bootsrv lease table v"
+OWNERS_MAGIC = b"# bootsrv lease owners v"
+NO_CLIENT = "00"  # Solaris writes "00" for an address nobody holds
+
+
+class StoreCorrupt(BootsrvError):
+    """A table file bootsrv cannot read at all (wrong header or version): nothing is guessed."""
+
+    exit_code = 6
+    http_status = 500
+
+    def __init__(self, path: Path, rule: str):
+        self.path, self.rule = path, rule
+        super().__init__(f"{path}: {rule}")
+
+
+# ---- the line codec (pure) -------------------------------------------------------------------
+
+def table_header(network: str) -> bytes:
+    return f"# bootsrv lease table v{FORMAT_VERSION} network={network} fields={FIELDS}\n".encode()
+
+
+def _escape(text: str) -> str:
+    # Only the free-text fields can hold the separator; backslash-escape it (and newlines, which
+    # would end the line) the way SUNWfiles escapes '|' inside a comment.
+    if "\\" in text or "|" in text or "\n" in text or "\r" in text:
+        return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", "\\n").replace("\r", "\\r")
+    return text
+
+
+_ESCAPED_FIELD = re.compile(r"((?:[^|\\]|\\.)*)(\||$)")
+_UNESCAPE = {"\\": "\\", "|": "|", "n": "\n", "r": "\r"}
+
+
+def _split_escaped(text: str) -> list[str]:
+    fields = []
+    for m in _ESCAPED_FIELD.finditer(text):
+        fields.append(re.sub(r"\\(.)", lambda e: _UNESCAPE.get(e.group(1), e.group(1)), m.group(1)))
+        if not m.group(2):
+            break
+    return fields
+
+
+_IP_TEXT: dict[IPv4Address, str] = {}
+_IP_OF: dict[str, IPv4Address] = {}
+_FLAGS = [Flag(i) for i in range(16)]
+
+
+def _ip_text(ip: IPv4Address) -> str:
+    text = _IP_TEXT.get(ip)
+    if text is None:
+        if len(_IP_TEXT) > 1 << 20:
+            _IP_TEXT.clear()
+        text = _IP_TEXT[ip] = str(ip)
+    return text
+
+
+def _ip(text: str) -> IPv4Address:
+    ip = _IP_OF.get(text)
+    if ip is None:
+        if len(_IP_OF) > 1 << 20:
+            _IP_OF.clear()
+        ip = _IP_OF[text] = IPv4Address(text)
+    return ip
+
+
+def encode(rec: Record) -> bytes:
+    """One table line (with its newline) for `rec`; signature 0 writes a deletion."""
+    body = (f"{_ip_text(rec.ip)}|{rec.client_id or NO_CLIENT}|{int(rec.flags):02d}|{_ip_text(rec.owner)}|"
+            f"{rec.expiry}|{rec.signature}|{_escape(rec.macro)}|{_escape(rec.comment)}|{_escape(rec.hostname)}"
+            ).encode()
+    return b"%s|%08x\n" % (body, zlib.crc32(body))
+
+
+def tombstone(ip: IPv4Address) -> bytes:
+    body = f"{_ip_text(ip)}|{NO_CLIENT}|00|0.0.0.0|0|0|||".encode()
+    return b"%s|%08x\n" % (body, zlib.crc32(body))
+
+
+_new = object.__new__
+
+
+def _record(network, ip, client_id, flags, owner, expiry, signature, macro, comment, hostname) -> Record:
+    # Record is a frozen dataclass; its generated __init__ costs twice this. Loading 100,000
+    # records in well under a second is a target (docs/lease-store.md), and the fields come from
+    # a line whose checksum was just verified and whose values were parsed below.
+    rec = _new(Record)
+    rec.__dict__.update(network=network, ip=ip, client_id=client_id, flags=flags, owner=owner, expiry=expiry,
+                        signature=signature, macro=macro, hostname=hostname, comment=comment)
+    return rec
+
+
+def resigned(rec: Record, signature: int) -> Record:
+    out = _new(Record)
+    out.__dict__.update(rec.__dict__)
+    out.__dict__["signature"] = signature
+    return out
+
+
+def decode(network: str, line: bytes) -> tuple[IPv4Address, Record | None]:
+    """Parse one line without its newline; (ip, None) for a deletion. ValueError says why not."""
+    body, sep, crc = line.rpartition(b"|")
+    if not sep or len(crc) != 8 or zlib.crc32(body) != int(crc, 16):
+        raise ValueError("checksum mismatch")
+    text = body.decode()
+    f = text.split("|")
+    if len(f) != 9:
+        f = _split_escaped(text)
+        if len(f) != 9:
+            raise ValueError(f"{len(f)} fields, expected 9")
+    ip = _ip(f[0])
+    signature = int(f[5])
+    if signature == 0:
+        return ip, None
+    flags = int(f[2])
+    if not 0 <= flags < 16:
+        raise ValueError(f"flags {flags}")
+    cid = f[1]
+    return ip, _record(network, ip, "" if cid == NO_CLIENT else cid, _FLAGS[flags], _ip(f[3]), int(f[4]),
+                       signature, f[6], f[7], f[8])
+
+
+# ---- per-process lock files -------------------------------------------------------------------
+
+class _Gate:
+    """One process' hold on one lock file. POSIX record locks belong to the process, not the
+    descriptor: a second descriptor of the same process is granted the lock at once, and closing
+    any descriptor of the file drops the process' lock. So every handle in the process shares one
+    descriptor, and takes `mutex` before `lockf`."""
+
+    __slots__ = ("path", "fd", "mutex", "users")
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        self.mutex = threading.Lock()
+        self.users = 0
+
+    def lock(self) -> None:
+        self.mutex.acquire()
+        try:
+            fcntl.lockf(self.fd, fcntl.LOCK_EX)
+        except BaseException:
+            self.mutex.release()
+            raise
+
+    def unlock(self) -> None:
+        try:
+            fcntl.lockf(self.fd, fcntl.LOCK_UN)
+        finally:
+            self.mutex.release()
+
+    def generation(self) -> int:
+        """Bumped by every compaction of the table (read under the lock: NFS revalidates a file's
+        cache when it is locked, so this is what another host last wrote)."""
+        raw = os.pread(self.fd, 32, 0)
+        try:
+            return int(raw.split(b"\n", 1)[0] or 0)
+        except ValueError:
+            return -1  # unreadable: treat as changed, reload
+
+    def set_generation(self, generation: int) -> None:
+        text = b"%d\n" % generation
+        os.pwrite(self.fd, text.ljust(32, b" "), 0)
+        os.fsync(self.fd)
+
+
+_GATES: dict[str, _Gate] = {}
+_GATES_GUARD = threading.Lock()
+
+
+def _gate(path: Path) -> _Gate:
+    key = os.path.realpath(path)
+    with _GATES_GUARD:
+        gate = _GATES.get(key)
+        if gate is None:
+            gate = _GATES[key] = _Gate(Path(key))
+        gate.users += 1
+        return gate
+
+
+def _release(gate: _Gate) -> None:
+    with _GATES_GUARD:
+        gate.users -= 1
+        if gate.users == 0 and _GATES.get(str(gate.path)) is gate:
+            del _GATES[str(gate.path)]
+            os.close(gate.fd)  # nobody in this process holds or waits for it
+
+
+def _forget_gates() -> None:
+    # A forked child holds none of the parent's record locks (POSIX) and may have inherited a
+    # mutex some other thread held: it starts over with its own gates.
+    global _GATES_GUARD
+    _GATES.clear()
+    _GATES_GUARD = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_gates)
+
+
+def on_nfs(path: Path) -> bool:
+    """Is `path` on an NFS mount (from /proc/self/mountinfo: the longest mount point above it)."""
+    try:
+        real = os.path.realpath(path)
+        best, fstype = "", ""
+        with open("/proc/self/mountinfo") as fh:
+            for line in fh:
+                left, _, right = line.partition(" - ")
+                point = left.split()[4].replace("\\040", " ")
+                if (real == point or real.startswith(point.rstrip("/") + "/")) and len(point) >= len(best):
+                    best, fstype = point, right.split()[0]
+        return fstype.startswith("nfs")
+    except OSError:
+        return False
+
+
+def fsync_directory(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# ---- group commit ---------------------------------------------------------------------------
+
+class GroupCommit:
+    """Durability for many writers with few fsyncs.
+
+    A write is numbered (`written`) after its bytes are in the file; `wait(n)` returns once an
+    fdatasync that started after write n has completed. Whoever needs durability and finds no
+    flush in progress becomes the leader: it takes every descriptor written so far, syncs them
+    with the mutex released (other writers keep appending and queue behind it), then wakes
+    everyone its flush covered. `later(n)` is the same promise as a Future, resolved by a flusher
+    thread (started on first use), so a DHCP loop never parks a thread per ACK.
+    """
+
+    def __init__(self, name: str = "leases"):
+        self._cond = threading.Condition(threading.Lock())
+        self._written = 0
+        self._durable = 0
+        self._flushing = False
+        self._dirty: set[int] = set()
+        self._pending: list[tuple[int, Future]] = []
+        self._failed: dict[int, BaseException] = {}  # flush target -> its error, for waiters it covered
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self._name = name
+        self.flushes = 0
+
+    def written(self, fd: int) -> int:
+        with self._cond:
+            self._written += 1
+            self._dirty.add(fd)
+            return self._written
+
+    def _flush_locked(self) -> None:
+        """Called with the condition held and no flush in progress: one flush, as the leader."""
+        self._flushing = True
+        target, dirty = self._written, self._dirty
+        self._dirty = set()
+        self._cond.release()
+        error = None
+        try:
+            for fd in dirty:
+                os.fdatasync(fd)
+        except OSError as exc:
+            # After a failed fsync the kernel may have dropped the dirty pages: these writes are
+            # not durable and must not be acknowledged (their waiters get the error).
+            error = exc
+            event(logger, "lease.store.fsync_failed", logging.ERROR, error=str(exc))
+        finally:
+            self._cond.acquire()
+            self._flushing = False
+            self.flushes += 1
+        if error is not None:
+            self._failed[target] = error
+        self._durable = max(self._durable, target)
+        self._cond.notify_all()
+
+    def _error_for(self, seq: int) -> BaseException | None:
+        if not self._failed:
+            return None
+        covering = [t for t in self._failed if t >= seq]
+        return self._failed[min(covering)] if covering else None
+
+    def wait(self, seq: int | None) -> None:
+        if not seq:
+            return
+        with self._cond:
+            while self._durable < seq:
+                if self._flushing:
+                    self._cond.wait()
+                else:
+                    self._flush_locked()
+            error = self._error_for(seq)
+        if error is not None:
+            raise error
+
+    def later(self, seq: int | None) -> Future:
+        done: Future = Future()
+        if not seq:
+            done.set_result(None)
+            return done
+        with self._cond:
+            if self._durable >= seq and not self._failed:
+                done.set_result(None)
+                return done
+            self._pending.append((seq, done))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._flusher, name=f"{self._name}-flusher", daemon=True)
+                self._thread.start()
+            self._cond.notify_all()
+        return done
+
+    def _flusher(self) -> None:
+        while True:
+            with self._cond:
+                while not self._pending and not self._closed:
+                    self._cond.wait()
+                if not self._pending and self._closed:
+                    return
+                if self._durable < max(seq for seq, _ in self._pending):
+                    if self._flushing:
+                        self._cond.wait()  # a leader is at it; look again when it is done
+                    else:
+                        self._flush_locked()
+                ready = [(s, f) for s, f in self._pending if s <= self._durable]
+                if ready:
+                    self._pending = [(s, f) for s, f in self._pending if s > self._durable]
+                    outcome = [(f, self._error_for(s)) for s, f in ready]
+            if ready:
+                for fut, error in outcome:  # callbacks run here, outside the mutex
+                    if error is None:
+                        fut.set_result(None)
+                    else:
+                        fut.set_exception(error)
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+            thread = self._thread
+        if thread is not None:
+            thread.join(timeout=10)
+        with self._cond:
+            if self._written > self._durable and not self._flushing:
+                self._flush_locked()
+
+
+# ---- the store --------------------------------------------------------------------------------
+
+class _Log:
+    """This handle's view of one network's table file."""
+
+    __slots__ = ("network", "path", "gate", "fd", "ino", "offset", "seen", "generation", "table", "held", "retired")
+
+    def __init__(self, network: str, path: Path, gate: _Gate):
+        self.network, self.path, self.gate = network, path, gate
+        self.fd = -1
+        self.ino = 0
+        self.offset = 0  # bytes applied: always the end of a complete line
+        self.seen = 0  # file size at the last look (a partial line may sit between offset and seen)
+        self.generation = 0
+        self.table = Table()
+        self.held: list[int] = []  # table descriptors locked for NFS coherence, unlocked with the gate
+        # Descriptors of files compacted away, closed with the handle: compactions are rare, and
+        # closing one while a flush or an NFS lock may still use its number is not worth the risk.
+        self.retired: list[int] = []
+
+
+class FileStore(LeaseStore):
+    """The lease store over one directory; see the module doc and docs/lease-store.md."""
+
+    def __init__(self, directory: str | os.PathLike[str], pools: Mapping[str, Pool],
+                 owner_ips: Iterable[IPv4Address]):
+        super().__init__(pools, owner_ips)
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.problems: list[str] = []  # torn or corrupt lines seen by this handle, for the operator
+        self.nfs = on_nfs(self.directory)
+        self._commit = GroupCommit()
+        self._logs: dict[str, _Log] = {}
+        self._owners_gate = _gate(self.directory / (OWNERS_NAME + ".lock"))
+        self._owners_path = self.directory / OWNERS_NAME
+        self._owners: dict[IPv4Address, IPv4Address] = {}
+        self._owners_stat: tuple[int, int] | None = None
+        self._closed = False
+        try:
+            for name in self.pools:
+                self._logs[name] = self._open(name)
+            self._load_owners()
+        except BaseException:
+            self.close()
+            raise
+
+    # ---- opening and reading ----------------------------------------------------------------
+    def _open(self, network: str) -> _Log:
+        path = self.directory / f"{TABLE_PREFIX}{network}"
+        log = _Log(network, path, _gate(self.directory / f"{TABLE_PREFIX}{network}.lock"))
+        log.gate.lock()
+        try:
+            if not path.exists():
+                self._create(path, table_header(network))
+            self._reload(log, log.gate.generation(), locked=True)
+        finally:
+            log.gate.unlock()
+        return log
+
+    def _create(self, path: Path, header: bytes) -> None:
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.new")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            os.write(fd, header)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(tmp, path)
+        fsync_directory(self.directory)
+
+    def _reload(self, log: _Log, generation: int, locked: bool) -> int:
+        """Read the table file from the start (first open, or another handle compacted it)."""
+        fd = os.open(log.path, os.O_RDWR)
+        try:
+            st = os.fstat(fd)
+            data = _read_all(fd, st.st_size)
+            first = data.find(b"\n") + 1
+            header = data[:first]
+            if not header.startswith(HEADER_MAGIC):
+                raise StoreCorrupt(log.path, "not a bootsrv lease table (first line is not its header)")
+            version = header[len(HEADER_MAGIC):].split(b" ", 1)[0]
+            if version != str(FORMAT_VERSION).encode():
+                raise StoreCorrupt(log.path, f"format version {version.decode(errors='replace')} "
+                                             f"(this bootsrv reads v{FORMAT_VERSION})")
+            old = log.table
+            fresh = _Log(log.network, log.path, log.gate)
+            fresh.offset = first
+            self._apply(fresh, data, first)
+        except BaseException:
+            os.close(fd)
+            raise
+        changed = _difference(old, fresh.table)
+        if log.fd >= 0:
+            log.retired.append(log.fd)
+        log.fd, log.ino, log.generation, log.table = fd, st.st_ino, generation, fresh.table
+        log.offset, log.seen = fresh.offset, len(data)
+        if locked and log.offset < len(data):
+            self._torn(log, data[log.offset:])
+        return changed
+
+    def _apply(self, log: _Log, data: bytes, start: int) -> int:
+        """Apply the complete lines of data[start:] to log.table; advance log.offset past them."""
+        end = data.rfind(b"\n") + 1
+        if end <= start:
+            return 0
+        network, table = log.network, log.table
+        records = table.records
+        changed = 0
+        pos = start
+        base = log.offset - start
+        for line in data[start:end - 1].split(b"\n"):
+            try:
+                ip, rec = decode(network, line)
+            except (ValueError, UnicodeDecodeError) as exc:
+                self._problem(log, base + pos, f"{exc}; line skipped", line)
+            else:
+                if rec is None:
+                    if ip in records:
+                        table.drop(ip)
+                        changed += 1
+                else:
+                    old = records.get(ip)
+                    if old is None or old.signature != rec.signature:
+                        table.put(rec)
+                        changed += 1
+            pos += len(line) + 1
+        log.offset = base + end
+        return changed
+
+    def _problem(self, log: _Log, offset: int, what: str, raw: bytes) -> None:
+        text = f"{log.path}: byte {offset}: {what}"
+        self.problems.append(text)
+        event(logger, "lease.store.corrupt", logging.WARNING, file=str(log.path), offset=offset, problem=what,
+              sample=raw[:80].decode(errors="replace"))
+
+    def _torn(self, log: _Log, tail: bytes) -> None:
+        """Under the lock a line without its newline is no write in progress but a writer that
+        died mid-append (or a crash that lost the end of a page): report it and cut it off, so the
+        next line starts on a line of its own. Nobody applied it: readers only take whole lines."""
+        self._problem(log, log.offset, f"torn tail of {len(tail)} bytes (a writer died mid-append); cut off", tail)
+        os.ftruncate(log.fd, log.offset)
+        log.seen = log.offset
+
+    def _catch_up_locked(self, log: _Log) -> int:
+        """Under the lock: make log.table exactly what the file says (cheap when nothing changed)."""
+        generation = log.gate.generation()
+        changed = 0
+        if generation != log.generation:
+            changed = self._reload(log, generation, locked=True)
+        if self.nfs and log.fd not in log.held:
+            # NFS cache coherence (see the module doc): lock the table file itself too; the
+            # client then revalidates its size and pages, and writes ours back on unlock.
+            fcntl.lockf(log.fd, fcntl.LOCK_EX)
+            log.held.append(log.fd)
+        st = os.fstat(log.fd)
+        if st.st_nlink == 0:  # renamed over without a generation bump: never by bootsrv; be safe
+            return changed + self._reload(log, generation, locked=True)
+        size = st.st_size
+        if size == log.offset:
+            return changed
+        if size < log.offset:
+            return changed + self._reload(log, generation, locked=True)
+        data = os.pread(log.fd, size - log.offset, log.offset)
+        changed += self._apply(log, data, 0)
+        log.seen = size
+        if log.offset < size:
+            self._torn(log, data[log.offset - (size - len(data)):])
+        return changed
+
+    def _catch_up(self, log: _Log) -> int:
+        """Without the lock (caller holds the gate's mutex): new complete lines, or a reload when
+        the path names another file (compaction)."""
+        try:
+            st = os.stat(log.path)
+        except FileNotFoundError:
+            return 0  # between a compactor's rename steps on some NFS servers; look again later
+        if st.st_ino != log.ino:
+            return self._reload(log, log.gate.generation(), locked=False)
+        size = st.st_size
+        if size == log.seen:
+            return 0
+        if size < log.offset:
+            return self._reload(log, log.gate.generation(), locked=False)
+        data = os.pread(log.fd, size - log.offset, log.offset)
+        log.seen = log.offset + len(data)
+        return self._apply(log, data, 0)
+
+    # ---- primitives -------------------------------------------------------------------------
+    def _table(self, network: str) -> Table:
+        log = self._logs[network]
+        mutex = log.gate.mutex
+        # A writer of this process holds the mutex: it catches up under the lock anyway, and the
+        # compare-and-swap protects any decision taken on what we have.
+        if mutex.acquire(blocking=False):
+            try:
+                self._catch_up(log)
+            finally:
+                mutex.release()
+        return log.table
+
+    def _append(self, log: _Log, line: bytes) -> int:
+        """Append under the lock; returns the group-commit number of the write."""
+        n = os.pwrite(log.fd, line, log.offset)
+        if n != len(line):  # ENOSPC mid-line: cut the fragment off, nothing was written
+            os.ftruncate(log.fd, log.offset)
+            raise OSError(errno.ENOSPC, f"{log.path}: short write ({n} of {len(line)} bytes)")
+        log.offset += n
+        log.seen = log.offset
+        return self._commit.written(log.fd)
+
+    @staticmethod
+    def _unlock(log: _Log) -> None:
+        try:
+            while log.held:
+                fcntl.lockf(log.held.pop(), fcntl.LOCK_UN)  # NFS: writes our appends back first
+        finally:
+            log.gate.unlock()
+
+    def _write(self, record: Record, expect: int) -> tuple[Record, object]:
+        log = self._logs[record.network]
+        log.gate.lock()
+        try:
+            self._catch_up_locked(log)
+            current = log.table.records.get(record.ip)
+            found = current.signature if current is not None else 0
+            if found != expect:
+                raise Collision(record.network, record.ip, expect, found)
+            stored = resigned(record, random.getrandbits(62) | 1)
+            seq = self._append(log, encode(stored))
+            log.table.put(stored)
+        finally:
+            self._unlock(log)
+        return stored, seq
+
+    def _erase(self, network: str, ip: IPv4Address, expect: int) -> object:
+        log = self._logs[network]
+        log.gate.lock()
+        try:
+            self._catch_up_locked(log)
+            current = log.table.records.get(ip)
+            found = current.signature if current is not None else 0
+            if found != expect:
+                raise Collision(network, ip, expect, found)
+            seq = self._append(log, tombstone(ip))
+            log.table.drop(ip)
+        finally:
+            self._unlock(log)
+        return seq
+
+    def _sync(self, token: object) -> None:
+        self._commit.wait(token)  # type: ignore[arg-type]
+
+    def _sync_later(self, token: object) -> Future:
+        return self._commit.later(token)  # type: ignore[arg-type]
+
+    def rescan(self) -> int:
+        changed = 0
+        for log in self._logs.values():
+            with log.gate.mutex:
+                changed += self._catch_up(log)
+        return changed + self._load_owners()
+
+    # ---- ownership ----------------------------------------------------------------------------
+    def adoptions(self) -> dict[IPv4Address, IPv4Address]:
+        return self._owners
+
+    def _load_owners(self) -> int:
+        try:
+            st = os.stat(self._owners_path)
+        except FileNotFoundError:
+            return 0
+        if (st.st_ino, st.st_size) == self._owners_stat:
+            return 0
+        data = self._owners_path.read_bytes()
+        owners: dict[IPv4Address, IPv4Address] = {}
+        end = data.rfind(b"\n") + 1
+        for number, line in enumerate(data[:end].split(b"\n")[:-1], 1):
+            if line.startswith(b"#"):
+                continue
+            body, _, crc = line.rpartition(b"|")
+            try:
+                if zlib.crc32(body) != int(crc, 16):
+                    raise ValueError("checksum mismatch")
+                peer, heir = body.decode().split("|")
+                owners[IPv4Address(peer)] = IPv4Address(heir)
+            except ValueError as exc:
+                text = f"{self._owners_path}: line {number}: {exc}; skipped"
+                self.problems.append(text)
+                event(logger, "lease.store.corrupt", logging.WARNING, file=str(self._owners_path), line=number)
+        changed = len(set(owners.items()) ^ set(self._owners.items()))
+        self._owners = owners  # replaced whole: readers iterate the old dict safely
+        self._owners_stat = (st.st_ino, st.st_size)
+        return changed
+
+    def _record_adoption(self, peer: IPv4Address, heir: IPv4Address) -> None:
+        gate = self._owners_gate
+        gate.lock()
+        try:
+            if not self._owners_path.exists():
+                self._create(self._owners_path, b"# bootsrv lease owners v1 fields=peer|heir|crc32\n")
+            fd = os.open(self._owners_path, os.O_RDWR)
+            try:
+                size = os.fstat(fd).st_size
+                data = os.pread(fd, size, 0)
+                good = data.rfind(b"\n") + 1
+                if good < size:
+                    os.ftruncate(fd, good)  # a torn adoption line: the adopter died; cut it off
+                body = f"{peer}|{heir}".encode()
+                os.pwrite(fd, b"%s|%08x\n" % (body, zlib.crc32(body)), good)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        finally:
+            gate.unlock()
+        self._load_owners()
+
+    # ---- maintenance ------------------------------------------------------------------------
+    def compact(self, network: str | None = None) -> dict[str, tuple[int, int]]:
+        """Rewrite tables with their live records only; {network: (bytes before, bytes after)}."""
+        out = {}
+        for name in [network] if network is not None else list(self._logs):
+            self.pool(name)
+            log = self._logs[name]
+            log.gate.lock()
+            try:
+                self._catch_up_locked(log)
+                before = log.offset
+                lines = [table_header(name)]
+                lines += [encode(r) for r in sorted(log.table.records.values(), key=lambda r: int(r.ip))]
+                data = b"".join(lines)
+                tmp = log.path.with_name(f".{log.path.name}.{os.getpid()}.{threading.get_ident()}.new")
+                tfd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+                try:
+                    _write_all(tfd, data)
+                    os.fsync(tfd)
+                finally:
+                    os.close(tfd)
+                # Generation first (and on disk): whatever instant this process dies at, a handle
+                # that finds the generation unchanged still has the current file open.
+                generation = log.generation + 1
+                log.gate.set_generation(generation)
+                os.rename(tmp, log.path)
+                fsync_directory(self.directory)
+                self._reload(log, generation, locked=True)
+                event(logger, "lease.store.compacted", network=name, before=before, after=len(data),
+                      records=len(log.table.records))
+                out[name] = (before, len(data))
+            finally:
+                self._unlock(log)
+        return out
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._commit.close()
+        for log in self._logs.values():
+            for fd in [log.fd, *log.retired]:
+                if fd >= 0:
+                    os.close(fd)
+            log.fd, log.retired = -1, []
+            _release(log.gate)
+        _release(self._owners_gate)
+
+
+def _read_all(fd: int, size: int) -> bytes:
+    chunks, offset = [], 0
+    while True:
+        chunk = os.pread(fd, max(size - offset, 1 << 16), offset)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        offset += len(chunk)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _difference(old: Table, new: Table) -> int:
+    changed = sum(1 for ip, rec in new.records.items()
+                  if (o := old.records.get(ip)) is None or o.signature != rec.signature)
+    return changed + sum(1 for ip in old.records if ip not in new.records)
