@@ -160,7 +160,11 @@ def resigned(rec: Record, signature: int) -> Record:
 def decode(network: str, line: bytes) -> tuple[IPv4Address, Record | None]:
     """Parse one line without its newline; (ip, None) for a deletion. ValueError says why not."""
     body, sep, crc = line.rpartition(b"|")
-    if not sep or len(crc) != 8 or zlib.crc32(body) != int(crc, 16):
+    try:
+        ok = sep and len(crc) == 8 and zlib.crc32(body) == int(crc, 16)
+    except ValueError:
+        ok = False
+    if not ok:
         raise ValueError("checksum mismatch")
     text = body.decode()
     f = text.split("|")
@@ -509,13 +513,14 @@ class FileStore(LeaseStore):
         return changed
 
     def _apply(self, log: _Log, data: bytes, start: int) -> int:
-        """Apply the complete lines of data[start:] to log.table; advance log.offset past them."""
+        """Apply the complete lines of data[start:] to log.table; advance log.offset past them.
+        Returns how many addresses changed."""
         end = data.rfind(b"\n") + 1
         if end <= start:
             return 0
         network, table = log.network, log.table
         records = table.records
-        changed = 0
+        changed = set()
         pos = start
         base = log.offset - start
         for line in data[start:end - 1].split(b"\n"):
@@ -527,15 +532,15 @@ class FileStore(LeaseStore):
                 if rec is None:
                     if ip in records:
                         table.drop(ip)
-                        changed += 1
+                        changed.add(ip)
                 else:
                     old = records.get(ip)
                     if old is None or old.signature != rec.signature:
                         table.put(rec)
-                        changed += 1
+                        changed.add(ip)
             pos += len(line) + 1
         log.offset = base + end
-        return changed
+        return len(changed)
 
     def _problem(self, log: _Log, offset: int, what: str, raw: bytes) -> None:
         text = f"{log.path}: byte {offset}: {what}"

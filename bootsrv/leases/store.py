@@ -406,7 +406,7 @@ class LeaseStore:
         if not hostname:
             return
         for name in self.networks():
-            for rec in self._table(name).records.values():
+            for rec in list(self._table(name).records.values()):  # a snapshot: other threads catch up meanwhile
                 if rec.hostname == hostname and (name, rec.ip) != (network, ip):
                     raise Conflict(f"hostname: {hostname!r} is already {name}/{rec.ip} ({rec.client_id or 'no client'})")
 
@@ -447,7 +447,7 @@ class LeaseStore:
                 with self._cursor_lock:
                     self._cursor[pool.network] = i + 1
                 return rec or Record(pool.network, ip)
-        lapsed = [r for r in records.values()
+        lapsed = [r for r in list(records.values())
                   if pool.lendable(r.ip) and self.owns_address(pool.network, r.ip) and r.reusable(now) and self.owns(r)]
         if lapsed:
             return min(lapsed, key=lambda r: (r.expiry, int(r.ip)))

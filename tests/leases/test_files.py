@@ -1,0 +1,205 @@
+"""What only the file store has to get right: the format on disk, torn and corrupt lines,
+incremental rescan, compaction under open handles, adoption on disk, group commit."""
+
+from __future__ import annotations
+
+import threading
+from ipaddress import IPv4Address as IP
+
+import pytest
+
+from bootsrv.leases import Flag, Record, client_id_of_mac
+from bootsrv.leases.files import FileStore, StoreCorrupt, decode, encode, table_header
+from tests.leases.conftest import A, B, POOLS
+
+NOW = 1_700_000_000
+
+
+def cid(i: int) -> str:
+    return client_id_of_mac(f"52:54:00:00:{i >> 8:02x}:{i & 0xff:02x}")
+
+
+@pytest.fixture
+def open_store(tmp_path):
+    handles = []
+
+    def make(owner_ips=(A,)):
+        store = FileStore(tmp_path / "store", POOLS, owner_ips)
+        handles.append(store)
+        return store
+
+    make.path = tmp_path / "store"
+    yield make
+    for handle in handles:
+        handle.close()
+
+
+def lease(store, i, network="public", **kw):
+    return store.ack(network, store.offer(network, cid(i), NOW, 30).ip, cid(i), NOW, 3600, **kw)
+
+
+def test_lines_are_grepable_and_round_trip(open_store):
+    store = open_store()
+    lease(store, 1, hostname="node1")
+    store.bind("public", "10.0.0.50", cid(2), "vm1", macro="pxe", comment="odd | text \\ with\nnewline")
+    store.bind("public", "10.0.0.51", cid(3), "vm2")
+    store.delete("public", "10.0.0.51")
+    text = (open_store.path / "leases.public").read_text()
+    lines = text.splitlines()
+    assert lines[0].startswith("# bootsrv lease table v1 network=public")
+    assert any(line.startswith(f"10.0.0.10|{cid(1)}|00|10.0.0.1|{NOW + 3600}|") and "|node1|" in line
+               for line in lines)
+    assert "10.0.0.51|00|00|0.0.0.0|0|0|||" in text  # the deletion
+    again = open_store((B,))
+    assert again.records() == store.records() and again.problems == []
+    assert again.get("public", "10.0.0.50").comment == "odd | text \\ with\nnewline"
+
+
+def test_codec_refuses_a_changed_byte():
+    rec = Record("public", IP("10.0.0.9"), "01AA", Flag.MANUAL, A, 77, 5, "m", "h", "c")
+    line = encode(rec).rstrip(b"\n")
+    assert decode("public", line) == (rec.ip, rec)
+    for i in range(len(line)):
+        bad = line[:i] + bytes([line[i] ^ 0x01]) + line[i + 1:]
+        with pytest.raises((ValueError, UnicodeDecodeError)):
+            decode("public", bad)
+
+
+def test_torn_tail_is_reported_cut_off_and_valid_records_kept(open_store):
+    store = open_store()
+    kept = [lease(store, i) for i in range(3)]
+    path = open_store.path / "leases.public"
+    line = encode(kept[0]).decode()
+    with path.open("a") as fh:
+        fh.write(line[: len(line) // 2])  # a writer died mid-append
+    other = open_store((B,))
+    assert [p for p in other.problems if "torn tail" in p]
+    assert {r.ip: r for r in other.records("public")} == {r.ip: r for r in kept}
+    assert path.read_text().endswith("\n")  # cut off under the lock: the next line starts clean
+    after = lease(other, 7)
+    fresh = open_store()
+    assert fresh.problems == [] and fresh.get("public", after.ip) == after
+
+
+def test_corrupt_line_in_the_middle_is_skipped_and_reported(open_store):
+    store = open_store()
+    recs = [lease(store, i) for i in range(3)]
+    path = open_store.path / "leases.public"
+    lines = path.read_bytes().split(b"\n")
+    lines[3] = lines[3][:20] + b"\x00" + lines[3][21:]  # client 1's offer line (its ack follows)
+    path.write_bytes(b"\n".join(lines))
+    other = open_store((B,))
+    assert len(other.problems) == 1 and "checksum" in other.problems[0]
+    assert other.records("public") == recs
+
+
+def test_unknown_version_is_refused(open_store):
+    open_store().close()
+    path = open_store.path / "leases.public"
+    path.write_bytes(path.read_bytes().replace(b"table v1", b"table v9", 1))
+    with pytest.raises(StoreCorrupt, match="version 9"):
+        open_store()
+
+
+def test_rescan_reads_only_what_changed(open_store):
+    a, b = open_store((A,)), open_store((B,))
+    assert b.rescan() == 0
+    lease(a, 1)
+    lease(a, 2)
+    assert b.rescan() == 2  # two addresses, each written twice (offer, ack): their latest state
+    assert b.rescan() == 0
+    assert b.find("public", cid(2), NOW).client_id == cid(2)
+
+
+def test_reader_skips_a_line_still_being_written(open_store):
+    a, b = open_store((A,)), open_store((B,))
+    rec = lease(a, 1)
+    path = open_store.path / "leases.public"
+    full = path.read_bytes()
+    later = encode(rec.__class__(**{**rec.__dict__, "hostname": "late", "signature": 99}))
+    with path.open("ab") as fh:
+        fh.write(later[:10])  # another process mid-append: not yet a line
+    b.rescan()
+    assert b.get("public", rec.ip) == rec and b.problems == []
+    with path.open("ab") as fh:
+        fh.write(later[10:])
+    b.rescan()
+    assert b.get("public", rec.ip).hostname == "late"
+    assert path.read_bytes() == full + later
+
+
+def test_compaction_keeps_live_records_and_open_handles_follow(open_store):
+    a, b = open_store((A,)), open_store((B,))
+    for i in range(5):
+        lease(a, i)
+    a.release("public", a.find("public", cid(0), NOW).ip, cid(0))
+    b.bind("public", "10.0.0.60", cid(9), "vm9")
+    b.delete("public", "10.0.0.60")
+    before = a.records()
+    sizes = a.compact("public")
+    assert sizes["public"][1] < sizes["public"][0]
+    lines = (open_store.path / "leases.public").read_text().splitlines()
+    assert len(lines) == 1 + 5  # header + one line per address (the released one stays, free)
+    assert b.records() == before  # b noticed the new file without the lock (new inode)
+    # b writes through the lock: its line must land in the new file, seen by a fresh handle
+    got = lease(b, 20)
+    assert open_store().get("public", got.ip) == got
+    assert a.get("public", got.ip) == got
+
+
+def test_writer_with_old_file_open_follows_compaction_under_the_lock(open_store):
+    a, b = open_store((A,)), open_store((B,))
+    lease(a, 1)
+    b.rescan()
+    a.compact()
+    # b has not looked; its first write catches up under the lock (generation in the lock file)
+    got = b.ack("public", IP("10.0.0.20"), cid(5), NOW, 60)
+    assert open_store().get("public", got.ip) == got
+
+
+def test_adoption_is_on_disk(open_store):
+    a, b = open_store((A,)), open_store((B,))
+    lease(b, 1)
+    assert a.adopt(B) == 1
+    later = open_store((A,))
+    assert later.adoptions() == {B: A} and later.owns_address("public", IP("10.0.0.25"))
+    assert b.rescan() >= 1 and b.adoptions() == {B: A}
+
+
+def test_group_commit_shares_fsyncs(open_store):
+    store = open_store()
+    ips = [IP(f"10.0.0.{10 + k}") for k in range(10)]
+    for k, ip in enumerate(ips):
+        store.ack("public", ip, cid(k), NOW, 60)
+    start = store._commit.flushes
+    errors = []
+
+    def renew(k):  # one client renewing its lease five times, durable each time
+        try:
+            for j in range(1, 6):
+                store.ack("public", ips[k], cid(k), NOW + j, 60)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=renew, args=(k,)) for k in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert 1 <= store._commit.flushes - start <= 50  # never more fsyncs than commits
+    fresh = open_store((B,))
+    assert all(fresh.get("public", ip).expiry == NOW + 5 + 60 for ip in ips)
+
+
+def test_deferred_acks_resolve_in_order_of_durability(open_store):
+    store = open_store()
+    futures = [store.ack_later("public", IP(f"10.0.0.{10 + i}"), cid(i), NOW, 60) for i in range(10)]
+    recs = [f.result(timeout=5) for f in futures]
+    assert store._commit._durable == store._commit._written
+    fresh = open_store((B,))
+    assert all(fresh.get("public", r.ip) == r for r in recs)
+
+
+def test_header_names_the_network():
+    assert table_header("backend").startswith(b"# bootsrv lease table v1 network=backend ")
