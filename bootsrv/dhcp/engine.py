@@ -1,0 +1,285 @@
+"""The DHCP engine: a request, the store, the config and the time in; a reply and where it goes out.
+
+No sockets. `Engine.decide(packet, arrival, now)` returns a `Reply` (the packet, its destination
+per RFC 2131 4.1 and, for an ACK, the future of the durable commit) or None (stay silent). The
+lease store is the only state; its writes are compare-and-swap, so two engines on one store (the
+pair) never hand out one address twice.
+
+Which network. A relayed request (giaddr set) belongs to the network that lists that relay; a
+direct one to the network of the interface it arrived on. A unicast RENEW from a client behind a
+relay arrives without giaddr on whatever socket routing picks: it belongs to the relayed network
+whose subnet holds ciaddr. Anything else is not ours and is never answered: a server must not
+answer on a segment it was not configured for.
+
+States (RFC 2131 4.3.2): SELECTING (REQUEST with server id 54: ours, or silence: the client chose
+another server, maybe our peer); INIT-REBOOT (no 54, requested address 50, ciaddr 0: NAK when the
+address is on the wrong subnet or the client's lease is elsewhere; a lease another server owns is
+left to that server); RENEWING/REBINDING (ciaddr set: the socket cannot tell unicast from
+broadcast, so both are one case: extend the client's lease).
+
+The pair (Solaris OWNER_IP). Each server allocates only from ranges its owner_ips own. A lease the
+other server owns is answered (offer, renew, rebind) only once the client's `secs` reaches
+`server.secondary_timeout` (Solaris in.dhcpd -t): the owner had that long to answer, so a live
+peer keeps its clients and a dead one's are served by the survivor.
+
+Authoritative for our own addresses: a REQUEST (INIT-REBOOT or RENEW) for an address nobody holds,
+that this server lends, is ACKed (as dnsmasq --dhcp-authoritative and Kea do) instead of leaving
+the client to time out into DISCOVER; RFC 2131 says "remain silent" only for a server that has no
+record, and the shared store is the record.
+
+Durable before acknowledged: an ACK's lease goes to `store.ack_later`, which returns at once; the
+reply is handed to the socket loop with that future and goes out only once the lease is fsync'ed.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+
+from bootsrv.config import Config, NetworkSection
+from bootsrv.dhcp import packet as P
+from bootsrv.dhcp.options import LEASE_OPTIONS, Layers, lease_times, ordered
+from bootsrv.dhcp.packet import Packet, reply_to
+from bootsrv.dhcp.pxe import FORCED, Booter, boot_reply, classify
+from bootsrv.leases import AddressTaken, PoolExhausted, Record, client_id_of_mac
+from bootsrv.log import event
+
+log = logging.getLogger("bootsrv.dhcp")
+
+SERVER_PORT, CLIENT_PORT = 67, 68
+BROADCAST_ADDRESS = IPv4Address("255.255.255.255")
+ZERO = IPv4Address(0)
+INFINITE = 0xFFFFFFFF  # RFC 2132 9.2: a lease time of all ones never expires
+
+
+@dataclass(frozen=True)
+class Destination:
+    """Where a reply goes (RFC 2131 4.1); `hwaddr` asks the loop for a neighbour entry first."""
+
+    address: IPv4Address
+    port: int
+    hwaddr: bytes | None = None
+
+
+@dataclass
+class Reply:
+    packet: Packet
+    to: Destination
+    max_size: int
+    durable: Future | None = None  # an ACK: send once this resolves (the lease is on disk)
+
+    @property
+    def message_type(self) -> int | None:
+        return self.packet.message_type
+
+
+class ServerAddresses:
+    """Our address on each network (option 54 and siaddr): the served interface's address, or for
+    a network served only through relays the owner_ip inside its subnet, else the first owner_ip
+    (the address relays send to)."""
+
+    def __init__(self, config: Config, interface_address: Callable[[str], IPv4Address | None]):
+        self.config = config
+        self.interface_address = interface_address
+
+    def __call__(self, net: NetworkSection) -> IPv4Address | None:
+        if net.interface:
+            return self.interface_address(net.interface)
+        owners = self.config.server.owner_ips
+        return next((ip for ip in owners if ip in net.subnet), owners[0])
+
+
+class Engine:
+    def __init__(self, config: Config, store, booter: Booter, server_address: Callable[[NetworkSection], IPv4Address | None],
+                 layers: Layers | None = None):
+        self.config = config
+        self.store = store
+        self.booter = booter
+        self.server_address = server_address
+        self.layers = layers or Layers.from_config(config)
+        self.by_interface = {net.interface: net for net in config.networks if net.interface}
+        self.by_relay = {relay: net for net in config.networks for relay in net.relays}
+        self.relayed = [net for net in config.networks if net.relays]
+        self.hold = config.dhcp.offer_hold
+        self.secondary_timeout = config.server.secondary_timeout
+
+    # ---- entry point ---------------------------------------------------------------------------
+    def decide(self, req: Packet, interface: str | None, now: float) -> Reply | None:
+        if req.op != P.BOOTREQUEST or not req.dhcp:
+            return None  # replies from other servers; plain BOOTP is not served
+        net = self.network_of(req, interface)
+        if net is None:
+            return None
+        server = self.server_address(net)
+        if server is None:
+            event(log, "dhcp.no_server_address", logging.WARNING, network=net.name)
+            return None
+        mtype = req.message_type
+        handler = self._handlers.get(mtype)
+        if handler is None:
+            return None
+        return handler(self, req, net, server, client_id(req), now)
+
+    def network_of(self, req: Packet, interface: str | None) -> NetworkSection | None:
+        if req.giaddr != ZERO:
+            return self.by_relay.get(req.giaddr)  # a relay we were not told about: not ours
+        net = self.by_interface.get(interface) if interface else None
+        if req.ciaddr != ZERO and (net is None or req.ciaddr not in net.subnet):
+            # A unicast RENEW/RELEASE/INFORM from behind a relay carries no giaddr.
+            return next((n for n in self.relayed if req.ciaddr in n.subnet), None)
+        return net
+
+    # ---- messages --------------------------------------------------------------------------------
+    def discover(self, req, net, server, cid, now) -> Reply | None:
+        requested = req.address(P.REQUESTED_IP)
+        if requested is not None and requested not in net.subnet:
+            requested = None
+        try:
+            rec = self.store.offer(net.name, cid, now, self.hold, requested)
+        except PoolExhausted:
+            event(log, "dhcp.pool_exhausted", logging.WARNING, network=net.name, client=cid)
+            return None
+        if not self.store.owns(rec) and not self._peer_gave_up(req):
+            return None  # the owner answers (see the module doc)
+        return self._lease_reply(req, net, server, cid, rec, P.OFFER, now)
+
+    def request(self, req, net, server, cid, now) -> Reply | None:
+        chosen = req.address(P.SERVER_ID)
+        requested = req.address(P.REQUESTED_IP)
+        if chosen is not None:  # SELECTING
+            if chosen != server or requested is None:
+                return None  # the client took another server's offer (or is broken): say nothing
+            if requested not in net.subnet:
+                return self._nak(req, net, server, "requested address is not on this network")
+            return self._ack(req, net, server, cid, requested, now)
+        if req.ciaddr == ZERO:  # INIT-REBOOT
+            if requested is None:
+                return None
+            return self._confirm(req, net, server, cid, requested, now, reboot=True)
+        return self._confirm(req, net, server, cid, req.ciaddr, now, reboot=False)  # RENEWING / REBINDING
+
+    def _confirm(self, req, net, server, cid, ip, now, reboot: bool) -> Reply | None:
+        if ip not in net.subnet:
+            return self._nak(req, net, server, f"{ip} is not on network {net.name}")
+        current = self.store.find(net.name, cid, now)
+        at = self.store.get(net.name, ip)
+        if at is not None and at.client_id and at.client_id != cid and (at.active(now) or at.unusable):
+            return self._nak(req, net, server, f"{ip} is held by another client")
+        if current is not None and current.ip != ip and (current.manual or current.active(now)):
+            return self._nak(req, net, server, f"the client's lease is {current.ip}")
+        if at is not None and at.client_id == cid and not at.unusable:
+            if not self.store.owns(at):
+                # INIT-REBOOT of a foreign lease is the owner's; RENEW/REBIND once the owner had its time.
+                if reboot or not self._peer_gave_up(req):
+                    return None
+            return self._ack(req, net, server, cid, ip, now)
+        if self.store.owns_address(net.name, ip):
+            return self._ack(req, net, server, cid, ip, now)  # free and ours: authoritative
+        return None  # not ours to decide (the peer's range, or outside every range)
+
+    def decline(self, req, net, server, cid, now) -> None:
+        ip = req.address(P.REQUESTED_IP)
+        chosen = req.address(P.SERVER_ID)
+        if ip is None or (chosen is not None and chosen != server) or ip not in net.subnet:
+            return None
+        # RFC 2131 4.3.3: someone else answers at that address; keep it out of service a lease time.
+        if self.store.decline(net.name, ip, cid, now, net.lease_time) is not None:
+            event(log, "dhcp.declined", network=net.name, ip=str(ip), client=cid)
+        return None
+
+    def release(self, req, net, server, cid, now) -> None:
+        chosen = req.address(P.SERVER_ID)
+        if req.ciaddr == ZERO or (chosen is not None and chosen != server) or req.ciaddr not in net.subnet:
+            return None
+        self.store.release(net.name, req.ciaddr, cid)  # RFC 2131 4.3.4: no reply
+        return None
+
+    def inform(self, req, net, server, cid, now) -> Reply | None:
+        # RFC 2131 4.3.5: options only, no lease, no yiaddr; sent to ciaddr (or the relay).
+        if req.ciaddr == ZERO:
+            return None
+        values = self.layers.resolve(net.name, req.options.get(P.VENDOR_CLASS), "", cid)
+        out = reply_to(req, P.ACK)
+        first = {P.MESSAGE_TYPE: bytes((P.ACK,)), P.SERVER_ID: server.packed}
+        out.options = ordered(first, values, req.options.get(P.PARAMETER_LIST), skip=LEASE_OPTIONS)
+        return Reply(out, self._route(req, out, nak=False), req.max_size())
+
+    _handlers: dict[int, Callable] = {}
+
+    # ---- replies -------------------------------------------------------------------------------
+    def _ack(self, req, net, server, cid, ip, now) -> Reply | None:
+        rec = self.store.get(net.name, ip)
+        lease, _ = lease_times(self._values(req, net, rec, cid))
+        try:
+            durable = self.store.ack_later(net.name, ip, cid, now, lease)
+        except AddressTaken as exc:
+            return self._nak(req, net, server, str(exc))
+        reply = self._lease_reply(req, net, server, cid, rec or Record(net.name, ip, cid), P.ACK, now)
+        if reply is not None:
+            reply.durable = durable
+        return reply
+
+    def _values(self, req, net, rec, cid) -> dict[int, bytes]:
+        return self.layers.resolve(net.name, req.options.get(P.VENDOR_CLASS), rec.macro if rec else "", cid)
+
+    def _lease_reply(self, req, net, server, cid, rec: Record, mtype: int, now) -> Reply:
+        values = self._values(req, net, rec, cid)
+        lease, times = lease_times(values)
+        if rec.permanent:
+            times = {P.LEASE_TIME: struct.pack("!I", INFINITE)}
+        out = reply_to(req, mtype)
+        out.yiaddr = rec.ip
+        out.siaddr = server
+        forced: tuple[int, ...] = ()
+        fw = classify(req)
+        if fw is not None:
+            mac = ":".join(f"{b:02x}" for b in req.mac)
+            boot = boot_reply(fw, self.booter.action(mac, fw, now), mac, self.config.boot, server)
+            if boot is not None:
+                out.siaddr, out.sname, out.file = boot.siaddr, boot.sname, boot.file
+                values = {**values, **boot.options}
+                forced = tuple(code for code in FORCED if code in boot.options)
+        first = {P.MESSAGE_TYPE: bytes((mtype,)), P.SERVER_ID: server.packed, **times}
+        out.options = ordered(first, values, req.options.get(P.PARAMETER_LIST), forced, skip=LEASE_OPTIONS)
+        return Reply(out, self._route(req, out, nak=False), req.max_size())
+
+    def _nak(self, req, net, server, why: str) -> Reply:
+        event(log, "dhcp.nak", network=net.name, client=client_id(req), reason=why)
+        out = reply_to(req, P.NAK)
+        out.options[P.SERVER_ID] = server.packed
+        out.options[P.MESSAGE] = why.encode("ascii", "replace")[:255]  # RFC 2131 4.3.2: option 56 may say why
+        if req.giaddr != ZERO:
+            out.flags |= P.BROADCAST  # RFC 2131 4.1: the relay broadcasts a NAK to the client
+        return Reply(out, self._route(req, out, nak=True), req.max_size())
+
+    def _peer_gave_up(self, req: Packet) -> bool:
+        return req.secs >= self.secondary_timeout
+
+    @staticmethod
+    def _route(req: Packet, out: Packet, nak: bool) -> Destination:
+        """RFC 2131 4.1, "the server sends its reply": relay, then ciaddr, then broadcast or unicast."""
+        if req.giaddr != ZERO:
+            return Destination(req.giaddr, SERVER_PORT)
+        if nak:
+            return Destination(BROADCAST_ADDRESS, CLIENT_PORT)  # a NAK always broadcasts
+        if req.ciaddr != ZERO:
+            return Destination(req.ciaddr, CLIENT_PORT)
+        if req.broadcast or out.yiaddr == ZERO:
+            return Destination(BROADCAST_ADDRESS, CLIENT_PORT)
+        return Destination(out.yiaddr, CLIENT_PORT, req.mac)
+
+
+Engine._handlers = {P.DISCOVER: Engine.discover, P.REQUEST: Engine.request, P.DECLINE: Engine.decline,
+                    P.RELEASE: Engine.release, P.INFORM: Engine.inform}
+
+
+def client_id(req: Packet) -> str:
+    """Option 61 as upper-case hex, else hardware type + chaddr (RFC 2132 9.14; the store's key)."""
+    value = req.options.get(P.CLIENT_ID)
+    if value:
+        return value.hex().upper()
+    return client_id_of_mac(req.mac, req.htype)
