@@ -12,7 +12,9 @@ import fcntl
 import logging
 import socket
 import struct
+import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from ipaddress import IPv4Address
 
 from bootsrv.config import Config
@@ -91,8 +93,54 @@ def dhcp_services(wiring: Wiring) -> list[DhcpService]:
 
 
 def engine_handler(wiring: Wiring) -> Handler:
-    """The handler over the DHCP engine and the lease store of this process."""
-    raise NotImplementedError("the DHCP engine (bootsrv/dhcp/engine.py) is not in this tree yet")
+    """The handler over the DHCP engine and the lease store of this process: decode, decide, encode.
+    An ACK comes back as a Future that resolves once its lease is durable (see server.py)."""
+    from bootsrv.dhcp.engine import Engine, ServerAddresses
+    from bootsrv.dhcp.packet import decode, encode
+    from bootsrv.dhcp.pxe import RegistryBooter
+
+    cfg = wiring.config
+    engine = Engine(cfg, wiring.leases, RegistryBooter(wiring.machines, cfg.boot),
+                    ServerAddresses(cfg, cached_interface_address()))
+    clock = wiring.clock
+
+    def handle(raw: bytes, arrival: Arrival):
+        reply = engine.decide(decode(raw), arrival.interface, clock())
+        if reply is None:
+            return None
+        out = Outgoing(encode(reply.packet, reply.max_size), reply.to.address, reply.to.port, reply.to.hwaddr)
+        if reply.durable is None:
+            return out
+        sent: Future = Future()
+
+        def durable(done: Future) -> None:
+            exc = done.exception()
+            if exc is not None:
+                sent.set_exception(exc)
+            else:
+                sent.set_result(out)
+
+        reply.durable.add_done_callback(durable)
+        return sent
+
+    return handle
+
+
+def cached_interface_address(ttl: float = 5.0) -> Callable[[str], IPv4Address | None]:
+    """`interface_address` re-read at most every `ttl` seconds (one ioctl per packet costs more
+    than deciding a DISCOVER; an address change is seen within ttl)."""
+    cache: dict[str, tuple[float, IPv4Address | None]] = {}
+
+    def lookup(ifname: str) -> IPv4Address | None:
+        now = time.monotonic()
+        hit = cache.get(ifname)
+        if hit is not None and now - hit[0] < ttl:
+            return hit[1]
+        addr = interface_address(ifname)
+        cache[ifname] = (now, addr)
+        return addr
+
+    return lookup
 
 
 __all__ = ["Arrival", "DhcpService", "Outgoing", "dhcp_services", "engine_handler", "interface_address"]
