@@ -146,6 +146,9 @@ class DhcpSection(Section):
 
 class BootSection(Section):
     tftp_root: Path = Path("/var/lib/bootsrv/tftp")
+    # Served over HTTP under /files/: installer kernels and initrds (`bootsrv profile
+    # fetch-installer`), install trees. Requests never resolve outside it (bootsrv.http.boot).
+    files_root: Path = Path("/var/lib/bootsrv/files")
     # Base URL that firmware and installers use to reach the HTTP service (as seen from them).
     http_base_url: str = Field(default="http://127.0.0.1:8080", pattern=r"^https?://[^/\s]+(/\S*)?$")
     # Boot file by firmware architecture (names from ARCH_NAMES).

@@ -26,3 +26,10 @@ class Wiring:
         from bootsrv.machines_store import FileRegistry
 
         return FileRegistry(self.config.store.directory)
+
+    @functools.cached_property
+    def profiles(self):
+        """The install profile catalog (profiles/ data, templates/), validated once per process."""
+        from bootsrv.profiles.catalog import load
+
+        return load(self.config.profiles.profiles_dir, self.config.profiles.templates_dir)

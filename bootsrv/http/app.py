@@ -23,6 +23,10 @@ def create_app(wiring: Wiring) -> Flask:
 
     app.register_blueprint(api_bp)
 
+    from bootsrv.http.boot import bp as boot_bp
+
+    app.register_blueprint(boot_bp)
+
     @app.errorhandler(BootsrvError)
     def bootsrv_error(exc: BootsrvError):
         return jsonify(error=type(exc).__name__, message=str(exc)), exc.http_status

@@ -1,0 +1,145 @@
+"""The HTTP half of the boot chain: per-machine iPXE scripts, installer answers, and static files.
+
+    GET /boot/<mac>.ipxe          the machine's iPXE script: install (kernel, initrd, command line
+                                  with the answer URL and its one-time token) or local boot
+    GET /profiles/<mac>/<file>?token=T   the rendered answer (preseed, kickstart, ...)
+    GET /files/<path>             kernels, initrds, install trees under boot.files_root, with
+                                  Range (206/416) and conditional GET (ETag/Last-Modified, 304)
+
+Netboot once: the script is install only while the machine is due for install
+(bootsrv.machines_planner.RegistryPlanner, which also issues the token); enrolled, retired and
+discovered machines get local boot. An unknown MAC gets local boot, after being recorded as
+discovered when `boot.unknown_machines = "discover"` (with `boot.auto_profile` it is then due for
+install and gets the install script at once).
+
+The token is the answer's credential (bootsrv.profiles.plan.check_answer_token): the boot script
+is the only place it is given out, the answer needs it, and it dies when the machine enrolls.
+Anyone who can fetch /boot/<mac>.ipxe for a machine being installed gets a token for it: the
+same trust PXE itself puts in the boot network (a MAC can be spoofed as easily in DHCP).
+
+MACs may be spelt any usual way (colons, dashes, dots, bare); a malformed one is a 400 naming
+the field. Errors are text (iPXE and installers show them on the console): `error: <field>: <rule>`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from flask import Blueprint, Response, current_app, request, send_file
+
+from bootsrv import machines_admin
+from bootsrv.errors import BootsrvError, InvalidInput, NotFound
+from bootsrv.log import event
+from bootsrv.machines import normalize_mac
+from bootsrv.profiles.plan import PlanBuilder, builder, check_answer_token, planner
+from bootsrv.wiring import Wiring
+
+log = logging.getLogger("bootsrv.http.boot")
+
+bp = Blueprint("boot", __name__)
+
+TEXT = "text/plain; charset=utf-8"
+
+
+class BootSide:
+    """What the views share for the app's lifetime: the plan builder (Jinja's template cache
+    lives in its renderer) and the netboot-once planner over the machine registry."""
+
+    def __init__(self, wiring: Wiring):
+        self.wiring = wiring
+        self.build: PlanBuilder = builder(wiring)
+        self.planner = planner(wiring, self.build)
+
+
+def _wiring() -> Wiring:
+    return current_app.extensions["bootsrv"]
+
+
+def _side() -> BootSide:
+    side = current_app.extensions.get("bootsrv.boot")
+    if side is None:
+        side = current_app.extensions["bootsrv.boot"] = BootSide(_wiring())
+    return side
+
+
+@bp.errorhandler(BootsrvError)
+def _refused(exc: BootsrvError):
+    event(log, "boot.refused", level=logging.WARNING, path=request.path, status=exc.http_status, reason=str(exc))
+    return Response(f"error: {exc}\n", status=exc.http_status, content_type=TEXT)
+
+
+def _private(body: str) -> Response:
+    # Scripts and answers carry tokens and change with the machine's state: never cached.
+    return Response(body, content_type=TEXT, headers={"Cache-Control": "no-store"})
+
+
+# ---------------------------------------------------------------------------------------------
+# The per-machine iPXE script
+
+
+@bp.get("/boot/<name>")
+def boot_script(name: str):
+    if not name.endswith(".ipxe"):
+        raise NotFound(f"path: /boot/ serves <mac>.ipxe, not {name!r}")
+    mac = normalize_mac(name[: -len(".ipxe")])
+    side = _side()
+    w = side.wiring
+    reason = ""
+    known = w.machines.get(mac)
+    if known is None and w.config.boot.unknown_machines == "discover":
+        # The configured policy for unknown machines (the DHCP engine applies it too; idempotent).
+        known = machines_admin.discover(w.machines, mac, None, None, None, w.clock(), w.config.boot.auto_profile)
+    plan = side.planner.plan(mac)
+    if plan is None:
+        reason = "unknown machine" if known is None else f"machine is {w.machines.get(mac).state.value}"
+    script = side.build.boot_script("ipxe", plan, mac, reason)
+    event(log, "boot.script", mac=mac, action="install" if plan else "local",
+          profile=plan.profile.name if plan else None, reason=reason or None)
+    return _private(script)
+
+
+# ---------------------------------------------------------------------------------------------
+# Installer answers
+
+
+@bp.get("/profiles/<mac>/<name>")
+def answer_file(mac: str, name: str):
+    mac = normalize_mac(mac)
+    side = _side()
+    w = side.wiring
+    machine = w.machines.get(mac)
+    check_answer_token(machine, mac, request.args.get("token"), w.clock())
+    plan = side.build.build(machine, request.args["token"])
+    body = side.build.answer(plan, name)
+    event(log, "boot.answer", mac=mac, profile=plan.profile.name, file=name)
+    return _private(body)
+
+
+# ---------------------------------------------------------------------------------------------
+# Static files
+
+
+def resolve(root: Path, subpath: str) -> Path:
+    """`subpath` inside `root`, or the refusal: '..', absolute paths, backslashes and NULs are
+    bad input (400); a symlink resolving outside the root, a directory or a missing file is
+    simply not there (404)."""
+    if "\0" in subpath or "\\" in subpath:
+        raise InvalidInput("path", "must not contain NUL or backslash")
+    parts = subpath.split("/")
+    if subpath.startswith("/") or any(p in ("", ".", "..") for p in parts):
+        raise InvalidInput("path", f"{subpath!r} must be a plain relative path (no '.', '..' or empty parts)")
+    real_root = os.path.realpath(root)
+    real = os.path.realpath(os.path.join(real_root, *parts))
+    if not real.startswith(real_root + os.sep) or not os.path.isfile(real):
+        raise NotFound(f"path: no file {subpath!r} under the files root")
+    return Path(real)
+
+
+@bp.get("/files/<path:subpath>")
+def static_file(subpath: str):
+    path = resolve(_wiring().config.boot.files_root, subpath)
+    # conditional=True: Werkzeug answers Range (206, 416) and If-None-Match/If-Modified-Since
+    # (304) itself, streaming the file from disk.
+    return send_file(path, conditional=True, etag=True)

@@ -1,0 +1,226 @@
+"""The install plan: what one machine due for install gets, and the files rendered from it.
+
+`Planner.plan(mac)` answers "install or local boot?" for the boot chain: None means boot from
+the local disk (enrolled, retired, discovered or unknown machines); an InstallPlan carries the
+profile, the machine, its one-time enrollment token and the URLs derived from them.
+bootsrv.machines_planner.RegistryPlanner is the Planner over the machine registry (it moves the
+machine to "installing" and issues the token); `planner(wiring)` builds it with this module's
+`PlanBuilder.from_install` as its `to_plan`.
+
+The token travels in the answer URL (`/profiles/<mac>/<file>?token=...`) on the installer's
+kernel command line, so the answer fetch works with the installer's plain HTTP client and only
+the holder of the boot script can fetch the answer (see bootsrv.http.boot for the rules).
+
+Everything here is pure over its inputs (catalog, renderer, config values, machine, token).
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+from ipaddress import IPv4Interface
+from typing import Any, Protocol
+
+from bootsrv.config import Config
+from bootsrv.enroll import _TOKEN_TEXT, HYPERVISOR_DRIVERS, TokenRejected, TokenReplayed, _iso, callback_script, digest
+from bootsrv.errors import Conflict, InvalidInput, NotFound
+from bootsrv.machines import Machine, boot_action, normalize_mac
+from bootsrv.profiles.catalog import Catalog, Profile
+from bootsrv.profiles.render import Renderer
+
+BOOT_FORMATS = ("ipxe", "pxelinux", "grub")
+# What `bootsrv profile render` puts where a real token would be: never valid (enroll refuses
+# any token it did not issue), but of the token alphabet so templates render as for real.
+PREVIEW_TOKEN = "PREVIEW-not-an-issued-token"
+
+
+class Planner(Protocol):
+    def plan(self, mac: str) -> "InstallPlan | None": ...
+
+
+@dataclass(frozen=True)
+class Urls:
+    base: str
+    files: str
+    kernel: str
+    initrd: str
+    answer: str
+    enroll: str
+
+
+@dataclass(frozen=True)
+class InstallPlan:
+    profile: Profile
+    machine: Machine
+    token: str
+    urls: Urls
+    args: tuple[str, ...]  # the installer kernel's command line, one argument each
+
+    @property
+    def cmdline(self) -> str:
+        return " ".join(self.args)
+
+
+def dashed(mac: str) -> str:
+    return normalize_mac(mac).replace(":", "-")
+
+
+def fqdn(machine: Machine, profile: Profile) -> str:
+    return machine.hostname if "." in machine.hostname else f"{machine.hostname}.{profile.site.domain}"
+
+
+class PlanBuilder:
+    """Turns (profile, machine, token) into plans, template contexts and rendered files."""
+
+    def __init__(self, catalog: Catalog, renderer: Renderer, config: Config):
+        self.catalog = catalog
+        self.renderer = renderer
+        self.config = config
+
+    # -- plans ---------------------------------------------------------------------------------
+
+    def from_install(self, install) -> InstallPlan:
+        """`to_plan` for RegistryPlanner: an Install (machine + token) becomes a plan."""
+        return self.build(install.machine, install.token)
+
+    def build(self, machine: Machine, token: str) -> InstallPlan:
+        if machine.profile is None:
+            raise InvalidInput("profile", f"machine {machine.mac} has no profile")
+        profile = self.catalog.get(machine.profile)
+        base = self.config.boot.http_base_url.rstrip("/")
+        files = f"{base}/files"
+
+        def located(value: str) -> str:
+            return value if "://" in value else f"{files}/{value}"
+
+        urls = Urls(
+            base=base,
+            files=files,
+            kernel=located(profile.boot.kernel),
+            initrd=located(profile.boot.initrd),
+            answer=f"{base}/profiles/{dashed(machine.mac)}/{profile.answer.file}?token={token}",
+            enroll=f"{base}/api/enroll",
+        )
+        partial = InstallPlan(profile, machine, token, urls, args=())
+        context = self._base_context(partial)
+        args = [self.renderer.render_string(profile.name, f"boot.args[{i}]", arg, context)
+                for i, arg in enumerate(profile.boot.args)]
+        # BOOTIF (pxelinux IPAPPEND 2 form) tells d-i's netcfg and dracut which NIC booted, so a
+        # two-NIC machine installs over the NIC it PXE-booted from without asking.
+        args.append(f"BOOTIF=01-{dashed(machine.mac)}")
+        args.append(f"{profile.boot.answer_arg}={urls.answer}")
+        return InstallPlan(profile, machine, token, urls, args=tuple(a for a in args if a))
+
+    # -- contexts ------------------------------------------------------------------------------
+
+    def _nics(self, plan: InstallPlan) -> list[dict[str, Any]]:
+        """The site NICs with this machine's addresses (static config when the machine has an
+        address on that network and the network is in the config; DHCP otherwise)."""
+        nets = {n.name: n for n in self.config.networks}
+        out = []
+        for i, nic in enumerate(plan.profile.site.nics):
+            entry: dict[str, Any] = {"name": nic.name, "role": nic.role, "network": nic.network,
+                                     "mac": plan.machine.mac if i == 0 else None, "address": None,
+                                     "prefixlen": None, "netmask": None, "gateway": None, "dns": []}
+            address, net = plan.machine.address(nic.network), nets.get(nic.network)
+            if address and net is not None:
+                iface = IPv4Interface(f"{address}/{net.subnet.prefixlen}")
+                entry.update(address=address, prefixlen=net.subnet.prefixlen, netmask=str(iface.netmask),
+                             gateway=str(net.router) if net.router else None,
+                             dns=[str(d) for d in net.dns_servers])
+            out.append(entry)
+        return out
+
+    def _base_context(self, plan: InstallPlan) -> dict[str, Any]:
+        m, profile = plan.machine, plan.profile
+        name = fqdn(m, profile)
+        return {
+            "profile": profile,
+            "settings": profile.settings,
+            "site": profile.site,
+            "machine": {"mac": m.mac, "mac_dashed": dashed(m.mac), "hostname": m.hostname, "fqdn": name,
+                        "short": name.split(".")[0], "arch": m.arch, "addresses": dict(m.addresses)},
+            "token": plan.token,
+            "urls": plan.urls,
+            # Every file of the profile's answer, by name, with this install's token.
+            "answer_urls": {name: self.answer_url(plan, name) for name in profile.answer_files},
+            "nics": self._nics(plan),
+            "libvirt_uri": self.libvirt_uri(plan),
+        }
+
+    @staticmethod
+    def answer_url(plan: InstallPlan, name: str) -> str:
+        return f"{plan.urls.base}/profiles/{dashed(plan.machine.mac)}/{name}?token={plan.token}"
+
+    def libvirt_uri(self, plan: InstallPlan) -> str:
+        return plan.profile.site.libvirt_uri.format(driver=HYPERVISOR_DRIVERS[plan.profile.hypervisor],
+                                                     fqdn=fqdn(plan.machine, plan.profile))
+
+    def context(self, plan: InstallPlan) -> dict[str, Any]:
+        ctx = self._base_context(plan)
+        ctx["cmdline"] = plan.cmdline
+        ctx["args"] = list(plan.args)
+        # The installer's last step (bootsrv.enroll): POSIX sh, values validated and quoted there.
+        ctx["enroll_script"] = callback_script(plan.urls.base, plan.token, plan.machine.mac,
+                                               ctx["machine"]["fqdn"], plan.profile.hypervisor, ctx["libvirt_uri"])
+        return ctx
+
+    # -- files ---------------------------------------------------------------------------------
+
+    def boot_script(self, fmt: str, plan: InstallPlan | None, mac: str, reason: str = "") -> str:
+        """The boot config of `fmt` (ipxe, pxelinux, grub): install for a plan, else local boot."""
+        if fmt not in BOOT_FORMATS:
+            raise InvalidInput("format", f"{fmt!r} is not one of {', '.join(BOOT_FORMATS)}")
+        if plan is None:
+            context = {"mac": normalize_mac(mac), "reason": reason or "not due for install"}
+            return self.renderer.render("(local boot)", f"boot/local.{fmt}.j2", context)
+        return self.renderer.render(plan.profile.name, f"boot/install.{fmt}.j2", self.context(plan))
+
+    def answer(self, plan: InstallPlan, name: str | None = None) -> str:
+        """The answer file `name` (default: the profile's main one); NotFound if the profile has
+        no such file."""
+        files = plan.profile.answer_files
+        name = name or plan.profile.answer.file
+        if name not in files:
+            raise NotFound(f"file: profile {plan.profile.name} serves {', '.join(files)}, not {name!r}")
+        return self.renderer.render(plan.profile.name, files[name], self.context(plan))
+
+
+def builder(wiring) -> PlanBuilder:
+    return PlanBuilder(wiring.profiles, Renderer(wiring.profiles.templates_dir), wiring.config)
+
+
+def planner(wiring, build: PlanBuilder | None = None) -> Planner:
+    """The netboot-once Planner of this process: registry decision + this module's plans."""
+    from bootsrv.machines_planner import RegistryPlanner
+
+    build = build or builder(wiring)
+    return RegistryPlanner(wiring.machines, wiring.clock, wiring.config.api.enroll_token_ttl, build.from_install)
+
+
+def check_answer_token(machine: Machine | None, mac: str, token: str | None, now: float) -> None:
+    """May the holder of `token` fetch `mac`'s answer files now? Raises the refusal; pure.
+
+    Within bootsrv.enroll's token rules: the answer carries the token the boot script issued, so
+    fetching it needs that very token (a stranger without the boot script gets nothing, and one
+    machine's token never opens another's answer). A live token may fetch again and again (an
+    installer retries, d-i and the late command fetch two files); once the machine enrolled every
+    token is used and the answer is gone (409); an expired token is refused (403).
+    """
+    if not token:
+        raise TokenRejected("token", "missing: the answer URL carries ?token= from the machine's boot script")
+    if not _TOKEN_TEXT.match(token):
+        raise TokenRejected("token", "malformed: not a token bootsrv issues")
+    wanted = digest(token)
+    record = None
+    for candidate in machine.tokens if machine is not None else ():
+        if hmac.compare_digest(candidate.digest, wanted):
+            record = candidate
+    if record is None:
+        raise TokenRejected("token", f"not issued to machine {mac} (or superseded by a reinstall)")
+    if record.used:
+        raise TokenReplayed(f"already used: machine {mac} enrolled with it ({machine.state.value} now)")
+    if now >= record.expires:
+        raise TokenRejected("token", f"expired at {_iso(record.expires)}")
+    if boot_action(machine.state) != "install":
+        raise Conflict(f"machine {mac} is {machine.state.value}: it is not being installed")

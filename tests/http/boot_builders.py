@@ -1,0 +1,39 @@
+"""Builders shared by the HTTP boot tests (imported as `boot_builders`; see conftest.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bootsrv.config import parse
+from bootsrv.machines import MemoryRegistry
+from bootsrv.wiring import Wiring
+
+REPO = Path(__file__).resolve().parents[2]
+NOW = 1_800_000_000.0
+BASE = "http://192.0.2.1:8080"
+
+
+class Clock:
+    def __init__(self, now: float = NOW):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make_wiring(tmp_path: Path, extra: str = "") -> Wiring:
+    text = f"""
+[store]
+directory = "{tmp_path}/store"
+[boot]
+files_root = "{tmp_path}/files"
+http_base_url = "{BASE}"
+{extra}
+[profiles]
+profiles_dir = "{REPO / 'profiles'}"
+templates_dir = "{REPO / 'templates'}"
+"""
+    wiring = Wiring(parse(text, "test.toml"), clock=Clock())
+    wiring.machines = MemoryRegistry()  # a cached_property: the instance attribute replaces it
+    (tmp_path / "files").mkdir(exist_ok=True)
+    return wiring
