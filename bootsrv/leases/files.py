@@ -611,6 +611,7 @@ class FileStore(LeaseStore):
                 self._catch_up(log)
             finally:
                 mutex.release()
+        self._load_owners()  # one stat: an adoption changes which addresses this handle lends
         return log.table
 
     def _append(self, log: _Log, line: bytes) -> int:
