@@ -167,11 +167,9 @@ def decode(network: str, line: bytes) -> tuple[IPv4Address, Record | None]:
     if not ok:
         raise ValueError("checksum mismatch")
     text = body.decode()
-    f = text.split("|")
+    f = _split_escaped(text) if "\\" in text else text.split("|")
     if len(f) != 9:
-        f = _split_escaped(text)
-        if len(f) != 9:
-            raise ValueError(f"{len(f)} fields, expected 9")
+        raise ValueError(f"{len(f)} fields, expected 9")
     ip = _ip(f[0])
     signature = int(f[5])
     if signature == 0:

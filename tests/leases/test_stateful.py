@@ -137,6 +137,6 @@ class SharedDirectory(RuleBasedStateMachine):
             shutil.rmtree(self.dir, ignore_errors=True)
 
 
-SharedDirectory.TestCase.settings = settings(max_examples=25, stateful_step_count=30, deadline=None,
+SharedDirectory.TestCase.settings = settings(max_examples=60, stateful_step_count=30, deadline=None,
                                              suppress_health_check=[HealthCheck.too_slow])
 test_shared_directory = SharedDirectory.TestCase
