@@ -103,9 +103,10 @@ class Renderer:
         try:
             return self.env.get_template(template).render(context)
         except jinja2.TemplateNotFound as exc:
-            missing = exc.name if exc.name != template else template
-            rule = f"template {missing!r} not found in {self.templates_dir}"
-            raise RenderError(profile, template, None, rule) from None
+            # Missing itself, or named by an {% include %}/{% extends %} at a line of another.
+            name, line = _template_line(exc, self.templates_dir)
+            rule = f"template {exc.name!r} not found in {self.templates_dir}"
+            raise RenderError(profile, name or template, line, rule) from None
         except jinja2.TemplateSyntaxError as exc:
             raise RenderError(profile, exc.name or template, exc.lineno, f"syntax error: {exc.message}") from None
         except RenderError:
