@@ -102,6 +102,10 @@ from bootsrv.virt.commands import guest  # noqa: E402
 
 main.add_command(guest)
 
+from bootsrv.profiles.cli import profile_group  # noqa: E402
+
+main.add_command(profile_group)
+
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
