@@ -739,6 +739,8 @@ class FileStore(LeaseStore):
             try:
                 self._catch_up_locked(log)
                 before = log.offset
+                for stale in self.directory.glob(f".{log.path.name}.*.new"):
+                    stale.unlink()  # a compactor died before its rename; nobody else compacts now
                 lines = [table_header(name)]
                 lines += [encode(r) for r in sorted(log.table.records.values(), key=lambda r: int(r.ip))]
                 data = b"".join(lines)
