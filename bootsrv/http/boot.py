@@ -29,11 +29,10 @@ from pathlib import Path
 
 from flask import Blueprint, Response, current_app, request, send_file
 
-from bootsrv import machines_admin
 from bootsrv.errors import BootsrvError, InvalidInput, NotFound
 from bootsrv.log import event
 from bootsrv.machines import normalize_mac
-from bootsrv.profiles.plan import PlanBuilder, builder, check_answer_token, planner
+from bootsrv.profiles.plan import PlanBuilder, boot_decision, builder, check_answer_token, planner
 from bootsrv.wiring import Wiring
 
 log = logging.getLogger("bootsrv.http.boot")
@@ -85,15 +84,7 @@ def boot_script(name: str):
         raise NotFound(f"path: /boot/ serves <mac>.ipxe, not {name!r}")
     mac = normalize_mac(name[: -len(".ipxe")])
     side = _side()
-    w = side.wiring
-    reason = ""
-    known = w.machines.get(mac)
-    if known is None and w.config.boot.unknown_machines == "discover":
-        # The configured policy for unknown machines (the DHCP engine applies it too; idempotent).
-        known = machines_admin.discover(w.machines, mac, None, None, None, w.clock(), w.config.boot.auto_profile)
-    plan = side.planner.plan(mac)
-    if plan is None:
-        reason = "unknown machine" if known is None else f"machine is {w.machines.get(mac).state.value}"
+    plan, reason = boot_decision(side.wiring, side.planner, mac)
     script = side.build.boot_script("ipxe", plan, mac, reason)
     event(log, "boot.script", mac=mac, action="install" if plan else "local",
           profile=plan.profile.name if plan else None, reason=reason or None)

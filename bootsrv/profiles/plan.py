@@ -186,6 +186,27 @@ class PlanBuilder:
         return self.renderer.render(plan.profile.name, files[name], self.context(plan))
 
 
+def boot_decision(wiring, planner_: Planner, mac: str) -> tuple[InstallPlan | None, str]:
+    """Install plan or local boot for `mac`, and why local: what every boot config (iPXE over
+    HTTP, pxelinux/GRUB over TFTP) is rendered from.
+
+    An unknown MAC boots locally; with `boot.unknown_machines = "discover"` it is first recorded
+    as discovered (as the DHCP engine does; idempotent), and with `boot.auto_profile` that makes
+    it a new machine that installs at this very boot.
+    """
+    from bootsrv import machines_admin
+
+    mac = normalize_mac(mac)
+    known = wiring.machines.get(mac)
+    if known is None and wiring.config.boot.unknown_machines == "discover":
+        machines_admin.discover(wiring.machines, mac, None, None, None, wiring.clock(), wiring.config.boot.auto_profile)
+    plan = planner_.plan(mac)
+    if plan is not None:
+        return plan, ""
+    now = wiring.machines.get(mac)
+    return None, "unknown machine" if now is None else f"machine is {now.state.value}"
+
+
 def builder(wiring) -> PlanBuilder:
     return PlanBuilder(wiring.profiles, Renderer(wiring.profiles.templates_dir), wiring.config)
 

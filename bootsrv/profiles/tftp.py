@@ -1,0 +1,81 @@
+"""Per-machine boot configs rendered on request for the TFTP server.
+
+`dynamic_files(wiring)` returns `fetch(path, client) -> bytes | None`: the rendered file for a
+path that names a machine, None for any other path (the TFTP server then serves the file from
+its root, or "file not found"). `client` is the peer's address, for the log only.
+
+    pxelinux.cfg/01-<mac>            pxelinux (syslinux: "01" is the ARP type of Ethernet, then
+                                     the MAC in lowercase hex with dashes)
+    [<dir>/]grub.cfg-01-<mac>        GRUB's network boot searches $prefix/grub.cfg-01-<mac> first
+                                     (grub_net_search_config_file, GRUB >= 2.04)
+    [<dir>/]<mac>.ipxe               iPXE script, as at HTTP /boot/<mac>.ipxe
+
+Each is the install config while the machine is due for install (its token issued by the
+netboot-once planner, exactly as over HTTP), else local boot; an unknown MAC gets local boot
+(see bootsrv.profiles.plan.boot_decision). A render failure is logged and answered with None
+rather than a half-written config.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Callable
+
+from bootsrv.errors import BootsrvError
+from bootsrv.log import event
+
+log = logging.getLogger("bootsrv.tftp.dynamic")
+
+_HEX = r"[0-9a-f]{2}"
+_DASHED = rf"{_HEX}(?:-{_HEX}){{5}}"
+_PATTERNS = [
+    (re.compile(rf"^(?:.*/)?pxelinux\.cfg/01-(?P<mac>{_DASHED})$"), "pxelinux"),
+    (re.compile(rf"^(?:.*/)?grub\.cfg-01-(?P<mac>{_DASHED})$"), "grub"),
+    (re.compile(rf"^(?:.*/)?(?P<mac>{_HEX}(?:[:-]?{_HEX}){{5}})\.ipxe$"), "ipxe"),
+]
+
+
+def match(path: str) -> tuple[str, str] | None:
+    """(format, mac as sent) for a path that names a machine's boot config; None otherwise."""
+    text = path.replace("\\", "/").lstrip("/").lower()
+    for pattern, fmt in _PATTERNS:
+        found = pattern.match(text)
+        if found:
+            return fmt, found["mac"]
+    return None
+
+
+def dynamic_files(wiring) -> Callable[[str, str], bytes | None]:
+    from bootsrv.profiles.plan import boot_decision, builder, planner
+
+    lock = threading.Lock()
+    parts: dict[str, object] = {}
+
+    def side():
+        # Built on the first machine request, so a TFTP server that only serves static boot
+        # files never loads the profile catalog.
+        with lock:
+            if not parts:
+                parts["build"] = builder(wiring)
+                parts["planner"] = planner(wiring, parts["build"])
+            return parts["build"], parts["planner"]
+
+    def fetch(path: str, client: str) -> bytes | None:
+        found = match(path)
+        if found is None:
+            return None
+        fmt, mac = found
+        try:
+            build, plan_for = side()
+            plan, reason = boot_decision(wiring, plan_for, mac)
+            text = build.boot_script(fmt, plan, mac, reason)
+        except BootsrvError as exc:
+            event(log, "tftp.render_failed", level=logging.ERROR, path=path, client=client, error=str(exc))
+            return None
+        event(log, "tftp.rendered", path=path, client=client, mac=plan.machine.mac if plan else mac,
+              action="install" if plan else "local")
+        return text.encode()
+
+    return fetch
