@@ -3,8 +3,9 @@
 # this from bootsrv.answer= on its kernel command line and runs it with busybox sh.
 set -eu
 echo "BOOTSRV-LAB-INSTALLED mac=52:54:00:12:34:56 host=hv1.lab.example"
-if [ -b /dev/vda ]; then
-  # The "install": a stamp in the first sector of the disk.
+# The "install": a stamp in the first sector of the disk, only when this runs as the booted
+# installer (never on a machine where someone runs the script by hand).
+if grep -q 'bootsrv.answer=' /proc/cmdline && [ -b /dev/vda ]; then
   echo "BOOTSRV-LAB-INSTALLED hv1.lab.example profile=lab-test" | dd of=/dev/vda bs=512 count=1 conv=sync 2>/dev/null
   sync
 fi
