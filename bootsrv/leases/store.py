@@ -401,6 +401,38 @@ class LeaseStore:
             self._sync(token)
         return moved
 
+    def load(self, records: Iterable[Record], *, now: float = 0, replace_held: bool = False) -> int:
+        """Import records as given (a SUNWfiles migration, `bootsrv lease import`): every one is
+        checked first (known network, an address of its subnet, not held by another client
+        unless `replace_held`, no host name twice), then all are written; durable on return.
+        Returns how many were written. Only a concurrent writer changing one of these addresses
+        between the check and the write can stop it half-way (Collision names the address)."""
+        records = list(records)
+        seen: set[tuple[str, IPv4Address]] = set()
+        names: dict[str, tuple[str, IPv4Address]] = {}
+        for rec in records:
+            pool = self.pool(rec.network)
+            _address(rec.ip, pool)
+            if (rec.network, rec.ip) in seen:
+                raise InvalidInput("ip", f"{rec.network}/{rec.ip} appears twice")
+            seen.add((rec.network, rec.ip))
+            current = self._table(rec.network).records.get(rec.ip)
+            if (current is not None and not replace_held and current.client_id and rec.client_id != current.client_id
+                    and (current.active(now) or current.unusable)):
+                raise AddressTaken(current)
+            if rec.hostname:
+                if rec.hostname in names:
+                    raise Conflict(f"hostname: {rec.hostname!r} is given to {names[rec.hostname][1]} and {rec.ip}")
+                names[rec.hostname] = (rec.network, rec.ip)
+                self._check_hostname(rec.hostname, rec.network, rec.ip)
+        token = None
+        for rec in records:
+            current = self._table(rec.network).records.get(rec.ip)
+            _stored, token = self._write(rec, current.signature if current else 0)
+        if token is not None:
+            self._sync(token)
+        return len(records)
+
     # ---- helpers -------------------------------------------------------------------------
     def _check_hostname(self, hostname: str, network: str, ip: IPv4Address) -> None:
         if not hostname:
