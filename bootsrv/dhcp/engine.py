@@ -53,7 +53,8 @@ log = logging.getLogger("bootsrv.dhcp")
 SERVER_PORT, CLIENT_PORT = 67, 68
 BROADCAST_ADDRESS = IPv4Address("255.255.255.255")
 ZERO = IPv4Address(0)
-INFINITE = 0xFFFFFFFF  # RFC 2132 9.2: a lease time of all ones never expires
+INFINITE = 0xFFFFFFFF
+RELEASED_HINTS = 65536  # RFC 2132 9.2: a lease time of all ones never expires
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,11 @@ class Engine:
         self.by_relay = {relay: net for net in config.networks for relay in net.relays}
         self.relayed = [net for net in config.networks if net.relays]
         self.hold = config.dhcp.offer_hold
+        # (network, client id) -> the address it released. The store forgets the client of a
+        # released address; RFC 2131 4.3.1 still prefers offering it "the client's previous address
+        # as recorded in the client's (now expired or released) binding". A hint only: the store
+        # decides whether the address is still free. Bounded; lost on restart (then: any address).
+        self.released: dict[tuple[str, str], IPv4Address] = {}
         self.secondary_timeout = config.server.secondary_timeout
 
     # ---- entry point ---------------------------------------------------------------------------
@@ -136,8 +142,8 @@ class Engine:
     # ---- messages --------------------------------------------------------------------------------
     def discover(self, req, net, server, cid, now) -> Reply | None:
         requested = req.address(P.REQUESTED_IP)
-        if requested is not None and requested not in net.subnet:
-            requested = None
+        if requested is None or requested not in net.subnet:
+            requested = self.released.get((net.name, cid))
         try:
             rec = self.store.offer(net.name, cid, now, self.hold, requested)
         except PoolExhausted:
@@ -195,7 +201,10 @@ class Engine:
         chosen = req.address(P.SERVER_ID)
         if req.ciaddr == ZERO or (chosen is not None and chosen != server) or req.ciaddr not in net.subnet:
             return None
-        self.store.release(net.name, req.ciaddr, cid)  # RFC 2131 4.3.4: no reply
+        if self.store.release(net.name, req.ciaddr, cid) is not None:  # RFC 2131 4.3.4: no reply
+            if len(self.released) >= RELEASED_HINTS:
+                self.released.pop(next(iter(self.released)))
+            self.released[(net.name, cid)] = req.ciaddr
         return None
 
     def inform(self, req, net, server, cid, now) -> Reply | None:

@@ -37,6 +37,7 @@ from __future__ import annotations
 import fcntl
 import functools
 import logging
+import os
 import socket
 import struct
 import threading
@@ -142,6 +143,8 @@ class DhcpServer:
         self.address = address
         self._stop = threading.Event()
         self._sockets: list[tuple[str | None, socket.socket]] = []
+        # A non-blocking twin (dup) of each socket for sending; see `send`.
+        self._senders: dict[socket.socket, socket.socket] = {}
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         self.malformed = 0  # packets the handler rejected (each logged once)
@@ -176,9 +179,23 @@ class DhcpServer:
         self._close_sockets()
 
     def _close_sockets(self) -> None:
+        for sender in self._senders.values():
+            sender.close()
+        self._senders.clear()
         for _ifname, sock in self._sockets:
             sock.close()
         self._sockets.clear()
+
+    def _sender(self, sock: socket.socket) -> socket.socket:
+        sender = self._senders.get(sock)
+        if sender is None:
+            with self._lock:
+                sender = self._senders.get(sock)
+                if sender is None:
+                    sender = socket.socket(fileno=os.dup(sock.fileno()))
+                    sender.settimeout(0.0)
+                    self._senders[sock] = sender
+        return sender
 
     def _serve(self, ifname: str | None, sock: socket.socket) -> None:
         while not self._stop.is_set():
@@ -225,7 +242,11 @@ class DhcpServer:
             if not set_neighbour(sock, arrival.interface, address, out.hwaddr):
                 address = IPv4Address("255.255.255.255")  # see the module doc: broadcast instead
         try:
-            sock.sendto(out.payload, (str(address), out.port))
+            # Never wait for room in the send buffer: the receiving socket's timeout (0.5 s, to
+            # notice stop()) would also apply to sendto, and under a broadcast flood (the fuzz
+            # test: 100k packets) workers stalled there while the receive buffer overflowed. A
+            # reply that cannot be queued now is lost like any UDP datagram; the client retries.
+            self._sender(sock).sendto(out.payload, (str(address), out.port))
         except OSError as exc:
             event(log, "dhcp.send_failed", logging.WARNING, interface=arrival.interface or "(relays)",
                   to=f"{address}:{out.port}", error=str(exc))

@@ -262,3 +262,14 @@ def test_the_pair_never_gives_one_address_twice():
         rec = world.record("public", ip)
         in_s1 = IPv4Address("10.70.0.50") <= ip <= IPv4Address("10.70.0.99")
         assert rec.owner == (S1 if in_s1 else S2)
+
+
+def test_a_released_client_gets_its_previous_address_back(world):
+    ip = dora(world)
+    dora(world, bytes.fromhex("525400000002"))
+    world.ask(request(P.RELEASE, ciaddr=str(ip), o54=S1.packed))
+    assert world.ask(request(P.DISCOVER)).packet.yiaddr == ip  # RFC 2131 4.3.1
+    # Unless someone else took it meanwhile.
+    world.ask(request(P.RELEASE, ciaddr=str(ip), o54=S1.packed))
+    world.stores[S1].bind("public", ip, "01" + "5254000000AB", "other")
+    assert world.ask(request(P.DISCOVER)).packet.yiaddr != ip
