@@ -86,8 +86,10 @@ def boot_script(name: str):
     side = _side()
     plan, reason = boot_decision(side.wiring, side.planner, mac)
     script = side.build.boot_script("ipxe", plan, mac, reason)
-    event(log, "boot.script", mac=mac, action="install" if plan else "local",
-          profile=plan.profile.name if plan else None, reason=reason or None)
+    if plan is None:
+        event(log, "boot.script", mac=mac, action="local", reason=reason)
+    else:
+        event(log, "boot.script", mac=mac, action="install", profile=plan.profile.name)
     return _private(script)
 
 

@@ -3,6 +3,7 @@
     bootsrv profile list
     bootsrv profile show PROFILE
     bootsrv profile render PROFILE --mac MAC [--hostname H] [--file ipxe|pxelinux|grub|<answer file>]
+    bootsrv profile check
     bootsrv profile fetch-installer [--source DIR]
 
 `render` shows what a machine would get, without touching the registry: no token is issued (a
@@ -109,6 +110,25 @@ def profile_render(ctx: click.Context, profile: str, mac: str, hostname: str | N
     plan = build.build(_preview_machine(w, profile, mac, hostname), PREVIEW_TOKEN)
     text = build.boot_script(name, plan, mac) if name in BOOT_FORMATS else build.answer(plan, name)
     click.echo(text, nl=not text.endswith("\n"))
+
+
+@profile_group.command("check")
+@click.pass_context
+def profile_check(ctx: click.Context) -> None:
+    """Render every profile's boot configs and answer files for a sample machine (no token, no
+    write); the first failure is reported with profile, template and line (exit 2)."""
+    w = _wiring(ctx)
+    build = PlanBuilder(w.profiles, Renderer(w.profiles.templates_dir), w.config)
+    mac = "52:54:00:00:00:01"
+    for fmt in BOOT_FORMATS:
+        build.boot_script(fmt, None, mac, "check")
+    for p in w.profiles:
+        plan = build.build(Machine(mac=mac, hostname="check", state=State.INSTALLING, profile=p.name), PREVIEW_TOKEN)
+        for fmt in BOOT_FORMATS:
+            build.boot_script(fmt, plan, mac)
+        for name in p.answer_files:
+            build.answer(plan, name)
+        click.echo(f"{p.name}: ok ({len(BOOT_FORMATS)} boot configs, {len(p.answer_files)} answer files)")
 
 
 def _copy(source: Path, dest: Path) -> bool:

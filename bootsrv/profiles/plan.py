@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 from bootsrv.config import Config
 from bootsrv.enroll import _TOKEN_TEXT, HYPERVISOR_DRIVERS, TokenRejected, TokenReplayed, _iso, callback_script, digest
-from bootsrv.errors import Conflict, InvalidInput, NotFound
+from bootsrv.errors import BootsrvError, Conflict, InvalidInput, NotFound
 from bootsrv.machines import Machine, boot_action, normalize_mac
 from bootsrv.profiles.catalog import Catalog, Profile
 from bootsrv.profiles.render import Renderer
@@ -32,6 +32,13 @@ BOOT_FORMATS = ("ipxe", "pxelinux", "grub")
 # What `bootsrv profile render` puts where a real token would be: never valid (enroll refuses
 # any token it did not issue), but of the token alphabet so templates render as for real.
 PREVIEW_TOKEN = "PREVIEW-not-an-issued-token"
+
+
+class UnknownProfile(BootsrvError):
+    """A machine due for install names a profile the catalog does not have (a site mistake)."""
+
+    exit_code = 3
+    http_status = 500
 
 
 class Planner(Protocol):
@@ -199,7 +206,12 @@ def boot_decision(wiring, planner_: Planner, mac: str) -> tuple[InstallPlan | No
     mac = normalize_mac(mac)
     known = wiring.machines.get(mac)
     if known is None and wiring.config.boot.unknown_machines == "discover":
-        machines_admin.discover(wiring.machines, mac, None, None, None, wiring.clock(), wiring.config.boot.auto_profile)
+        known = machines_admin.discover(wiring.machines, mac, None, None, None, wiring.clock(),
+                                        wiring.config.boot.auto_profile)
+    if known is not None and boot_action(known.state) == "install" and known.profile not in wiring.profiles:
+        # Refused before the planner issues a token and moves the machine: nothing changes.
+        raise UnknownProfile(f"profile: machine {mac} has profile {known.profile!r}, which is not in the "
+                             f"catalog ({', '.join(wiring.profiles.names()) or 'none'})")
     plan = planner_.plan(mac)
     if plan is not None:
         return plan, ""

@@ -199,3 +199,11 @@ def test_debian_answer_and_its_setup_script_share_the_token(client, wiring):
     setup = client.get(setup_url.removeprefix(BASE))
     assert setup.status_code == 200 and f"TOKEN={token_of(path)}" in setup.text
     assert "HYPERVISOR=xen" in setup.text and "LIBVIRT_URI=xen+ssh://root@hv1.lab.example/system" in setup.text
+
+
+def test_machine_with_a_profile_not_in_the_catalog_changes_nothing(client, wiring):
+    add(wiring, profile="gone-profile")
+    before = wiring.machines.list()
+    resp = client.get(f"/boot/{MAC}.ipxe")
+    assert resp.status_code == 500 and "has profile 'gone-profile', which is not in the catalog" in resp.text
+    assert wiring.machines.list() == before  # no token issued, still new

@@ -119,3 +119,18 @@ def test_fetch_installer_from_the_debian_package(site):
     out = run(cfg, "fetch-installer")
     assert out.exit_code == 0, out.output
     assert (tmp_path / "files/installers/debian12/amd64/linux").read_bytes() == (DI_SOURCE / "linux").read_bytes()
+
+
+def test_check(site, tmp_path):
+    _, cfg = site
+    out = run(cfg, "check")
+    assert out.exit_code == 0 and out.output.count(": ok (3 boot configs") == 4, out.output
+    templates = tmp_path / "t"
+    import shutil
+
+    shutil.copytree(REPO / "templates", templates)
+    (templates / "answers/lab-test.sh.j2").write_text("#!/bin/sh\n{{ settings.nothing }}\n")
+    cfg.write_text(cfg.read_text().replace(f'templates_dir = "{REPO / "templates"}"', f'templates_dir = "{templates}"'))
+    bad = run(cfg, "check")
+    assert bad.exit_code == 2
+    assert "error: profile lab-test: template answers/lab-test.sh.j2 line 2: " in bad.output
