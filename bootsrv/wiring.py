@@ -33,3 +33,10 @@ class Wiring:
         from bootsrv.profiles.catalog import load
 
         return load(self.config.profiles.profiles_dir, self.config.profiles.templates_dir)
+
+    @functools.cached_property
+    def tftp_dynamic(self):
+        """Per-machine boot configs the TFTP server renders on request (bootsrv.profiles.tftp)."""
+        from bootsrv.profiles.tftp import dynamic_files
+
+        return dynamic_files(self)

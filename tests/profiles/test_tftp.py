@@ -91,3 +91,8 @@ def test_static_paths_never_load_the_catalog(tmp_path):
     config = parse(f'[profiles]\nprofiles_dir = "{tmp_path}/none"\n', "t.toml")
     fetch = dynamic_files(Wiring(config))
     assert fetch("undionly.kpxe", "c") is None  # no catalog needed, none loaded
+
+
+def test_wiring_hands_it_to_the_tftp_service(wiring):
+    wiring.machines.put(Machine(mac=MAC, hostname="hv1", state=State.ENROLLED, profile="lab-test"), None)
+    assert b"LOCALBOOT 0" in wiring.tftp_dynamic("pxelinux.cfg/01-52-54-00-12-34-56", "c")
