@@ -21,6 +21,13 @@ class Wiring:
         self.clock = clock  # injected so tests can move time; everything reads time through it
 
     @functools.cached_property
+    def leases(self):
+        """The shared lease store (config.store.directory), opened for this server's owner_ips."""
+        from bootsrv.leases import open_store
+
+        return open_store(self.config, self.clock)
+
+    @functools.cached_property
     def machines(self):
         """The machine registry, shared with the peer server through the store directory."""
         from bootsrv.machines_store import FileRegistry

@@ -93,12 +93,28 @@ def test_bad_input_names_the_field_and_changes_nothing(site, registry, args, cod
     assert registry.list() == []
 
 
-def test_addresses_need_the_lease_store_and_leave_nothing_behind(site, registry):
-    # Until a lease store is wired, binding an address is refused and the machine is not added.
-    out = run(site, "machine", "add", MAC, "--hostname", "hv1", "--profile", "p", "--address", "public=192.0.2.10",
-              code=6)
-    assert "address.public: no lease store" in out
+def test_addresses_are_bound_in_the_lease_store(site, registry):
+    from bootsrv.leases import Flag, open_store
+
+    run(site, "machine", "add", MAC, "--hostname", "hv1", "--profile", "p",
+        "--address", "public=192.0.2.10", "--address", "backend=10.1.0.10")
+    store = open_store(load(site))
+    pub, back = store.get("public", "192.0.2.10"), store.get("backend", "10.1.0.10")
+    assert (pub.hostname, back.hostname) == ("hv1", "hv1-backend")
+    assert pub.flags == back.flags == Flag.MANUAL | Flag.PERMANENT and pub.client_id == "01" + MAC.replace(":", "").upper()
+
+
+def test_address_held_by_another_client_leaves_nothing_behind(site, registry):
+    from bootsrv.leases import open_store
+
+    store = open_store(load(site))
+    store.bind("backend", "10.1.0.10", "52:54:00:99:99:99", "other")
+    out = run(site, "machine", "add", MAC, "--hostname", "hv1", "--profile", "p",
+              "--address", "public=192.0.2.10", "--address", "backend=10.1.0.10", code=4)
+    assert "10.1.0.10" in out and "held by" in out
     assert registry.list() == []
+    store.rescan()
+    assert store.get("public", "192.0.2.10") is None  # the first binding was rolled back
 
 
 def test_duplicate_and_illegal_transitions(site, registry):

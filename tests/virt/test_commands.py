@@ -28,8 +28,17 @@ EXTRA = """
     <name>appl-1:vm-9</name>
     <memory unit='MiB'>512</memory>
     <vcpu>1</vcpu>
+    <metadata>
+      <bootsrv:guest xmlns:bootsrv='urn:bootsrv:guest:1' project='appl-1' vm='vm-9' kind='hvm' layout='fe-be' segment='odd'>
+        <bootsrv:nic name='fe0' network='public' attach='bridge' source='fe0'/>
+        <bootsrv:nic name='be0' network='backend' attach='bridge' source='be0'/>
+      </bootsrv:guest>
+    </metadata>
     <os><type>hvm</type></os>
-    <devices><interface type='bridge'><mac address='52:54:00:00:00:09'/><source bridge='fe0'/></interface></devices>
+    <devices>
+      <interface type='bridge'><mac address='52:54:00:00:00:09'/><source bridge='fe0'/></interface>
+      <interface type='bridge'><mac address='52:54:00:00:00:0a'/><source bridge='be0'/></interface>
+    </devices>
   </domain>
 </node>"""
 
@@ -127,18 +136,23 @@ def test_domu_init_errors(config, args, message):
     assert r.exit_code != 0 and r.stderr.startswith(message), r.stderr
 
 
-def test_assign_ip_without_lease_store_says_so(config):
+def test_assign_ip_binds_in_the_lease_store(config):
+    from bootsrv.config import load
+    from bootsrv.leases import Flag, open_store
+
     r = CliRunner().invoke(commands.domu_assign_ip, ["--config", config, "appl-1:vm-9", "fe0", "vm-host9"])
-    if "no lease store" not in r.stderr:  # the store adapter exists: the binding was made
-        assert r.exit_code == 0 and "10.10.0.100 vm-host9" in r.output, (r.output, r.stderr)
-    else:
-        assert r.exit_code == 3
+    assert r.exit_code == 0 and "10.10.0.100 vm-host9" in r.output, (r.output, r.stderr)
+    rec = open_store(load(config)).get("public", "10.10.0.100")
+    assert rec.hostname == "vm-host9" and rec.flags == Flag.MANUAL | Flag.PERMANENT
+    r = CliRunner().invoke(commands.domu_assign_ip, ["--config", config, "appl-1:vm-9", "be0", "vm-host9"])
+    assert r.exit_code == 4 and "hostname: 'vm-host9' is in use" in r.stderr, (r.output, r.stderr)
+    assert open_store(load(config)).records("backend") == []
 
 
 def test_guest_list_and_image_list(config):
     r = CliRunner().invoke(main, ["--config", config, "guest", "list"])
     assert r.exit_code == 0, r.output
-    assert r.output.splitlines()[1].split() == ["hv1", "odd", "appl-1:vm-9", "running", "512", "1", "52:54:00:00:00:09"]
+    assert r.output.splitlines()[1].split() == ["hv1", "odd", "appl-1:vm-9", "running", "512", "1", "fe0=52:54:00:00:00:09", "be0=52:54:00:00:00:0a"]
     r = CliRunner().invoke(main, ["--config", config, "guest", "image", "list"])
     assert r.output.splitlines() == ["osol-0811  qcow2  64 MiB", "  @version-01  64 MiB used"]
 
