@@ -1,13 +1,19 @@
-"""The lab demo: bootsrv serving a namespace segment, run by `bootsrv demo`.
+"""The lab demo, run by `bootsrv demo` (README's first command), and the site the integration
+tests and bench/bench_pxe.py build with it.
 
-It builds its own namespaces (never touching this machine's interfaces), writes a site config for
-them, starts `bootsrv serve` inside the server namespace, and walks through what a client sees,
-printing each step. It stops by itself and tears everything down.
+It creates its own namespaces (never touching this machine's interfaces), writes a site config for
+them, starts `bootsrv serve` inside the server namespace and walks a hypervisor through its whole
+life, printing each step: a VM with a blank disk PXE-boots real firmware from bootsrv alone (its
+DHCP, TFTP and HTTP), its "installer" (a busybox initramfs built from Debian's packages) fetches
+its answer file, stamps the disk and calls the enrollment API; the VM reboots and is told to boot
+from its disk; `bootsrv hypervisor list` shows it with its facts. It stops by itself and tears
+everything down.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -17,81 +23,224 @@ from pathlib import Path
 
 from bootsrv import lab as labmod
 
+REPO = Path(__file__).resolve().parents[1]
 SERVER_IP = "10.231.0.2"
-SUBNET = "10.231.0.0/24"
+PREFIX = "10.231.0"
+SUBNET = f"{PREFIX}.0/24"
+ADMIN_TOKEN = "demo-admin-token-0123456789"
+
+# The test installer: bring the NIC up by DHCP, fetch the answer file named on the kernel command
+# line and run it (it stamps the disk and calls back). MACs listed in /etc/fail-macs stand for an
+# install that dies before its last step: no callback, so that machine must keep its install boot.
+INSTALLER_INIT = """
+echo BOOTSRV-INSTALLER-START
+ip link set lo up
+ip link set eth0 up
+cat > /tmp/dhcp.sh <<'EOS'
+#!/bin/sh
+case "$1" in
+  bound|renew) ip addr flush dev "$interface"; ip addr add "$ip/${mask:-24}" dev "$interface"
+               [ -n "$router" ] && ip route replace default via "${router%% *}" ;;
+esac
+EOS
+chmod +x /tmp/dhcp.sh
+udhcpc -i eth0 -q -f -n -t 10 -s /tmp/dhcp.sh || echo BOOTSRV-INSTALLER-NO-DHCP
+answer=$(arg bootsrv.answer)
+mac=$(cat /sys/class/net/eth0/address)
+if grep -qx "$mac" /etc/fail-macs 2>/dev/null; then
+  echo BOOTSRV-INSTALLER-FAILED-BEFORE-CALLBACK
+elif wget -q -O /tmp/answer.sh "$answer"; then
+  sh /tmp/answer.sh && echo BOOTSRV-INSTALLER-DONE || echo BOOTSRV-INSTALLER-ANSWER-FAILED
+else
+  echo BOOTSRV-INSTALLER-NO-ANSWER
+fi
+sleep 1
+reboot -f
+"""
 
 
-def site_config(workdir: Path) -> str:
-    return f"""
+def installer_initrd(dest: Path, fail_macs: tuple[str, ...] = ()) -> Path:
+    from bootsrv import labvm
+
+    files = {"etc/fail-macs": "".join(f"{m}\n" for m in fail_macs).encode()}
+    return labvm.build_initramfs(dest, labvm.INIT_PRELUDE + INSTALLER_INIT, files)
+
+
+class Site:
+    """bootsrv configured for one lab segment: its config file, TFTP and files roots, its store."""
+
+    def __init__(self, workdir: Path, kernel: Path | None = None, initrd: Path | None = None,
+                 server_ip: str = SERVER_IP, prefix: str = PREFIX, name: str = "demo-a",
+                 backend_prefix: str | None = None, boot: bool = True):
+        self.workdir, self.server_ip, self.prefix, self.name = workdir, server_ip, prefix, name
+        self.backend_prefix = backend_prefix  # a second network, served by nobody (guests' be0)
+        self.boot = boot  # populate the TFTP root (bootsrv tftp populate)
+        self.kernel, self.initrd = kernel, initrd
+        self.config = workdir / "site.toml"
+        self.log = workdir / "serve.log"
+        self.proc: subprocess.Popen | None = None
+        self.host: labmod.Host | None = None
+
+    def config_text(self) -> str:
+        w, ip, p = self.workdir, self.server_ip, self.prefix
+        return f"""
 [server]
-name = "demo-a"
-owner_ips = ["{SERVER_IP}"]
+name = "{self.name}"
+owner_ips = ["{ip}"]
 rescan_interval = 5
 
 [store]
-directory = "{workdir}/leases"
+directory = "{w}/store"
 
 [[networks]]
 name = "public"
 segment = "odd"
-subnet = "{SUBNET}"
-router = "{SERVER_IP}"
-dns_servers = ["{SERVER_IP}"]
+subnet = "{p}.0/24"
+router = "{ip}"
+dns_servers = ["{ip}"]
 domain = "lab.example"
 lease_time = 600
 interface = "net0"
 [[networks.ranges]]
-start = "10.231.0.100"
-end = "10.231.0.150"
+start = "{p}.100"
+end = "{p}.150"
 
+{self.backend_text()}
 [boot]
-tftp_root = "{workdir}/tftp"
-http_base_url = "http://{SERVER_IP}:8080"
+tftp_root = "{w}/tftp"
+files_root = "{w}/files"
+http_base_url = "http://{ip}:8080"
+
+[profiles]
+profiles_dir = "{REPO / 'profiles'}"
+templates_dir = "{REPO / 'templates'}"
+
+[api]
+admin_token = "{ADMIN_TOKEN}"
 
 [tftp]
-address = "{SERVER_IP}"
+address = "{ip}"
 [http]
-address = "{SERVER_IP}"
+address = "{ip}"
 [dns]
-address = "{SERVER_IP}"
+address = "{ip}"
 """
 
+    def backend_text(self) -> str:
+        if self.backend_prefix is None:
+            return ""
+        b = self.backend_prefix
+        return f"""
+[[networks]]
+name = "backend"
+segment = "odd"
+subnet = "{b}.0/24"
+[[networks.ranges]]
+start = "{b}.100"
+end = "{b}.150"
+"""
 
-def wait_for(what: str, check: Callable[[], bool], timeout: float = 20) -> None:
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        proc = subprocess.run([sys.executable, "-m", "bootsrv", "--config", str(self.config), *args],
+                              capture_output=True, text=True, timeout=60)
+        if check and proc.returncode != 0:
+            raise RuntimeError(f"bootsrv {' '.join(args)} exited {proc.returncode}: {proc.stderr.strip()}")
+        return proc
+
+    def prepare(self) -> None:
+        for d in ("store", "tftp", "files/lab"):
+            (self.workdir / d).mkdir(parents=True, exist_ok=True)
+        self.config.write_text(self.config_text())
+        if self.boot:
+            self.cli("tftp", "populate")
+        if self.kernel is not None:
+            shutil.copy(self.kernel, self.workdir / "files/lab/vmlinuz")
+        if self.initrd is not None:
+            shutil.copy(self.initrd, self.workdir / "files/lab/initrd.gz")
+
+    def start(self, lab: labmod.Lab, segment: labmod.Segment) -> labmod.Host:
+        """Prepare the site, plug the server namespace into `segment` and run `bootsrv serve`."""
+        self.prepare()
+        self.host = lab.host(self.name.replace("-", "")[:12])
+        lab.plug(self.host, segment, "net0", f"{self.server_ip}/24")
+        self.proc = self.host.popen([sys.executable, "-m", "bootsrv", "--config", str(self.config), "serve"],
+                                    stderr=open(self.log, "w"))
+        wait_for("bootsrv to answer HTTP", self.healthy)
+        return self.host
+
+    def healthy(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise RuntimeError(f"bootsrv exited {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
+        r = self.host.run(["curl", "-s", "-m", "1", f"http://{self.server_ip}:8080/healthz"], check=False)
+        return r.returncode == 0
+
+    def add_machine(self, mac: str, hostname: str, profile: str = "lab-test") -> dict:
+        return json.loads(self.cli("machine", "add", mac, "--hostname", hostname, "--profile", profile,
+                                   "--json").stdout)
+
+    def machine(self, mac: str) -> dict:
+        return json.loads(self.cli("machine", "show", mac, "--json").stdout)
+
+    def hypervisors(self) -> list[dict]:
+        return json.loads(self.cli("hypervisor", "list", "--json").stdout)
+
+    def served(self) -> str:
+        return self.log.read_text()
+
+
+def wait_for(what: str, check: Callable[[], bool], timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if check():
             return
         time.sleep(0.2)
-    raise TimeoutError(f"demo: timed out waiting for {what}")
+    raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def install_cycle(lab: labmod.Lab, workdir: Path, say: Callable[[str], None] = print,
+                  firmware: str = "bios") -> dict:
+    """The full cycle with two VMs; returns what happened, for the integration test to check."""
+    from bootsrv import labvm
+
+    good, failing = "52:54:00:de:00:01", "52:54:00:de:00:02"
+    initrd = installer_initrd(workdir / "installer.gz", fail_macs=(failing,))
+    site = Site(workdir, kernel=labvm.kernel_path(), initrd=initrd)
+    seg = lab.segment("public")
+    say(f"[1] lab: segment 'public' {SUBNET}; bootsrv serve in its own namespace at {site.server_ip}")
+    site.start(lab, seg)
+    say("[2] bootsrv machine add: hv1 and hv2 with profile lab-test (hv2's installer will die before its callback)")
+    site.add_machine(good, "hv1")
+    site.add_machine(failing, "hv2")
+    vms = [labvm.Vm(seg, name, workdir, mac, firmware=firmware, disk=labvm.blank_disk(workdir / f"{name}.img"))
+           for name, mac in (("hv1", good), ("hv2", failing))]
+    say(f"[3] two {firmware.upper()} VMs with blank disks power on (qemu TCG): DHCP -> TFTP iPXE -> HTTP script -> kernel + installer")
+    started = time.monotonic()
+    for vm in vms:
+        vm.start()
+    out = vms[0].wait_for("BOOTSRV-INSTALLER-DONE", timeout=240)
+    say(f"[4] hv1 installed and called back after {time.monotonic() - started:.0f} s; machine state: "
+        f"{site.machine(good)['state']}")
+    # After the reboot the enrolled machine gets no boot file: the ROM gives up on the network and
+    # the firmware goes on to the disk.
+    local = vms[0].wait_for("Booting from Hard Disk", timeout=180) if firmware == "bios" else out
+    say("[5] hv1 rebooted and was told to boot from its disk (no boot file in DHCP)")
+    vms[1].wait_for("BOOTSRV-INSTALLER-FAILED-BEFORE-CALLBACK", timeout=240)
+    second = vms[1].wait_for_count("BOOTSRV-INSTALLER-START", 2, timeout=240)
+    say("[6] hv2 never called back: it is still 'installing' and got its install boot again after its reboot")
+    pool = site.hypervisors()
+    for hv in pool:
+        say(f"    hypervisor {hv.get('hostname')}: state={hv.get('state')} cpus={hv.get('cpus')} "
+            f"memory={hv.get('memory_mib')} MiB uri={hv.get('libvirt_uri')}")
+    for vm in vms:
+        vm.stop()
+    return {"site": site, "hv1_console": local, "hv2_console": second, "hypervisors": pool,
+            "hv1": site.machine(good), "hv2": site.machine(failing)}
 
 
 def run(say: Callable[[str], None] = print) -> None:
     with tempfile.TemporaryDirectory(prefix="bootsrv-demo-") as tmp, labmod.Lab() as lab:
-        workdir = Path(tmp)
-        (workdir / "tftp").mkdir()
-        config = workdir / "site.toml"
-        config.write_text(site_config(workdir))
-        say(f"[1] lab: segment 'public' {SUBNET}, server namespace at {SERVER_IP}, a client namespace")
-        seg = lab.segment("public")
-        server, client = lab.host("server"), lab.host("client")
-        lab.plug(server, seg, "net0", f"{SERVER_IP}/24")
-        lab.plug(client, seg, "net0", "10.231.0.50/24")
-        say(f"[2] bootsrv serve --config {config} (inside the server namespace)")
-        log = open(workdir / "serve.log", "w")
-        proc = server.popen([sys.executable, "-m", "bootsrv", "--config", str(config), "serve"], stderr=log)
-
-        def healthy() -> bool:
-            if proc.poll() is not None:
-                raise RuntimeError(f"bootsrv exited {proc.returncode}:\n{(workdir / 'serve.log').read_text()}")
-            r = client.run(["curl", "-s", "-m", "1", f"http://{SERVER_IP}:8080/healthz"], check=False)
-            return r.returncode == 0
-
-        wait_for("bootsrv HTTP", healthy)
-        r = client.run(["curl", "-s", f"http://{SERVER_IP}:8080/healthz"])
-        say(f"[3] client -> GET /healthz: {json.loads(r.stdout)}")
-        say("[4] done; tearing the lab down")
-        log.close()
+        install_cycle(lab, Path(tmp), say)
+        say("[7] done; tearing the lab down")
 
 
 def main() -> int:

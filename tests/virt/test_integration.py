@@ -222,3 +222,64 @@ be0 = "backend"
     out = bootsrv("guest", "destroy", "--yes", "appl-1:vm-1")
     assert out.splitlines() == ["powered off appl-1:vm-1 on hv2", "undefined appl-1:vm-1 on hv2",
                                 "deleted clone appl-1/vm-1"]
+
+
+# The guest's /init for the network test: DHCP on its fe0 NIC from bootsrv, then its own name
+# through bootsrv's DNS (busybox udhcpc and nslookup).
+NET_INIT = """
+ip link set eth0 up
+cat > /tmp/dhcp.sh <<'EOS'
+#!/bin/sh
+case "$1" in bound|renew) ip addr add "$ip/${mask:-24}" dev "$interface"; echo "DHCP-GOT $ip $hostname" ;; esac
+EOS
+chmod +x /tmp/dhcp.sh
+udhcpc -i eth0 -q -f -n -t 10 -s /tmp/dhcp.sh || echo DHCP-FAILED
+nslookup "$(arg guest).lab.example" "$(arg dns)" 2>&1 | sed 's/^/DNS: /'
+echo GUEST-NET-DONE
+while true; do sleep 1; done
+"""
+
+
+def test_guest_gets_its_bound_address_and_name_from_bootsrv(lab, tmp_path):
+    """Issue 7: assign-ip writes the binding into the lease store that `bootsrv serve` answers
+    from; the guest, cloned and defined on a real libvirtd, gets that address by DHCP and its
+    name resolves through bootsrv's DNS."""
+    import shutil
+
+    from bootsrv import demo, labvm
+    from bootsrv.config import load
+    from bootsrv.leases import open_store
+    from bootsrv.virt.leasebind import LeaseBindings
+
+    need(shutil.which("libvirtd") is not None and shutil.which("qemu-system-x86_64") is not None,
+         "libvirtd and qemu-system-x86_64 are needed")
+    segments = {"fe0": lab.segment("fe"), "be0": lab.segment("be")}
+    site = demo.Site(tmp_path / "bootsrv", server_ip="10.10.0.2", prefix="10.10.0", backend_prefix="10.20.0",
+                     boot=False)
+    site.workdir.mkdir()
+    site.start(lab, segments["fe0"])
+    hv = guestlab.hypervisor(lab, tmp_path, "hv1", 1, segments)
+    try:
+        shared = tmp_path / "shared"
+        shared.mkdir()
+        bindings = LeaseBindings(lambda: open_store(load(str(site.config))), time.time)
+        g = guestlab.guests([hv], shared, bindings=bindings)
+        initrd = labvm.build_initramfs(tmp_path / "net-initrd.gz", labvm.INIT_PRELUDE + NET_INIT)
+        boot = Boot(str(labvm.kernel_path()), str(initrd), "console=ttyS0 quiet guest=vm-host1 dns=10.10.0.2")
+        g.import_image("osol-0811", guestlab.master_image(tmp_path))
+        g.freeze("osol-0811", "version-01")
+        g.create_project("appl-1")
+        ref = GuestRef("appl-1", "vm-1")
+        g.clone(V1, ref)
+        console = tmp_path / "vm-1.console"
+        g.init("hvm", "fe-be", "odd", 256, 1, ref, boot, console_log=str(console))
+        fe = g.assign_ip(ref, "fe0", "vm-host1")
+        g.assign_ip(ref, "be0", "vm-host1-be")
+        g.control(ref, "start")
+        text = wait_console(console, r"GUEST-NET-DONE", timeout=150)
+        assert f"DHCP-GOT {fe.ip}" in text, text[-2000:]
+        assert re.search(rf"DNS: Address: {re.escape(str(fe.ip))}\b", text), text[-2000:]
+        g.destroy(ref)
+        g.connections.close()
+    finally:
+        hv.daemon.stop()
