@@ -249,7 +249,8 @@ class Engine:
             mac = ":".join(f"{b:02x}" for b in req.mac)
             boot = boot_reply(fw, self.booter.action(mac, fw, now), mac, self.config.boot, server)
             if boot is not None:
-                out.siaddr, out.sname, out.file = boot.siaddr, boot.sname, boot.file
+                if boot.siaddr is not None:
+                    out.siaddr, out.sname, out.file = boot.siaddr, boot.sname, boot.file
                 values = {**values, **boot.options}
                 forced = tuple(code for code in FORCED if code in boot.options)
         first = {P.MESSAGE_TYPE: bytes((mtype,)), P.SERVER_ID: server.packed, **times}

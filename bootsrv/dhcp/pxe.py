@@ -33,6 +33,8 @@ The rules, with the firmware behaviour each one serves:
   the boot file for the same reason (iPXE prefers 67; ROMs read the file field).
 - A machine whose netboot is off ("local": enrolled, installed) gets no boot file and no PXE
   options: the ROM finds nothing to boot and falls through to the next boot device, the disk.
+  iPXE still gets 175/176: captured here (tests/dhcp/golden/ipxe-bios-*), qemu's iPXE ROM given
+  an offer without it sent DISCOVERs at secs 4 and 10 and took the offer only at secs 18.
 """
 
 from __future__ import annotations
@@ -129,7 +131,7 @@ def _arch_from_vendor(vendor: bytes) -> int | None:
 
 @dataclass(frozen=True)
 class BootReply:
-    siaddr: IPv4Address
+    siaddr: IPv4Address | None  # None: options only, no boot file (the header stays as it is)
     sname: bytes
     file: bytes
     options: dict[int, bytes]
@@ -138,7 +140,7 @@ class BootReply:
 def boot_reply(fw: Firmware, action: str, mac: str, boot: BootSection, server: IPv4Address) -> BootReply | None:
     """Header fields and options for a netboot client, or None: no boot file (see the doc)."""
     if action != "install":
-        return None
+        return BootReply(None, b"", b"", {IPXE_ENCAP: IPXE_NO_PXEDHCP}) if fw.ipxe else None
     base = boot.http_base_url.rstrip("/")
     options: dict[int, bytes] = {}
     if fw.ipxe:

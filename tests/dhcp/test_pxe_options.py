@@ -100,6 +100,12 @@ def test_netboot_off_gets_no_boot_file(state):
     assert pkt.message_type == P.OFFER and pkt.yiaddr != IPv4Address(0)  # still an address
 
 
+def test_ipxe_with_netboot_off_still_skips_proxydhcp():
+    world = world_with(State.ENROLLED)
+    pkt = world.ask(pxe_request(user=b"iPXE")).packet
+    assert pkt.file == b"" and 67 not in pkt.options and pkt.options[175] == b"\xb0\x01\x01"
+
+
 def test_unknown_machine_is_discovered_then_boots_locally():
     world = world_with(None)
     pkt = world.ask(pxe_request(arch=7, vendor=b"PXEClient:Arch:00007:UNDI:003016")).packet
