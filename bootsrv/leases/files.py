@@ -41,11 +41,13 @@ import os
 import random
 import re
 import threading
+import time
 import zlib
 from collections.abc import Iterable, Mapping
 from concurrent.futures import Future
 from ipaddress import IPv4Address
 from pathlib import Path
+from socket import inet_aton, inet_ntoa
 
 from bootsrv.errors import BootsrvError
 from bootsrv.leases.model import Collision, Flag, Pool, Record
@@ -120,7 +122,15 @@ def _ip(text: str) -> IPv4Address:
     if ip is None:
         if len(_IP_OF) > 1 << 20:
             _IP_OF.clear()
-        ip = _IP_OF[text] = IPv4Address(text)
+        # inet_aton is C and 4x faster than IPv4Address's parser; it also takes forms like
+        # "10.1", which inet_ntoa's round trip turns away.
+        try:
+            packed = inet_aton(text)
+        except OSError:
+            raise ValueError(f"{text!r} is not an IPv4 address") from None
+        if inet_ntoa(packed) != text:
+            raise ValueError(f"{text!r} is not a dotted-quad IPv4 address")
+        ip = _IP_OF[text] = IPv4Address(int.from_bytes(packed, "big"))
     return ip
 
 
@@ -227,6 +237,12 @@ class _Gate:
         os.fsync(self.fd)
 
 
+# Adoptions made by this process (bumped after each): its other handles re-read the owners file
+# on their next look instead of waiting for OWNERS_RECHECK.
+_ADOPTIONS = [0]
+OWNERS_RECHECK = 1.0  # seconds between looks at the owners file (an adoption is a rare admin act)
+_monotonic = time.monotonic
+
 _GATES: dict[str, _Gate] = {}
 _GATES_GUARD = threading.Lock()
 
@@ -289,39 +305,41 @@ def fsync_directory(path: Path) -> None:
 class GroupCommit:
     """Durability for many writers with few fsyncs.
 
-    A write is numbered (`written`) after its bytes are in the file; `wait(n)` returns once an
-    fdatasync that started after write n has completed. Whoever needs durability and finds no
-    flush in progress becomes the leader: it takes every descriptor written so far, syncs them
-    with the mutex released (other writers keep appending and queue behind it), then wakes
-    everyone its flush covered. `later(n)` is the same promise as a Future, resolved by a flusher
-    thread (started on first use), so a DHCP loop never parks a thread per ACK.
+    A write is numbered (`written`) after its bytes are in the file. One flusher thread per
+    store (started on first use) is the leader for everyone: while any write is waited for, it
+    takes every descriptor written so far, fdatasyncs them (without the mutex: writers keep
+    appending meanwhile, and their lines ride the next flush), then resolves every waiter its
+    flush covered. `later(n)` is that promise as a Future (the DHCP loop sends the ACK from its
+    callback, so no thread is parked per ACK); `wait(n)` blocks on the same Future. Each waiter
+    is woken by its own Future, not by a broadcast to all of them: with 64 committers a shared
+    condition woke 63 threads for nothing after every flush and batches shrank to 3 commits.
     """
 
     def __init__(self, name: str = "leases"):
-        self._cond = threading.Condition(threading.Lock())
+        lock = threading.Lock()
+        self._wake = threading.Condition(lock)  # work for the flusher
         self._written = 0
         self._durable = 0
-        self._flushing = False
         self._dirty: set[int] = set()
-        self._pending: list[tuple[int, Future]] = []
-        self._failed: dict[int, BaseException] = {}  # flush target -> its error, for waiters it covered
+        self._pending: list[tuple[int, Future, object]] = []
+        self._pending_max = 0
+        self._failed: dict[tuple[int, int], BaseException] = {}  # (after, upto] -> why that flush failed
         self._thread: threading.Thread | None = None
         self._closed = False
         self._name = name
         self.flushes = 0
 
     def written(self, fd: int) -> int:
-        with self._cond:
+        with self._wake:
             self._written += 1
             self._dirty.add(fd)
             return self._written
 
     def _flush_locked(self) -> None:
-        """Called with the condition held and no flush in progress: one flush, as the leader."""
-        self._flushing = True
+        """One flush of everything written so far; called by the flusher with the mutex held."""
         target, dirty = self._written, self._dirty
         self._dirty = set()
-        self._cond.release()
+        self._wake.release()
         error = None
         try:
             for fd in dirty:
@@ -332,81 +350,77 @@ class GroupCommit:
             error = exc
             event(logger, "lease.store.fsync_failed", logging.ERROR, error=str(exc))
         finally:
-            self._cond.acquire()
-            self._flushing = False
+            self._wake.acquire()
             self.flushes += 1
         if error is not None:
-            self._failed[target] = error
+            self._failed[(self._durable, target)] = error
         self._durable = max(self._durable, target)
-        self._cond.notify_all()
 
     def _error_for(self, seq: int) -> BaseException | None:
-        if not self._failed:
-            return None
-        covering = [t for t in self._failed if t >= seq]
-        return self._failed[min(covering)] if covering else None
+        for (after, upto), error in self._failed.items():
+            if after < seq <= upto:
+                return error
+        return None
 
     def wait(self, seq: int | None) -> None:
-        if not seq:
-            return
-        with self._cond:
-            while self._durable < seq:
-                if self._flushing:
-                    self._cond.wait()
-                else:
-                    self._flush_locked()
-            error = self._error_for(seq)
-        if error is not None:
-            raise error
+        if seq:
+            self.later(seq).result()
 
-    def later(self, seq: int | None) -> Future:
+    def later(self, seq: int | None, value: object = None) -> Future:
         done: Future = Future()
         if not seq:
-            done.set_result(None)
+            done.set_result(value)
             return done
-        with self._cond:
-            if self._durable >= seq and not self._failed:
-                done.set_result(None)
+        with self._wake:
+            if self._durable >= seq:
+                error = self._error_for(seq) if self._failed else None
+                if error is None:
+                    done.set_result(value)
+                else:
+                    done.set_exception(error)
                 return done
-            self._pending.append((seq, done))
+            if not self._pending:
+                self._wake.notify()
+            self._pending.append((seq, done, value))
+            self._pending_max = max(self._pending_max, seq)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._flusher, name=f"{self._name}-flusher", daemon=True)
                 self._thread.start()
-            self._cond.notify_all()
         return done
 
     def _flusher(self) -> None:
         while True:
-            with self._cond:
+            with self._wake:
                 while not self._pending and not self._closed:
-                    self._cond.wait()
-                if not self._pending and self._closed:
+                    self._wake.wait()
+                if not self._pending:
                     return
-                if self._durable < max(seq for seq, _ in self._pending):
-                    if self._flushing:
-                        self._cond.wait()  # a leader is at it; look again when it is done
-                    else:
-                        self._flush_locked()
-                ready = [(s, f) for s, f in self._pending if s <= self._durable]
-                if ready:
-                    self._pending = [(s, f) for s, f in self._pending if s > self._durable]
-                    outcome = [(f, self._error_for(s)) for s, f in ready]
-            if ready:
-                for fut, error in outcome:  # callbacks run here, outside the mutex
-                    if error is None:
-                        fut.set_result(None)
-                    else:
-                        fut.set_exception(error)
+                if self._durable < self._pending_max:
+                    self._flush_locked()
+                durable = self._durable
+                if self._pending_max <= durable:
+                    ready, self._pending = self._pending, []
+                else:
+                    ready = [p for p in self._pending if p[0] <= durable]
+                    self._pending = [p for p in self._pending if p[0] > durable]
+                errors = [self._error_for(seq) for seq, _, _ in ready] if self._failed else None
+            for i, (_seq, fut, value) in enumerate(ready):  # callbacks run here, outside the mutex
+                error = errors[i] if errors else None
+                if error is None:
+                    fut.set_result(value)
+                else:
+                    fut.set_exception(error)
 
     def close(self) -> None:
-        with self._cond:
+        """Flush what is left and stop the flusher (waiters still pending are resolved first)."""
+        with self._wake:
             self._closed = True
-            self._cond.notify_all()
+            self._wake.notify_all()
             thread = self._thread
         if thread is not None:
-            thread.join(timeout=10)
-        with self._cond:
-            if self._written > self._durable and not self._flushing:
+            thread.join(timeout=30)
+        with self._wake:
+            if self._written > self._durable:
                 self._flush_locked()
 
 
@@ -447,6 +461,8 @@ class FileStore(LeaseStore):
         self._owners_path = self.directory / OWNERS_NAME
         self._owners: dict[IPv4Address, IPv4Address] = {}
         self._owners_stat: tuple[int, int] | None = None
+        self._owners_checked = 0.0
+        self._adoptions_seen = -1
         self._closed = False
         try:
             for name in self.pools:
@@ -495,20 +511,42 @@ class FileStore(LeaseStore):
                 raise StoreCorrupt(log.path, f"format version {version.decode(errors='replace')} "
                                              f"(this bootsrv reads v{FORMAT_VERSION})")
             old = log.table
-            fresh = _Log(log.network, log.path, log.gate)
-            fresh.offset = first
-            self._apply(fresh, data, first)
+            records, offset = self._load(log, data, first)
+            table = Table.of(records)
         except BaseException:
             os.close(fd)
             raise
-        changed = _difference(old, fresh.table)
+        changed = _difference(old, table) if old.records else len(records)
         if log.fd >= 0:
             log.retired.append(log.fd)
-        log.fd, log.ino, log.generation, log.table = fd, st.st_ino, generation, fresh.table
-        log.offset, log.seen = fresh.offset, len(data)
+        log.fd, log.ino, log.generation, log.table = fd, st.st_ino, generation, table
+        log.offset, log.seen = offset, len(data)
         if locked and log.offset < len(data):
             self._torn(log, data[log.offset:])
         return changed
+
+    def _load(self, log: _Log, data: bytes, start: int) -> tuple[dict[IPv4Address, Record], int]:
+        """The records of a whole file (last line per address wins) and the end of its last
+        complete line. `_apply` without the per-line index upkeep: the open of a big table is
+        dominated by hashing IPv4Address (Python code), so each line hashes its address once."""
+        end = data.rfind(b"\n") + 1
+        records: dict[IPv4Address, Record] = {}
+        if end <= start:
+            return records, start
+        network = log.network
+        pos = start
+        for line in data[start:end - 1].split(b"\n"):
+            try:
+                ip, rec = decode(network, line)
+            except (ValueError, UnicodeDecodeError) as exc:
+                self._problem(log, pos, f"{exc}; line skipped", line)
+            else:
+                if rec is None:
+                    records.pop(ip, None)
+                else:
+                    records[ip] = rec
+            pos += len(line) + 1
+        return records, end
 
     def _apply(self, log: _Log, data: bytes, start: int) -> int:
         """Apply the complete lines of data[start:] to log.table; advance log.offset past them.
@@ -556,18 +594,22 @@ class FileStore(LeaseStore):
 
     def _catch_up_locked(self, log: _Log) -> int:
         """Under the lock: make log.table exactly what the file says (cheap when nothing changed)."""
-        generation = log.gate.generation()
         changed = 0
-        if generation != log.generation:
-            changed = self._reload(log, generation, locked=True)
+        if self.nfs:
+            # The old file may live on as .nfsXXXX with a link: only the generation tells.
+            generation = log.gate.generation()
+            if generation != log.generation:
+                changed = self._reload(log, generation, locked=True)
+        else:
+            generation = log.generation
         if self.nfs and log.fd not in log.held:
             # NFS cache coherence (see the module doc): lock the table file itself too; the
             # client then revalidates its size and pages, and writes ours back on unlock.
             fcntl.lockf(log.fd, fcntl.LOCK_EX)
             log.held.append(log.fd)
         st = os.fstat(log.fd)
-        if st.st_nlink == 0:  # renamed over without a generation bump: never by bootsrv; be safe
-            return changed + self._reload(log, generation, locked=True)
+        if st.st_nlink == 0:  # compacted away (a local file system: the rename unlinked our inode)
+            return changed + self._reload(log, log.gate.generation(), locked=True)
         size = st.st_size
         if size == log.offset:
             return changed
@@ -582,12 +624,18 @@ class FileStore(LeaseStore):
 
     def _catch_up(self, log: _Log) -> int:
         """Without the lock (caller holds the gate's mutex): new complete lines, or a reload when
-        the path names another file (compaction)."""
-        try:
-            st = os.stat(log.path)
-        except FileNotFoundError:
-            return 0  # between a compactor's rename steps on some NFS servers; look again later
-        if st.st_ino != log.ino:
+        the file was compacted away (locally its inode lost its last link; on NFS, where the
+        client keeps an unlinked open file as .nfsXXXX, the path names another inode)."""
+        if self.nfs:
+            try:
+                st = os.stat(log.path)
+            except FileNotFoundError:
+                return 0  # between a compactor's rename steps on some NFS servers; look again later
+            moved = st.st_ino != log.ino
+        else:
+            st = os.fstat(log.fd)  # no path lookup: the cheapest "anything new?" there is
+            moved = st.st_nlink == 0
+        if moved:
             return self._reload(log, log.gate.generation(), locked=False)
         size = st.st_size
         if size == log.seen:
@@ -609,7 +657,9 @@ class FileStore(LeaseStore):
                 self._catch_up(log)
             finally:
                 mutex.release()
-        self._load_owners()  # one stat: an adoption changes which addresses this handle lends
+        now = _monotonic()
+        if now - self._owners_checked > OWNERS_RECHECK or _ADOPTIONS[0] != self._adoptions_seen:
+            self._load_owners()  # an adoption changes which addresses this handle lends
         return log.table
 
     def _append(self, log: _Log, line: bytes) -> int:
@@ -664,8 +714,8 @@ class FileStore(LeaseStore):
     def _sync(self, token: object) -> None:
         self._commit.wait(token)  # type: ignore[arg-type]
 
-    def _sync_later(self, token: object) -> Future:
-        return self._commit.later(token)  # type: ignore[arg-type]
+    def _sync_later(self, token: object, value: object = None) -> Future:
+        return self._commit.later(token, value)  # type: ignore[arg-type]
 
     def rescan(self) -> int:
         changed = 0
@@ -679,6 +729,8 @@ class FileStore(LeaseStore):
         return self._owners
 
     def _load_owners(self) -> int:
+        self._owners_checked = _monotonic()
+        self._adoptions_seen = _ADOPTIONS[0]
         try:
             st = os.stat(self._owners_path)
         except FileNotFoundError:
@@ -726,6 +778,7 @@ class FileStore(LeaseStore):
                 os.close(fd)
         finally:
             gate.unlock()
+        _ADOPTIONS[0] += 1  # other handles of this process look at once; other processes within OWNERS_RECHECK
         self._load_owners()
 
     # ---- maintenance ------------------------------------------------------------------------

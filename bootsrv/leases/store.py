@@ -37,6 +37,8 @@ from bootsrv.leases.model import (
     Range,
     Record,
     UnknownNetwork,
+    as_address,
+    evolve,
     normalize_client_id,
     normalize_hostname,
 )
@@ -70,6 +72,21 @@ class Table:
         self.clients: dict[str, set[IPv4Address]] = {}
         for rec in records:
             self.put(rec)
+
+    @classmethod
+    def of(cls, records: dict[IPv4Address, Record]) -> "Table":
+        """A table over `records` (taken, not copied), indexing each address once."""
+        table = cls()
+        table.records = records
+        clients = table.clients
+        for ip, rec in records.items():
+            if rec.client_id:
+                ips = clients.get(rec.client_id)
+                if ips is None:
+                    clients[rec.client_id] = {ip}
+                else:
+                    ips.add(ip)
+        return table
 
     def put(self, rec: Record) -> None:
         old = self.records.get(rec.ip)
@@ -130,15 +147,15 @@ class LeaseStore:
     def _sync(self, token: object) -> None:
         """Return once the write behind `token` is on stable storage."""
 
-    def _sync_later(self, token: object) -> Future:
-        """A future completed once the write behind `token` is on stable storage."""
+    def _sync_later(self, token: object, value: object = None) -> Future:
+        """A future resolved to `value` once the write behind `token` is on stable storage."""
         done: Future = Future()
         try:
             self._sync(token)
         except BaseException as exc:  # noqa: BLE001 - delivered to whoever waits
             done.set_exception(exc)
         else:
-            done.set_result(None)
+            done.set_result(value)
         return done
 
     def adoptions(self) -> dict[IPv4Address, IPv4Address]:
@@ -167,7 +184,7 @@ class LeaseStore:
 
     def get(self, network: str, ip: IPv4Address | str) -> Record | None:
         self.pool(network)
-        return self._table(network).records.get(IPv4Address(ip))
+        return self._table(network).records.get(as_address(ip))
 
     def find(self, network: str, client_id: str, now: float = 0) -> Record | None:
         """The record that speaks for `client_id` on `network` (see `best_of`)."""
@@ -239,27 +256,17 @@ class LeaseStore:
         """`ack` that returns at once: the future resolves to the record once it is durable, so the
         DHCP loop sends the ACK then and no thread waits for the fsync."""
         stored, token = self._ack(network, ip, client_id, now, lease_time, hostname)
-        result: Future = Future()
-
-        def done(synced: Future) -> None:
-            exc = synced.exception()
-            if exc is not None:
-                result.set_exception(exc)
-            else:
-                result.set_result(stored)
-
-        self._sync_later(token).add_done_callback(done)
-        return result
+        return self._sync_later(token, stored)
 
     def _ack(self, network, ip, client_id, now, lease_time, hostname):
         pool = self.pool(network)
-        ip = IPv4Address(ip)
+        ip = as_address(ip)
         for _ in range(MAX_ATTEMPTS):
             table = self._table(network)
             rec = table.records.get(ip)
             if rec is not None and rec.client_id == client_id and not rec.unusable:
                 expiry = NEVER if rec.permanent else int(now + lease_time)
-                new = replace(rec, expiry=expiry, hostname=rec.hostname if hostname is None else hostname)
+                new = evolve(rec, expiry=expiry, hostname=rec.hostname if hostname is None else hostname)
             elif self._lendable(table, pool, ip, now):
                 base = rec or Record(network, ip)
                 new = Record(network, ip, client_id, Flag.DYNAMIC, self._owner_for(pool, base), int(now + lease_time),
@@ -292,7 +299,7 @@ class LeaseStore:
 
     def _change(self, network, ip, client_id, change) -> Record | None:
         self.pool(network)
-        ip = IPv4Address(ip)
+        ip = as_address(ip)
         for _ in range(MAX_ATTEMPTS):
             rec = self._table(network).records.get(ip)
             if rec is None or rec.client_id != client_id:
