@@ -449,12 +449,14 @@ class FileStore(LeaseStore):
     """The lease store over one directory; see the module doc and docs/lease-store.md."""
 
     def __init__(self, directory: str | os.PathLike[str], pools: Mapping[str, Pool],
-                 owner_ips: Iterable[IPv4Address]):
+                 owner_ips: Iterable[IPv4Address], *, nfs: bool | None = None):
+        """`nfs`: take the NFS precautions (see the module doc); None = when the directory is on
+        an NFS mount. Forcing them on a local directory is how tests exercise that path."""
         super().__init__(pools, owner_ips)
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.problems: list[str] = []  # torn or corrupt lines seen by this handle, for the operator
-        self.nfs = on_nfs(self.directory)
+        self.nfs = on_nfs(self.directory) if nfs is None else nfs
         self._commit = GroupCommit()
         self._logs: dict[str, _Log] = {}
         self._owners_gate = _gate(self.directory / (OWNERS_NAME + ".lock"))

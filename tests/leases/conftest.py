@@ -32,13 +32,13 @@ def memory_factory(tmp_path):
     return lambda owner_ips=(A,), pools=POOLS: MemoryStore(pools, owner_ips, backend=backend)
 
 
-def file_factory(tmp_path):
+def file_factory(tmp_path, nfs=None):
     from bootsrv.leases.files import FileStore
 
     handles = []
 
     def make(owner_ips=(A,), pools=POOLS):
-        store = FileStore(tmp_path / "store", pools, owner_ips)
+        store = FileStore(tmp_path / "store", pools, owner_ips, nfs=nfs)
         handles.append(store)
         return store
 
@@ -46,11 +46,18 @@ def file_factory(tmp_path):
     return make
 
 
+def nfs_mode_factory(tmp_path):
+    """The file store with its NFS precautions forced on (generation checks, the table file
+    locked too, path stats): this machine's kernel has no NFS, so this is how that path runs."""
+    return file_factory(tmp_path, nfs=True)
+
+
 IMPLEMENTATIONS = {"memory": memory_factory}
 try:
     import bootsrv.leases.files  # noqa: F401
 
     IMPLEMENTATIONS["file"] = file_factory
+    IMPLEMENTATIONS["file-nfs-mode"] = nfs_mode_factory
 except ImportError:
     pass
 

@@ -21,10 +21,15 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.slow
-def test_four_processes_never_give_an_address_twice(tmp_path):
-    per_process = 5000
+@pytest.mark.parametrize("per_process, env", [
+    (5000, {}),
+    (1500, {"COMPACT_EVERY": "499"}),  # compactions while the others write
+    (1500, {"LEASES_NFS_MODE": "1", "COMPACT_EVERY": "499"}),  # the NFS precautions' code path
+], ids=["plain", "compacting", "nfs-mode"])
+def test_four_processes_never_give_an_address_twice(tmp_path, per_process, env):
     procs = [subprocess.Popen([sys.executable, "-m", "tests.leases.workers", "allocate", str(tmp_path), str(w),
-                               str(per_process)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+                               str(per_process)], cwd=ROOT, stdout=subprocess.PIPE, text=True,
+                              env={**os.environ, **env})
              for w in range(4)]
     outputs = [p.communicate(timeout=120)[0] for p in procs]
     assert all(p.returncode == 0 for p in procs)

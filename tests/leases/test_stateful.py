@@ -43,11 +43,16 @@ def outcome(call):
 
 
 class SharedDirectory(RuleBasedStateMachine):
+    NFS = False  # the NFS precautions forced on (see tests/leases/conftest.py)
+
+    def open(self, owners):
+        return FileStore(self.dir, POOLS, owners, nfs=self.NFS)
+
     def __init__(self):
         super().__init__()
         self.dir = tempfile.mkdtemp(prefix="leases-stateful-")
         self.backend = MemoryBackend()
-        self.files = [FileStore(self.dir, POOLS, o) for o in OWNERS]
+        self.files = [self.open(o) for o in OWNERS]
         self.models = [MemoryStore(POOLS, o, backend=self.backend) for o in OWNERS]
         self.now = 1_700_000_000
 
@@ -115,7 +120,7 @@ class SharedDirectory(RuleBasedStateMachine):
     @rule(h=handle)
     def reopen(self, h):
         self.files[h].close()
-        self.files[h] = FileStore(self.dir, POOLS, OWNERS[h])
+        self.files[h] = self.open(OWNERS[h])
         self.models[h] = MemoryStore(POOLS, OWNERS[h], backend=self.backend)  # a new cursor too
 
     @invariant()
@@ -127,7 +132,7 @@ class SharedDirectory(RuleBasedStateMachine):
             assert store.adoptions() == self.backend.adoptions
 
     def teardown(self):
-        fresh = FileStore(self.dir, POOLS, (A,))
+        fresh = self.open((A,))
         try:
             assert view(fresh.records()) == view(self.models[0].records())
         finally:
@@ -137,6 +142,12 @@ class SharedDirectory(RuleBasedStateMachine):
             shutil.rmtree(self.dir, ignore_errors=True)
 
 
-SharedDirectory.TestCase.settings = settings(max_examples=60, stateful_step_count=30, deadline=None,
-                                             suppress_health_check=[HealthCheck.too_slow])
+class SharedDirectoryNfsMode(SharedDirectory):
+    NFS = True
+
+
+SETTINGS = settings(max_examples=60, stateful_step_count=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SharedDirectory.TestCase.settings = SETTINGS
+SharedDirectoryNfsMode.TestCase.settings = settings(SETTINGS, max_examples=30)
 test_shared_directory = SharedDirectory.TestCase
+test_shared_directory_nfs_mode = SharedDirectoryNfsMode.TestCase

@@ -1,7 +1,8 @@
 """Writer processes for the stress and crash tests (and bench/bench_leases.py).
 
-`python -m tests.leases.workers allocate DIR WORKER COUNT [OWNER]`: offer + ACK COUNT distinct
-clients, printing "ip client_id" after each ACK returned (so after the lease is durable).
+`python -m tests.leases.workers allocate DIR WORKER COUNT`: offer + ACK COUNT distinct clients,
+printing "ip client_id" after each ACK returned (so after the lease is durable). Environment:
+COMPACT_EVERY=n compacts every n leases; LEASES_NFS_MODE=1 forces the NFS precautions.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ def client(worker: int, i: int) -> str:
 
 
 def allocate(directory: str, worker: int, count: int, out_fd: int, owner: IPv4Address = A,
-             compact_every: int = 0) -> None:
-    store = FileStore(directory, BIG, (owner,))
+             compact_every: int = 0, nfs: bool | None = None) -> None:
+    store = FileStore(directory, BIG, (owner,), nfs=nfs)
     try:
         for i in range(count):
             if compact_every and i % compact_every == compact_every - 1:
@@ -41,4 +42,5 @@ def allocate(directory: str, worker: int, count: int, out_fd: int, owner: IPv4Ad
 if __name__ == "__main__":
     if sys.argv[1] == "allocate":
         allocate(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.stdout.fileno(),
-                 IPv4Address(sys.argv[5]) if len(sys.argv) > 5 else A)
+                 compact_every=int(os.environ.get("COMPACT_EVERY", "0")),
+                 nfs=True if os.environ.get("LEASES_NFS_MODE") == "1" else None)
