@@ -240,6 +240,9 @@ class _Gate:
 # Adoptions made by this process (bumped after each): its other handles re-read the owners file
 # on their next look instead of waiting for OWNERS_RECHECK.
 _ADOPTIONS = [0]
+# Compact a table in the background once it has this many more lines than twice its records.
+AUTO_COMPACT_SLACK = 50_000
+STALE_COMPACTION = 600  # seconds after which a compactor's temp file is surely abandoned
 OWNERS_RECHECK = 1.0  # seconds between looks at the owners file (an adoption is a rare admin act)
 _monotonic = time.monotonic
 
@@ -429,7 +432,8 @@ class GroupCommit:
 class _Log:
     """This handle's view of one network's table file."""
 
-    __slots__ = ("network", "path", "gate", "fd", "ino", "offset", "seen", "generation", "table", "held", "retired")
+    __slots__ = ("network", "path", "gate", "fd", "ino", "offset", "seen", "generation", "table", "held", "retired",
+                 "lines")
 
     def __init__(self, network: str, path: Path, gate: _Gate):
         self.network, self.path, self.gate = network, path, gate
@@ -438,6 +442,7 @@ class _Log:
         self.offset = 0  # bytes applied: always the end of a complete line
         self.seen = 0  # file size at the last look (a partial line may sit between offset and seen)
         self.generation = 0
+        self.lines = 0  # record lines in the file (live or not): when to compact
         self.table = Table()
         self.held: list[int] = []  # table descriptors locked for NFS coherence, unlocked with the gate
         # Descriptors of files compacted away, closed with the handle: compactions are rare, and
@@ -466,6 +471,8 @@ class FileStore(LeaseStore):
         self._owners_checked = 0.0
         self._adoptions_seen = -1
         self._closed = False
+        self._compactor: threading.Thread | None = None
+        self._compactor_guard = threading.Lock()
         try:
             for name in self.pools:
                 self._logs[name] = self._open(name)
@@ -523,6 +530,7 @@ class FileStore(LeaseStore):
             log.retired.append(log.fd)
         log.fd, log.ino, log.generation, log.table = fd, st.st_ino, generation, table
         log.offset, log.seen = offset, len(data)
+        log.lines = data.count(b"\n", first, offset)
         if locked and log.offset < len(data):
             self._torn(log, data[log.offset:])
         return changed
@@ -578,6 +586,7 @@ class FileStore(LeaseStore):
                         changed.add(ip)
             pos += len(line) + 1
         log.offset = base + end
+        log.lines += data.count(b"\n", start, end)
         return len(changed)
 
     def _problem(self, log: _Log, offset: int, what: str, raw: bytes) -> None:
@@ -672,6 +681,7 @@ class FileStore(LeaseStore):
             raise OSError(errno.ENOSPC, f"{log.path}: short write ({n} of {len(line)} bytes)")
         log.offset += n
         log.seen = log.offset
+        log.lines += 1
         return self._commit.written(log.fd)
 
     @staticmethod
@@ -696,6 +706,7 @@ class FileStore(LeaseStore):
             log.table.put(stored)
         finally:
             self._unlock(log)
+        self._maybe_compact(log)
         return stored, seq
 
     def _erase(self, network: str, ip: IPv4Address, expect: int) -> object:
@@ -785,45 +796,99 @@ class FileStore(LeaseStore):
 
     # ---- maintenance ------------------------------------------------------------------------
     def compact(self, network: str | None = None) -> dict[str, tuple[int, int]]:
-        """Rewrite tables with their live records only; {network: (bytes before, bytes after)}."""
+        """Rewrite tables with one line per address; {network: (bytes before, bytes after)}.
+        A table another handle compacted meanwhile is left to it (and not in the result)."""
         out = {}
         for name in [network] if network is not None else list(self._logs):
             self.pool(name)
-            log = self._logs[name]
+            result = self._compact(self._logs[name])
+            if result is not None:
+                out[name] = result
+        return out
+
+    def _compact(self, log: _Log) -> tuple[int, int] | None:
+        # The new file is written from a snapshot without the lock (100,000 records take about
+        # a second to encode: DHCP must not wait that long); under the lock only the lines
+        # appended since the snapshot are copied over before the swap.
+        with log.gate.mutex:
+            self._catch_up(log)
+            records = sorted(log.table.records.values(), key=lambda r: int(r.ip))
+            since, ino = log.offset, log.ino
+        tmp = log.path.with_name(f".{log.path.name}.{os.getpid()}.{threading.get_ident()}.new")
+        tfd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+        swapped = False
+        try:
+            _write_all(tfd, b"".join([table_header(log.network), *map(encode, records)]))
             log.gate.lock()
             try:
                 self._catch_up_locked(log)
+                if log.ino != ino:
+                    return None  # another handle compacted it meanwhile
                 before = log.offset
-                for stale in self.directory.glob(f".{log.path.name}.*.new"):
-                    stale.unlink()  # a compactor died before its rename; nobody else compacts now
-                lines = [table_header(name)]
-                lines += [encode(r) for r in sorted(log.table.records.values(), key=lambda r: int(r.ip))]
-                data = b"".join(lines)
-                tmp = log.path.with_name(f".{log.path.name}.{os.getpid()}.{threading.get_ident()}.new")
-                tfd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-                try:
-                    _write_all(tfd, data)
-                    os.fsync(tfd)
-                finally:
-                    os.close(tfd)
+                delta = os.pread(log.fd, before - since, since) if before > since else b""
+                _write_all(tfd, delta)
+                os.fsync(tfd)
                 # Generation first (and on disk): whatever instant this process dies at, a handle
                 # that finds the generation unchanged still has the current file open.
-                generation = log.generation + 1
+                generation = log.gate.generation() + 1
                 log.gate.set_generation(generation)
                 os.rename(tmp, log.path)
+                swapped = True
                 fsync_directory(self.directory)
-                self._reload(log, generation, locked=True)
-                event(logger, "lease.store.compacted", network=name, before=before, after=len(data),
-                      records=len(log.table.records))
-                out[name] = (before, len(data))
+                # The new file holds exactly what this handle has applied: switch without a re-read.
+                st = os.fstat(tfd)
+                log.retired.append(log.fd)
+                log.fd, log.ino, log.generation = tfd, st.st_ino, generation
+                log.offset = log.seen = st.st_size
+                log.lines = len(records) + delta.count(b"\n")
             finally:
                 self._unlock(log)
-        return out
+        finally:
+            if not swapped:
+                os.close(tfd)
+                tmp.unlink(missing_ok=True)
+        self._remove_stale(log)
+        event(logger, "lease.store.compacted", network=log.network, before=before, after=log.offset,
+              records=len(log.table.records))
+        return before, log.offset
+
+    def _remove_stale(self, log: _Log) -> None:
+        """Temp files of compactors that died before their rename (old enough not to be live)."""
+        for stale in self.directory.glob(f".{log.path.name}.*.new"):
+            try:
+                if time.time() - stale.stat().st_mtime > STALE_COMPACTION:
+                    stale.unlink()
+            except FileNotFoundError:
+                pass
+
+    def _maybe_compact(self, log: _Log) -> None:
+        """Start a background compaction when dead lines outweigh the live ones (every renewal
+        appends a line: a busy table would otherwise grow without end, and so would start-up)."""
+        if log.lines <= 2 * len(log.table.records) + AUTO_COMPACT_SLACK or self._compactor is not None:
+            return
+        with self._compactor_guard:
+            if self._compactor is not None or self._closed:
+                return
+
+            def run() -> None:
+                try:
+                    self._compact(log)
+                except Exception as exc:  # noqa: BLE001 - logged; the table stays as it is
+                    event(logger, "lease.store.compact_failed", logging.ERROR, network=log.network, error=repr(exc))
+                finally:
+                    self._compactor = None
+
+            self._compactor = threading.Thread(target=run, name=f"leases-compact-{log.network}", daemon=True)
+            self._compactor.start()
 
     def close(self) -> None:
         if self._closed:
             return
-        self._closed = True
+        with self._compactor_guard:
+            self._closed = True
+            compactor = self._compactor
+        if compactor is not None:
+            compactor.join()
         self._commit.close()
         for log in self._logs.values():
             for fd in [log.fd, *log.retired]:

@@ -203,3 +203,41 @@ def test_deferred_acks_resolve_in_order_of_durability(open_store):
 
 def test_header_names_the_network():
     assert table_header("backend").startswith(b"# bootsrv lease table v1 network=backend ")
+
+
+def test_busy_table_compacts_itself_in_the_background(open_store, monkeypatch):
+    import bootsrv.leases.files as files
+
+    monkeypatch.setattr(files, "AUTO_COMPACT_SLACK", 40)
+    a, b = open_store(), open_store((B,))
+    ip = lease(a, 1).ip
+    for j in range(200):  # renewals: one line each
+        a.ack("public", ip, cid(1), NOW + j, 3600)
+    if a._compactor is not None:
+        a._compactor.join()
+    lines = (open_store.path / "leases.public").read_text().splitlines()
+    assert len(lines) < 100  # compacted at least once (without it: 202 lines)
+    assert b.get("public", ip).expiry == NOW + 199 + 3600
+    assert open_store().get("public", ip) == a.get("public", ip)
+
+
+def test_compaction_copies_lines_appended_while_it_wrote(open_store, monkeypatch):
+    import bootsrv.leases.files as files
+
+    a, b = open_store(), open_store((B,))
+    for i in range(5):
+        lease(a, i)
+    real = files._write_all
+    late = []
+
+    def write_then_someone_appends(fd, data):
+        real(fd, data)
+        if not late:  # between the snapshot and the lock: another handle writes
+            late.append(b.ack("public", IP("10.0.0.20"), cid(9), NOW, 60))
+
+    monkeypatch.setattr(files, "_write_all", write_then_someone_appends)
+    a.compact("public")
+    monkeypatch.setattr(files, "_write_all", real)
+    fresh = open_store()
+    assert fresh.get("public", IP("10.0.0.20")) == late[0]
+    assert fresh.records() == a.records() == b.records()
