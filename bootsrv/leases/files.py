@@ -366,8 +366,19 @@ class GroupCommit:
         return None
 
     def wait(self, seq: int | None) -> None:
-        if seq:
-            self.later(seq).result()
+        if not seq:
+            return
+        if threading.current_thread() is self._thread:
+            # A future's callback (run by the flusher) committing synchronously: nobody else
+            # would flush for it, so flush here.
+            with self._wake:
+                if self._durable < seq:
+                    self._flush_locked()
+                error = self._error_for(seq) if self._failed else None
+            if error is not None:
+                raise error
+            return
+        self.later(seq).result()
 
     def later(self, seq: int | None, value: object = None) -> Future:
         done: Future = Future()

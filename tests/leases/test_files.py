@@ -4,6 +4,7 @@ incremental rescan, compaction under open handles, adoption on disk, group commi
 from __future__ import annotations
 
 import threading
+import time
 from ipaddress import IPv4Address as IP
 
 import pytest
@@ -241,3 +242,17 @@ def test_compaction_copies_lines_appended_while_it_wrote(open_store, monkeypatch
     fresh = open_store()
     assert fresh.get("public", IP("10.0.0.20")) == late[0]
     assert fresh.records() == a.records() == b.records()
+
+
+def test_a_commit_from_a_deferred_callback_does_not_deadlock(open_store):
+    store = open_store()
+    chained = []
+
+    def then_bind(_future):  # runs on the flusher thread
+        chained.append(store.bind("public", "10.0.0.70", cid(3), "chained"))
+
+    store.ack_later("public", IP("10.0.0.10"), cid(1), NOW, 60).add_done_callback(then_bind)
+    deadline = time.monotonic() + 5
+    while not chained and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert chained and open_store((B,)).get("public", IP("10.0.0.70")) == chained[0]
