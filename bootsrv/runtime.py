@@ -44,6 +44,9 @@ def service_factories() -> list[ServiceFactory]:
     from bootsrv.dhcp.service import dhcp_services
 
     factories.append(dhcp_services)
+    from bootsrv.tftp.service import tftp_services
+
+    factories.append(tftp_services)
     return factories
 
 

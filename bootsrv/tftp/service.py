@@ -31,8 +31,14 @@ class TftpService:
 
     def start(self) -> None:
         root = self.config.boot.tftp_root
+        try:
+            # Our own state directory, like the lease store's: created empty (serving nothing until
+            # `bootsrv tftp populate`) so the embedded default starts on a fresh machine.
+            os.makedirs(root, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError("config", "boot.tftp_root", f"cannot create {root}: {exc.strerror or exc}") from None
         if not os.path.isdir(root):
-            raise ConfigError("config", "boot.tftp_root", f"{root} is not a directory (run `bootsrv tftp populate`)")
+            raise ConfigError("config", "boot.tftp_root", f"{root} is not a directory")
         addr, port = str(self.config.tftp.address), self.config.tftp.port
         server = TftpServer(str(root), addr, port, dynamic=self.dynamic)
         try:
