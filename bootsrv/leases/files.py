@@ -305,6 +305,17 @@ def fsync_directory(path: Path) -> None:
 
 # ---- group commit ---------------------------------------------------------------------------
 
+class _Waiter:
+    """A committer blocked in `GroupCommit.wait`: its lock is held until its flush is done."""
+
+    __slots__ = ("lock", "error")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.lock.acquire()
+        self.error: BaseException | None = None
+
+
 class GroupCommit:
     """Durability for many writers with few fsyncs.
 
@@ -313,9 +324,9 @@ class GroupCommit:
     takes every descriptor written so far, fdatasyncs them (without the mutex: writers keep
     appending meanwhile, and their lines ride the next flush), then resolves every waiter its
     flush covered. `later(n)` is that promise as a Future (the DHCP loop sends the ACK from its
-    callback, so no thread is parked per ACK); `wait(n)` blocks on the same Future. Each waiter
-    is woken by its own Future, not by a broadcast to all of them: with 64 committers a shared
-    condition woke 63 threads for nothing after every flush and batches shrank to 3 commits.
+    callback, so no thread is parked per ACK); `wait(n)` blocks on a lock the flusher releases.
+    Each waiter is woken on its own, not by a broadcast to all of them: with 64 committers a
+    shared condition woke 63 threads for nothing after every flush.
     """
 
     def __init__(self, name: str = "leases"):
@@ -324,7 +335,7 @@ class GroupCommit:
         self._written = 0
         self._durable = 0
         self._dirty: set[int] = set()
-        self._pending: list[tuple[int, Future, object]] = []
+        self._pending: list[tuple[int, object, object]] = []  # (write number, Future or _Waiter, value)
         self._pending_max = 0
         self._failed: dict[tuple[int, int], BaseException] = {}  # (after, upto] -> why that flush failed
         self._thread: threading.Thread | None = None
@@ -378,7 +389,19 @@ class GroupCommit:
             if error is not None:
                 raise error
             return
-        self.later(seq).result()
+        # A bare lock the flusher releases: a Future (RLock, Condition, waiter list) costs a few
+        # microseconds more per commit, and a blocking committer needs none of it.
+        waiter = _Waiter()
+        with self._wake:
+            if self._durable >= seq:
+                error = self._error_for(seq) if self._failed else None
+                if error is not None:
+                    raise error
+                return
+            self._enqueue(seq, waiter, None)
+        waiter.lock.acquire()
+        if waiter.error is not None:
+            raise waiter.error
 
     def later(self, seq: int | None, value: object = None) -> Future:
         done: Future = Future()
@@ -393,14 +416,19 @@ class GroupCommit:
                 else:
                     done.set_exception(error)
                 return done
-            if not self._pending:
-                self._wake.notify()
-            self._pending.append((seq, done, value))
-            self._pending_max = max(self._pending_max, seq)
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._flusher, name=f"{self._name}-flusher", daemon=True)
-                self._thread.start()
+            self._enqueue(seq, done, value)
         return done
+
+    def _enqueue(self, seq: int, waiter, value) -> None:
+        """With the mutex held: `waiter` (a Future or a _Waiter) is resolved after `seq`'s flush."""
+        if not self._pending:
+            self._wake.notify()
+        self._pending.append((seq, waiter, value))
+        if seq > self._pending_max:
+            self._pending_max = seq
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._flusher, name=f"{self._name}-flusher", daemon=True)
+            self._thread.start()
 
     def _flusher(self) -> None:
         while True:
@@ -418,12 +446,15 @@ class GroupCommit:
                     ready = [p for p in self._pending if p[0] <= durable]
                     self._pending = [p for p in self._pending if p[0] > durable]
                 errors = [self._error_for(seq) for seq, _, _ in ready] if self._failed else None
-            for i, (_seq, fut, value) in enumerate(ready):  # callbacks run here, outside the mutex
+            for i, (_seq, waiter, value) in enumerate(ready):  # callbacks run here, outside the mutex
                 error = errors[i] if errors else None
-                if error is None:
-                    fut.set_result(value)
+                if type(waiter) is _Waiter:
+                    waiter.error = error
+                    waiter.lock.release()
+                elif error is None:
+                    waiter.set_result(value)
                 else:
-                    fut.set_exception(error)
+                    waiter.set_exception(error)
 
     def close(self) -> None:
         """Flush what is left and stop the flusher (waiters still pending are resolved first)."""
