@@ -58,6 +58,8 @@ RECV_SIZE = 65535
 SIOCSARP = 0x8955  # linux/sockios.h
 ATF_COM = 0x02  # completed entry (linux/if_arp.h)
 ARPHRD_ETHER = 1
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # asm-generic/socket.h; SCM_TIMESTAMPNS is the same
+ANCILLARY = socket.CMSG_SPACE(16)  # struct timespec
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,9 @@ class Arrival:
     interface: str | None
     peer: tuple[str, int]
     received: float  # time.monotonic() at receipt; the handler's clock is its own
+    # Wall-clock time the kernel queued the datagram (SO_TIMESTAMPNS), 0.0 when unknown: how long
+    # it waited in the receive buffer, which is how a handler sees that it is behind.
+    queued: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -126,6 +131,7 @@ def open_socket(port: int, interface: str | None, address: str = "0.0.0.0") -> s
         sock.close()
         exc.interface = interface  # which configured interface failed, for the caller's error
         raise
+    sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)  # Arrival.queued
     sock.settimeout(0.5)  # wake to notice stop()
     return sock
 
@@ -200,7 +206,7 @@ class DhcpServer:
     def _serve(self, ifname: str | None, sock: socket.socket) -> None:
         while not self._stop.is_set():
             try:
-                raw, peer = sock.recvfrom(RECV_SIZE)
+                raw, ancillary, _flags, peer = sock.recvmsg(RECV_SIZE, ANCILLARY)
             except TimeoutError:
                 continue
             except OSError as exc:
@@ -209,7 +215,12 @@ class DhcpServer:
                 event(log, "dhcp.recv_failed", logging.WARNING, interface=ifname or "(relays)", error=str(exc))
                 time.sleep(0.05)
                 continue
-            arrival = Arrival(ifname, peer, time.monotonic())
+            queued = 0.0
+            for level, kind, data in ancillary:
+                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= 16:
+                    sec, nsec = struct.unpack("=qq", data[:16])
+                    queued = sec + nsec / 1e9
+            arrival = Arrival(ifname, peer, time.monotonic(), queued)
             try:
                 out = self.handler(raw, arrival)
             except Exception as exc:  # a packet the handler could not take costs one log line

@@ -26,6 +26,9 @@ from bootsrv.wiring import Wiring
 log = logging.getLogger("bootsrv.dhcp")
 
 SIOCGIFADDR = 0x8915  # linux/sockios.h
+# A DISCOVER that waited longer than this in the kernel's receive buffer is dropped (load shedding:
+# see engine_handler). Far below the client's 4 s retransmission; never reached when keeping up.
+DISCOVER_MAX_WAIT = 0.2
 
 
 def interface_address(ifname: str) -> IPv4Address | None:
@@ -96,6 +99,7 @@ def engine_handler(wiring: Wiring) -> Handler:
     """The handler over the DHCP engine and the lease store of this process: decode, decide, encode.
     An ACK comes back as a Future that resolves once its lease is durable (see server.py)."""
     from bootsrv.dhcp.engine import Engine, ServerAddresses
+    from bootsrv.dhcp.packet import DISCOVER as DISCOVER_TYPE
     from bootsrv.dhcp.packet import decode, encode
     from bootsrv.dhcp.pxe import RegistryBooter
 
@@ -103,9 +107,18 @@ def engine_handler(wiring: Wiring) -> Handler:
     engine = Engine(cfg, wiring.leases, RegistryBooter(wiring.machines, cfg.boot),
                     ServerAddresses(cfg, cached_interface_address()))
     clock = wiring.clock
+    shed = [0]
 
     def handle(raw: bytes, arrival: Arrival):
-        reply = engine.decide(decode(raw), arrival.interface, clock())
+        request = decode(raw)
+        if arrival.queued and request.message_type == DISCOVER_TYPE \
+                and time.time() - arrival.queued > DISCOVER_MAX_WAIT:
+            # Behind: this DISCOVER waited in the receive buffer. Drop it and spend the time on
+            # REQUESTs, which finish exchanges (an OFFER costs as much as an ACK and completes
+            # nothing); the client retransmits its DISCOVER in ~4 s (RFC 2131 4.1).
+            shed[0] += 1
+            return None
+        reply = engine.decide(request, arrival.interface, clock())
         if reply is None:
             return None
         out = Outgoing(encode(reply.packet, reply.max_size), reply.to.address, reply.to.port, reply.to.hwaddr)
@@ -123,6 +136,7 @@ def engine_handler(wiring: Wiring) -> Handler:
         reply.durable.add_done_callback(durable)
         return sent
 
+    handle.shed = shed  # DISCOVERs dropped because they waited too long (for tests and stats)
     return handle
 
 

@@ -256,3 +256,23 @@ def test_deferred_replies_go_out_only_when_durable(two_segments):
             sa.recvfrom(2048)
     finally:
         srv.stop()
+
+
+def test_arrival_carries_the_kernel_receive_time(two_segments):
+    server, ca, _ = two_segments
+    seen: list[Arrival] = []
+
+    def handler(raw: bytes, arrival: Arrival):
+        seen.append(arrival)
+        return None
+
+    srv = DhcpServer(["net0"], relay_socket=False, port=67, handler=handler, workers=1)
+    in_netns(server.ns, srv.start)
+    try:
+        sa = client_socket(ca.ns, "net0")
+        sent = time.time()
+        sa.sendto(b"stamp", ("255.255.255.255", 67))
+        assert wait_for(lambda: seen, 3)
+        assert abs(seen[0].queued - sent) < 0.5  # SO_TIMESTAMPNS: wall clock at the kernel's receipt
+    finally:
+        srv.stop()

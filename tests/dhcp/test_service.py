@@ -1,0 +1,64 @@
+"""engine_handler as `bootsrv serve` builds it (file store in a temp directory, no sockets): a
+relayed DORA through bytes in, Outgoing/Future out; load shedding of DISCOVERs that waited."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import Future
+from ipaddress import IPv4Address
+
+from bootsrv.config import parse
+from bootsrv.dhcp import packet as P
+from bootsrv.dhcp.packet import decode, encode
+from bootsrv.dhcp.server import Arrival, Outgoing
+from bootsrv.dhcp.service import DISCOVER_MAX_WAIT, engine_handler
+from bootsrv.wiring import Wiring
+
+from .conftest import request
+
+RELAY = "10.72.0.1"
+
+
+def handler(tmp_path):
+    cfg = parse(f"""
+[server]
+owner_ips = ["10.73.0.1"]
+[store]
+directory = "{tmp_path}"
+[[networks]]
+name = "far"
+subnet = "10.72.0.0/24"
+relays = ["{RELAY}"]
+[[networks.ranges]]
+start = "10.72.0.10"
+end = "10.72.0.20"
+""", "t")
+    return engine_handler(Wiring(cfg))
+
+
+def test_relayed_dora_through_the_handler(tmp_path):
+    handle = handler(tmp_path)
+    arrival = Arrival(None, (RELAY, 67), time.monotonic(), time.time())
+    out = handle(encode(request(P.DISCOVER, giaddr=RELAY)), arrival)
+    assert isinstance(out, Outgoing) and (out.address, out.port) == (IPv4Address(RELAY), 67)
+    offer = decode(out.payload)
+    assert offer.message_type == P.OFFER and offer.options[54] == IPv4Address("10.73.0.1").packed
+    req = request(P.REQUEST, giaddr=RELAY, o50=offer.yiaddr.packed, o54=offer.options[54])
+    pending = handle(encode(req), arrival)
+    assert isinstance(pending, Future)  # sent by the loop once the lease is fsync'ed
+    ack = decode(pending.result(timeout=5).payload)
+    assert ack.message_type == P.ACK and ack.yiaddr == offer.yiaddr
+    assert f"{offer.yiaddr}|01525400000001|" in (tmp_path / "leases.far").read_text()
+
+
+def test_discovers_that_waited_are_shed_requests_are_not(tmp_path):
+    handle = handler(tmp_path)
+    fresh = Arrival(None, (RELAY, 67), time.monotonic(), time.time())
+    stale = Arrival(None, (RELAY, 67), time.monotonic(), time.time() - 2 * DISCOVER_MAX_WAIT)
+    assert handle(encode(request(P.DISCOVER, giaddr=RELAY)), stale) is None
+    assert handle.shed[0] == 1
+    offer = decode(handle(encode(request(P.DISCOVER, giaddr=RELAY)), fresh).payload)
+    req = request(P.REQUEST, giaddr=RELAY, o50=offer.yiaddr.packed, o54=offer.options[54])
+    assert decode(handle(encode(req), stale).result(timeout=5).payload).message_type == P.ACK
+    unknown = Arrival(None, (RELAY, 67), time.monotonic())  # no kernel timestamp: never shed
+    assert handle(encode(request(P.DISCOVER, b"\x52\0\0\0\0\x09", giaddr=RELAY)), unknown) is not None
