@@ -474,7 +474,7 @@ class GroupCommit:
 class _Log:
     """This handle's view of one network's table file."""
 
-    __slots__ = ("network", "path", "gate", "fd", "ino", "offset", "seen", "generation", "table", "held", "retired",
+    __slots__ = ("network", "path", "gate", "fd", "ino", "offset", "generation", "table", "held", "retired",
                  "lines")
 
     def __init__(self, network: str, path: Path, gate: _Gate):
@@ -482,7 +482,6 @@ class _Log:
         self.fd = -1
         self.ino = 0
         self.offset = 0  # bytes applied: always the end of a complete line
-        self.seen = 0  # file size at the last look (a partial line may sit between offset and seen)
         self.generation = 0
         self.lines = 0  # record lines in the file (live or not): when to compact
         self.table = Table()
@@ -571,7 +570,7 @@ class FileStore(LeaseStore):
         if log.fd >= 0:
             log.retired.append(log.fd)
         log.fd, log.ino, log.generation, log.table = fd, st.st_ino, generation, table
-        log.offset, log.seen = offset, len(data)
+        log.offset = offset
         log.lines = data.count(b"\n", first, offset)
         if locked and log.offset < len(data):
             self._torn(log, data[log.offset:])
@@ -643,7 +642,6 @@ class FileStore(LeaseStore):
         next line starts on a line of its own. Nobody applied it: readers only take whole lines."""
         self._problem(log, log.offset, f"torn tail of {len(tail)} bytes (a writer died mid-append); cut off", tail)
         os.ftruncate(log.fd, log.offset)
-        log.seen = log.offset
 
     def _catch_up_locked(self, log: _Log) -> int:
         """Under the lock: make log.table exactly what the file says (cheap when nothing changed)."""
@@ -670,7 +668,6 @@ class FileStore(LeaseStore):
             return changed + self._reload(log, generation, locked=True)
         data = os.pread(log.fd, size - log.offset, log.offset)
         changed += self._apply(log, data, 0)
-        log.seen = size
         if log.offset < size:
             self._torn(log, data[log.offset - (size - len(data)):])
         return changed
@@ -691,13 +688,13 @@ class FileStore(LeaseStore):
         if moved:
             return self._reload(log, log.gate.generation(), locked=False)
         size = st.st_size
-        if size == log.seen:
+        # Compared with the applied offset, not with the size last seen: a torn tail cut off and
+        # replaced by a line of the same length would leave the size as it was.
+        if size == log.offset:
             return 0
         if size < log.offset:
             return self._reload(log, log.gate.generation(), locked=False)
-        data = os.pread(log.fd, size - log.offset, log.offset)
-        log.seen = log.offset + len(data)
-        return self._apply(log, data, 0)
+        return self._apply(log, os.pread(log.fd, size - log.offset, log.offset), 0)
 
     # ---- primitives -------------------------------------------------------------------------
     def _table(self, network: str) -> Table:
@@ -722,7 +719,6 @@ class FileStore(LeaseStore):
             os.ftruncate(log.fd, log.offset)
             raise OSError(errno.ENOSPC, f"{log.path}: short write ({n} of {len(line)} bytes)")
         log.offset += n
-        log.seen = log.offset
         log.lines += 1
         return self._commit.written(log.fd)
 
@@ -881,7 +877,7 @@ class FileStore(LeaseStore):
                 st = os.fstat(tfd)
                 log.retired.append(log.fd)
                 log.fd, log.ino, log.generation = tfd, st.st_ino, generation
-                log.offset = log.seen = st.st_size
+                log.offset = st.st_size
                 log.lines = len(records) + delta.count(b"\n")
             finally:
                 self._unlock(log)

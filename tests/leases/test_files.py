@@ -256,3 +256,19 @@ def test_a_commit_from_a_deferred_callback_does_not_deadlock(open_store):
     while not chained and time.monotonic() < deadline:
         time.sleep(0.01)
     assert chained and open_store((B,)).get("public", IP("10.0.0.70")) == chained[0]
+
+
+def test_reader_sees_a_line_that_replaced_a_torn_tail_of_the_same_length(open_store, monkeypatch):
+    import bootsrv.leases.files as files
+
+    a, b = open_store(), open_store((B,))
+    monkeypatch.setattr(files.random, "getrandbits", lambda bits: 123456789)
+    line = encode(Record("public", IP("10.0.0.20"), cid(9), Flag.DYNAMIC, B, NOW + 60, 123456789))
+    path = open_store.path / "leases.public"
+    with path.open("ab") as fh:
+        fh.write(b"x" * len(line))  # a dead writer's garbage without a newline, as long as the next line
+    a.rescan()
+    assert a.get("public", IP("10.0.0.20")) is None and a.problems == []  # unlocked: maybe a write in progress
+    got = b.ack("public", IP("10.0.0.20"), cid(9), NOW, 60)  # b cuts the garbage off and appends
+    assert encode(got) == line and path.stat().st_size == len(path.read_bytes())
+    assert a.get("public", IP("10.0.0.20")) == got  # a last looked at a file of this very size
