@@ -272,3 +272,30 @@ def test_reader_sees_a_line_that_replaced_a_torn_tail_of_the_same_length(open_st
     got = b.ack("public", IP("10.0.0.20"), cid(9), NOW, 60)  # b cuts the garbage off and appends
     assert encode(got) == line and path.stat().st_size == len(path.read_bytes())
     assert a.get("public", IP("10.0.0.20")) == got  # a last looked at a file of this very size
+
+
+def test_failed_fsync_is_never_acknowledged(open_store, monkeypatch):
+    import errno
+
+    import bootsrv.leases.files as files
+
+    store = open_store()
+    real = files.os.fdatasync
+    calls = []
+
+    def failing_once(fd):
+        calls.append(fd)
+        if len(calls) == 1:
+            raise OSError(errno.EIO, "simulated I/O error")
+        real(fd)
+
+    monkeypatch.setattr(files.os, "fdatasync", failing_once)
+    with pytest.raises(OSError, match="simulated"):
+        store.ack("public", IP("10.0.0.10"), cid(1), NOW, 60)
+    # the next commits are synced by a later flush and acknowledged
+    assert store.ack("public", IP("10.0.0.11"), cid(2), NOW, 60).client_id == cid(2)
+    assert store.ack_later("public", IP("10.0.0.12"), cid(3), NOW, 60).result(timeout=5).client_id == cid(3)
+    calls.clear()
+    deferred = store.ack_later("public", IP("10.0.0.13"), cid(4), NOW, 60)
+    with pytest.raises(OSError, match="simulated"):
+        deferred.result(timeout=5)
