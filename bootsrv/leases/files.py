@@ -23,8 +23,9 @@ which is what makes another host's appends visible at the right size.
 A write, under the lock: catch up with what other processes appended since this handle last
 looked (only the new bytes), check the record's signature (compare-and-swap), append one line,
 unlock. Durability is separate and shared (group commit, `GroupCommit`): `_sync` returns once an
-fdatasync issued after the append has completed; one caller (the leader) issues it for everyone
-waiting, and `_sync_later` hands the wait to a flusher thread so no thread blocks per commit.
+fdatasync issued after the append has completed; one flusher thread is the leader that issues it
+for everyone waiting, and `_sync_later` returns a Future it resolves, so no thread blocks per
+commit.
 
 Compaction rewrites the live records into a new file (fsync), bumps a generation number kept in
 the lock file (fsync), renames the new file over the old one and fsyncs the directory, all under
