@@ -1,6 +1,8 @@
 """The shared lease store (see docs/lease-store.md): records, the operations over them, and the
 in-memory and file-backed implementations."""
 
+import time
+
 from bootsrv.leases.model import (
     NEVER,
     NONE,
@@ -23,7 +25,7 @@ __all__ = [
 ]
 
 
-def open_store(config, clock=None):
+def open_store(config, clock=time.time):
     """The file store over `config.store.directory` (created if missing) for this server's
     `owner_ips`, with one pool per configured network. `clock` is accepted for the wiring's
     sake; the store's operations take `now` from their callers."""
