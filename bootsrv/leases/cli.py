@@ -168,10 +168,6 @@ def show_cmd(obj, what: str, network: str | None) -> None:
         store.close()
 
 
-def _text_option(name: str, help_text: str):
-    return click.option(f"--{name}", default=None, help=help_text)
-
-
 @lease_group.command("add")
 @click.argument("ip")
 @click.argument("client")

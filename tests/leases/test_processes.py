@@ -15,7 +15,7 @@ import pytest
 
 from bootsrv.leases import Record
 from bootsrv.leases.files import FileStore, encode
-from tests.leases.workers import BIG, NOW, A, allocate
+from tests.leases.workers import BIG, A, allocate
 
 ROOT = Path(__file__).resolve().parents[2]
 
