@@ -102,6 +102,10 @@ from bootsrv.virt.commands import guest  # noqa: E402
 
 main.add_command(guest)
 
+from bootsrv.tftp.cli import tftp_group  # noqa: E402
+
+main.add_command(tftp_group)
+
 from bootsrv.leases.cli import lease_group  # noqa: E402
 
 main.add_command(lease_group)

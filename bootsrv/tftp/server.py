@@ -469,15 +469,19 @@ class _Worker:
                 return
             except OSError:
                 continue
-            if client in server.clients:
-                continue  # a retransmitted request for a transfer under way
+            # Claim the client's TID first (setdefault is atomic): a retransmitted request for a
+            # transfer under way, even one another worker is still opening, starts nothing.
+            claim = object()
+            if server.clients.setdefault(client, claim) is not claim:
+                continue
             try:
                 tr = server.accept(packet, client, len(server.clients), now)
             except Exception as exc:  # one bad request (or a failing dynamic source) never stops the server
                 event(log, "tftp.request_failed", logging.ERROR, client=f"{client[0]}:{client[1]}", error=repr(exc))
                 server.refuse(client, Refusal(paths.NOT_DEFINED, "internal error"))
-                continue
+                tr = None
             if tr is None:
+                server.clients.pop(client, None)
                 continue
             fd = tr.sock.fileno()
             self.transfers[fd] = tr
