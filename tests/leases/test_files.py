@@ -299,3 +299,28 @@ def test_failed_fsync_is_never_acknowledged(open_store, monkeypatch):
     deferred = store.ack_later("public", IP("10.0.0.13"), cid(4), NOW, 60)
     with pytest.raises(OSError, match="simulated"):
         deferred.result(timeout=5)
+
+
+def test_ack_returns_only_after_an_fsync_covering_its_line(open_store, monkeypatch):
+    import bootsrv.leases.files as files
+
+    store = open_store()
+    path = open_store.path / "leases.public"
+    real = files.os.fdatasync
+    synced = []  # file sizes an fdatasync completed for
+
+    def recording(fd):
+        size = files.os.fstat(fd).st_size
+        real(fd)
+        synced.append(size)
+
+    monkeypatch.setattr(files.os, "fdatasync", recording)
+    for i in range(5):
+        store.offer("public", cid(i), NOW, 30)  # appended, not waited for
+        store.ack("public", IP(f"10.0.0.{10 + i}"), cid(i), NOW, 60)
+        assert synced and max(synced) >= path.stat().st_size  # the ACK's line is at the end
+    futures = [store.ack_later("public", IP(f"10.0.0.{10 + i}"), cid(i), NOW + 1, 60) for i in range(5)]
+    end = path.stat().st_size
+    for f in futures:
+        f.result(timeout=5)
+    assert max(synced) >= end
