@@ -41,9 +41,6 @@ def service_factories() -> list[ServiceFactory]:
     from bootsrv.dns.service import dns_services
 
     factories.append(dns_services)
-    from bootsrv.tftp.service import tftp_services
-
-    factories.append(tftp_services)
     from bootsrv.dhcp.service import dhcp_services
 
     factories.append(dhcp_services)

@@ -49,15 +49,20 @@ def test_serves_root_and_wiring_dynamic(tmp_path):
         svc.stop()
 
 
-def test_missing_root_still_serves_dynamic_files(tmp_path):
+def test_missing_root_created_empty_and_dynamic_files_served(tmp_path):
     wiring = wiring_for(tmp_path)
     svc = TftpService(wiring, dynamic=lambda path, ip: b"x" if path == "a" else None)
     svc.start()
     try:
         assert fetch(svc.port, request(1, "a")).data == b"x"
         assert fetch(svc.port, request(1, "ipxe.efi")).error[0] == 1
+        assert (tmp_path / "tftp").is_dir()
     finally:
         svc.stop()
+
+
+def test_registered_once():
+    assert runtime.service_factories().count(tftp_services) == 1
 
 
 def test_taken_port_is_a_config_error(tmp_path):
