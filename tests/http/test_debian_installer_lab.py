@@ -2,10 +2,12 @@
 iPXE (ipxe.lkrn, static address, no DHCP/TFTP) chains /boot/<mac>.ipxe for a machine with the
 debian12-kvm-hypervisor profile; the script loads Debian's netboot kernel and initrd (from
 debian-installer-12-netboot-amd64, put in place by `bootsrv profile fetch-installer`); d-i comes
-up in auto mode and fetches url=/profiles/<mac>/preseed.cfg?token=... The test stops when the
-request has arrived and been answered (the installer then goes on to the mirror, unreachable here).
+up in auto mode and fetches url=/profiles/<mac>/preseed.cfg?token=... Then, with no question
+asked (locale, keyboard, network, host name all answered by the preseed), it goes on to check the
+preseeded mirror, which is unreachable here: "Bad archive mirror" is where the test stops.
 
-The profile is the repo's, plus static netcfg arguments (the lab segment has no DHCP server)."""
+The profile is the repo's, plus static netcfg arguments (the lab segment has no DHCP server) and
+a mirror address that refuses connections."""
 
 from __future__ import annotations
 
@@ -44,6 +46,9 @@ def test_debian_installer_fetches_its_preseed(lab, tmp_path):
     shutil.copytree(REPO / "profiles", profiles)
     kvm = profiles / "debian12-kvm-hypervisor.toml"
     kvm.write_text(kvm.read_text().replace('"auto=true",', '"auto=true", ' + STATIC))
+    # A mirror that refuses at once (nothing listens on port 9), so d-i's mirror check fails fast.
+    site = profiles / "site.toml"
+    site.write_text(site.read_text().replace("http://deb.debian.org/debian", f"http://{SERVER}:9/debian"))
     (tmp_path / "store").mkdir()
     FileRegistry(tmp_path / "store").put(Machine(mac=MAC, hostname="hv1", state=State.NEW,
                                                  profile="debian12-kvm-hypervisor", created=time.time()), None)
@@ -91,6 +96,8 @@ templates_dir = "{REPO / 'templates'}"
             assert time.monotonic() < deadline, f"no preseed fetch:\n{vm.output()[-3000:]}\n{log_path.read_text()[-2000:]}"
             assert vm.proc.poll() is None, vm.output()[-3000:]
             time.sleep(1)
+        # Everything before the mirror came from the preseed: a question would stop d-i earlier.
+        vm.wait_for("Bad archive mirror", timeout=240)
     finally:
         vm.stop()
     console = vm.output()
@@ -98,3 +105,5 @@ templates_dir = "{REPO / 'templates'}"
     served = log_path.read_text()
     assert "event=boot.answer" in served and "mac=52:54:00:37:00:01" in served
     assert "event=boot.refused" not in served  # the token on d-i's command line was accepted
+    assert "Checking the Debian archive mirror" in console
+    assert "preconfiguration file" not in console.lower()  # d-i's "failed to process/retrieve" errors
