@@ -83,6 +83,9 @@ def boot_script(name: str):
     if not name.endswith(".ipxe"):
         raise NotFound(f"path: /boot/ serves <mac>.ipxe, not {name!r}")
     mac = normalize_mac(name[: -len(".ipxe")])
+    if request.method == "HEAD":
+        # A probe (curl -I, a health check) must not issue a token or move the machine.
+        return _private("")
     side = _side()
     plan, reason = boot_decision(side.wiring, side.planner, mac)
     script = side.build.boot_script("ipxe", plan, mac, reason)

@@ -207,3 +207,10 @@ def test_machine_with_a_profile_not_in_the_catalog_changes_nothing(client, wirin
     resp = client.get(f"/boot/{MAC}.ipxe")
     assert resp.status_code == 500 and "has profile 'gone-profile', which is not in the catalog" in resp.text
     assert wiring.machines.list() == before  # no token issued, still new
+
+
+def test_head_probe_issues_nothing(client, wiring):
+    add(wiring)
+    before = wiring.machines.list()
+    assert client.head(f"/boot/{MAC}.ipxe").status_code == 200
+    assert wiring.machines.list() == before
