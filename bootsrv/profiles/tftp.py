@@ -9,6 +9,8 @@ its root, or "file not found"). `client` is the peer's address, for the log only
     [<dir>/]grub.cfg-01-<mac>        GRUB's network boot searches $prefix/grub.cfg-01-<mac> first
                                      (grub_net_search_config_file, GRUB >= 2.04)
     [<dir>/]<mac>.ipxe               iPXE script, as at HTTP /boot/<mac>.ipxe
+    grub/grub.cfg                    the same for every machine: Debian's signed network GRUB
+                                     (prefix /grub) sources it; it chains to grub.cfg-01-<mac>
 
 Each is the install config while the machine is due for install (its token issued by the
 netboot-once planner, exactly as over HTTP), else local boot; an unknown MAC gets local boot
@@ -37,9 +39,14 @@ _PATTERNS = [
 ]
 
 
+CHAIN = "grub/grub.cfg"
+
+
 def match(path: str) -> tuple[str, str] | None:
     """(format, mac as sent) for a path that names a machine's boot config; None otherwise."""
     text = path.replace("\\", "/").lstrip("/").lower()
+    if text == CHAIN:
+        return "chain", ""
     for pattern, fmt in _PATTERNS:
         found = pattern.match(text)
         if found:
@@ -67,6 +74,12 @@ def dynamic_files(wiring) -> Callable[[str, str], bytes | None]:
         if found is None:
             return None
         fmt, mac = found
+        if fmt == "chain":
+            try:
+                return side()[0].renderer.render("(grub chain)", "boot/chain.grub.j2", {}).encode()
+            except BootsrvError as exc:
+                event(log, "tftp.render_failed", level=logging.ERROR, path=path, client=client, error=str(exc))
+                return None
         try:
             build, plan_for = side()
             plan, reason = boot_decision(wiring, plan_for, mac)

@@ -29,7 +29,10 @@ MAC = "52:54:00:12:34:56"
     ("pxelinux.cfg/default", None),
     ("pxelinux.cfg/C0A80001", None),  # pxelinux's IP-hex fallbacks are static files
     ("pxelinux.cfg/01-52-54-00-12-34", None),
-    ("grub/grub.cfg", None),
+    ("grub/grub.cfg", ("chain", "")),
+    ("/grub/grub.cfg", ("chain", "")),
+    ("grub/x86_64-efi/grub.cfg", None),  # the signed GRUB probes it first: not there, so grub/grub.cfg
+    ("other/grub.cfg", None),
     ("undionly.kpxe", None),
     ("pxelinux.cfg/01-52-54-00-12-34-56/../../etc/passwd", None),
 ])
@@ -96,3 +99,22 @@ def test_static_paths_never_load_the_catalog(tmp_path):
 def test_wiring_hands_it_to_the_tftp_service(wiring):
     wiring.machines.put(Machine(mac=MAC, hostname="hv1", state=State.ENROLLED, profile="lab-test"), None)
     assert b"LOCALBOOT 0" in wiring.tftp_dynamic("pxelinux.cfg/01-52-54-00-12-34-56", "c")
+
+
+def test_grub_chain_for_the_signed_network_grub(wiring):
+    text = wiring.tftp_dynamic("grub/grub.cfg", "c").decode()
+    assert 'configfile "$prefix/grub.cfg-01-$m1-$m2-$m3-$m4-$m5-$m6"' in text
+    assert wiring.machines.list() == []  # the chain is the same for everyone: no decision, no write
+
+
+GRUB_FILES = sorted((REPO / "tests/profiles/golden").glob("*/boot.grub")) + [REPO / "templates/boot/chain.grub.j2"]
+
+
+@pytest.mark.parametrize("path", GRUB_FILES, ids=[f"{p.parent.name}/{p.name}" for p in GRUB_FILES])
+def test_grub_configs_pass_grub_script_check(path):
+    if shutil.which("grub-script-check") is None:
+        pytest.skip("grub-common is not installed")
+    import subprocess
+
+    ok = subprocess.run(["grub-script-check", str(path)], capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
