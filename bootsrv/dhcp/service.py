@@ -121,17 +121,20 @@ def engine_handler(wiring: Wiring) -> Handler:
         reply = engine.decide(request, arrival.interface, clock())
         if reply is None:
             return None
-        out = Outgoing(encode(reply.packet, reply.max_size), reply.to.address, reply.to.port, reply.to.hwaddr)
         if reply.durable is None:
-            return out
+            return Outgoing(encode(reply.packet, reply.max_size), reply.to.address, reply.to.port, reply.to.hwaddr)
         sent: Future = Future()
 
         def durable(done: Future) -> None:
             exc = done.exception()
             if exc is not None:
                 sent.set_exception(exc)
-            else:
-                sent.set_result(out)
+                return
+            try:  # encoded now: the engine may complete the ACK from the stored record
+                sent.set_result(Outgoing(encode(reply.packet, reply.max_size), reply.to.address, reply.to.port,
+                                         reply.to.hwaddr))
+            except Exception as err:  # noqa: BLE001 - the loop logs it and sends nothing
+                sent.set_exception(err)
 
         reply.durable.add_done_callback(durable)
         return sent

@@ -192,6 +192,9 @@ def test_manual_binding_is_offered_with_an_infinite_lease(world):
     assert offer.packet.yiaddr == IPv4Address("10.70.0.95") and u32(offer.packet.options[51]) == 0xFFFFFFFF
     ack = world.ask(request(P.REQUEST, o50=ip4("10.70.0.95"), o54=S1.packed))
     assert ack.message_type == P.ACK and world.record("public", "10.70.0.95").permanent
+    assert u32(ack.packet.options[51]) == 0xFFFFFFFF and 58 not in ack.packet.options
+    renew = world.ask(request(P.REQUEST, ciaddr="10.70.0.95"))
+    assert u32(renew.packet.options[51]) == 0xFFFFFFFF
 
 
 def test_bootp_and_replies_are_not_answered(world):
