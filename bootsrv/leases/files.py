@@ -320,19 +320,24 @@ class _Waiter:
 class GroupCommit:
     """Durability for many writers with few fsyncs.
 
-    A write is numbered (`written`) after its bytes are in the file. One flusher thread per
-    store (started on first use) is the leader for everyone: while any write is waited for, it
-    takes every descriptor written so far, fdatasyncs them (without the mutex: writers keep
-    appending meanwhile, and their lines ride the next flush), then resolves every waiter its
-    flush covered. `later(n)` is that promise as a Future (the DHCP loop sends the ACK from its
-    callback, so no thread is parked per ACK); `wait(n)` blocks on a lock the flusher releases.
-    Each waiter is woken on its own, not by a broadcast to all of them: with 64 committers a
-    shared condition woke 63 threads for nothing after every flush.
+    A write is numbered (`written`) after its bytes are in the file; a flush takes every
+    descriptor written so far and fdatasyncs them without the mutex (writers keep appending
+    meanwhile, and their lines ride the next flush), so one fsync covers everyone who wrote
+    before it began. Who flushes:
+    - a committer blocked in `wait(n)` when no flush is running does it itself (the leader):
+      no thread switch when it commits alone;
+    - otherwise the flusher thread (started on first use) flushes for all that are queued and
+      resolves each one its flush covered: a `later(n)` Future (the DHCP loop sends the ACK
+      from its callback, so no thread is parked per ACK) or a blocked committer's own lock.
+    Each waiter is woken on its own, not by a broadcast: with 64 committers a shared condition
+    woke 63 threads for nothing after every flush.
     """
 
     def __init__(self, name: str = "leases"):
         lock = threading.Lock()
         self._wake = threading.Condition(lock)  # work for the flusher
+        self._flushed = threading.Condition(lock)  # a flush ended
+        self._flushing = False
         self._written = 0
         self._durable = 0
         self._dirty: set[int] = set()
@@ -351,9 +356,10 @@ class GroupCommit:
             return self._written
 
     def _flush_locked(self) -> None:
-        """One flush of everything written so far; called by the flusher with the mutex held."""
+        """One flush of everything written so far; called with the mutex held and no flush running."""
         target, dirty = self._written, self._dirty
         self._dirty = set()
+        self._flushing = True
         self._wake.release()
         error = None
         try:
@@ -366,10 +372,12 @@ class GroupCommit:
             event(logger, "lease.store.fsync_failed", logging.ERROR, error=str(exc))
         finally:
             self._wake.acquire()
+            self._flushing = False
             self.flushes += 1
         if error is not None:
             self._failed[(self._durable, target)] = error
         self._durable = max(self._durable, target)
+        self._flushed.notify_all()
 
     def _error_for(self, seq: int) -> BaseException | None:
         for (after, upto), error in self._failed.items():
@@ -380,29 +388,30 @@ class GroupCommit:
     def wait(self, seq: int | None) -> None:
         if not seq:
             return
-        if threading.current_thread() is self._thread:
-            # A future's callback (run by the flusher) committing synchronously: nobody else
-            # would flush for it, so flush here.
-            with self._wake:
-                if self._durable < seq:
-                    self._flush_locked()
-                error = self._error_for(seq) if self._failed else None
-            if error is not None:
-                raise error
-            return
-        # A bare lock the flusher releases: a Future (RLock, Condition, waiter list) costs a few
-        # microseconds more per commit, and a blocking committer needs none of it.
-        waiter = _Waiter()
+        flusher = threading.current_thread() is self._thread  # a Future's callback committing
+        waiter = None
+        error = None
         with self._wake:
-            if self._durable >= seq:
+            while self._durable < seq:
+                if not self._flushing:
+                    self._flush_locked()  # lead: nobody is flushing
+                    if self._pending:
+                        self._wake.notify()  # the flusher resolves (or flushes for) the queued ones
+                elif flusher:
+                    self._flushed.wait()  # nobody else would resolve the flusher's own wait
+                else:
+                    # Someone is flushing: queue behind it. A bare lock the flusher releases: a
+                    # Future (RLock, Condition, waiter list) costs microseconds more per commit.
+                    waiter = _Waiter()
+                    self._enqueue(seq, waiter, None)
+                    break
+            else:
                 error = self._error_for(seq) if self._failed else None
-                if error is not None:
-                    raise error
-                return
-            self._enqueue(seq, waiter, None)
-        waiter.lock.acquire()
-        if waiter.error is not None:
-            raise waiter.error
+        if waiter is not None:
+            waiter.lock.acquire()
+            error = waiter.error
+        if error is not None:
+            raise error
 
     def later(self, seq: int | None, value: object = None) -> Future:
         done: Future = Future()
@@ -438,6 +447,9 @@ class GroupCommit:
                     self._wake.wait()
                 if not self._pending:
                     return
+                if self._flushing:  # a committer is leading a flush: see what it covered first
+                    self._flushed.wait()
+                    continue
                 if self._durable < self._pending_max:
                     self._flush_locked()
                 durable = self._durable
@@ -466,6 +478,8 @@ class GroupCommit:
         if thread is not None:
             thread.join(timeout=30)
         with self._wake:
+            while self._flushing:
+                self._flushed.wait()
             if self._written > self._durable:
                 self._flush_locked()
 
