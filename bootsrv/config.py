@@ -142,6 +142,19 @@ class DhcpSection(Section):
     icmp_check: bool = False
     # Options by vendor class (option 60) prefix, between defaults and network in the layering.
     classes: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    # Solaris-style macros: options by name, applied after the network's. A lease record's macro
+    # (`Record.macro`) names one; a macro named by a client id (e.g. "01525400123456") is that
+    # client's own layer, the last one (bootsrv.dhcp.options).
+    macros: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _option_numbers(self) -> "DhcpSection":
+        for kind in ("classes", "macros"):
+            for name, options in getattr(self, kind).items():
+                for key in options:
+                    if not key.isdigit() or not 1 <= int(key) <= 254:
+                        raise ValueError(f"{kind}.{name}.{key}: must be a DHCP option number 1..254")
+        return self
 
 
 class BootSection(Section):

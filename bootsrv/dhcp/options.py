@@ -104,13 +104,16 @@ class Layers:
 
     @classmethod
     def from_config(cls, config, macros: Mapping[str, Mapping[str, Any]] | None = None) -> "Layers":
+        if macros is None:
+            macros = config.dhcp.macros
         classes = sorted(((prefix.encode(), encode_table(opts, f"dhcp.classes.{prefix}"))
                           for prefix, opts in config.dhcp.classes.items()), key=lambda c: len(c[0]))
         return cls(
             defaults={},
             classes=tuple(classes),
             networks={net.name: network_options(net) for net in config.networks},
-            macros={name: encode_table(opts, f"macros.{name}") for name, opts in (macros or {}).items()},
+            macros={name.upper() if _is_client_id(name) else name: encode_table(opts, f"dhcp.macros.{name}")
+                    for name, opts in macros.items()},
         )
 
     def resolve(self, network: str, vendor_class: bytes | None = None, macro: str = "",
@@ -127,6 +130,11 @@ class Layers:
         if client_id and client_id in self.macros:
             out.update(self.macros[client_id])
         return out
+
+
+def _is_client_id(name: str) -> bool:
+    # Client ids are upper-case hex in the store; let a config write them in either case.
+    return len(name) % 2 == 0 and all(c in "0123456789abcdefABCDEF" for c in name)
 
 
 def lease_times(values: dict[int, bytes]) -> tuple[int, dict[int, bytes]]:

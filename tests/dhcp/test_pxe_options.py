@@ -175,3 +175,28 @@ def test_lease_times_and_order():
     assert lease == 1000 and struct.unpack("!I", times[58])[0] == 500 and struct.unpack("!I", times[59])[0] == 875
     out = ordered({53: b"\x02"}, {1: b"a", 3: b"b", 6: b"c", 60: b"d"}, bytes([6, 1, 99]), forced=[60])
     assert list(out) == [53, 6, 1, 60]
+
+
+def test_macros_from_the_config_reach_the_client():
+    cfg = config(**{"offer_hold = 30\n": 'offer_hold = 30\n[dhcp.macros.01525400000001]\n"42" = ["10.70.0.8"]\n'
+                                         '[dhcp.macros.rack2]\n"42" = ["10.70.0.9"]\n'})
+    world = World(cfg)
+    assert world.ask(request(P.DISCOVER)).packet.options[42] == IPv4Address("10.70.0.8").packed  # client macro
+    world.stores[S1].bind("public", "10.70.0.92", "01525400000002", "n2", macro="rack2")
+    other = world.ask(request(P.DISCOVER, bytes.fromhex("525400000002"))).packet
+    assert other.yiaddr == IPv4Address("10.70.0.92") and other.options[42] == IPv4Address("10.70.0.9").packed
+
+
+@pytest.mark.parametrize("text, key", [
+    ('[dhcp.macros.rack1]\n"300" = 1\n', "dhcp.macros.rack1.300"),
+    ('[dhcp.classes.PXE]\nx = 1\n', "dhcp.classes.PXE.x"),
+], ids=["macro-option-number", "class-option-number"])
+def test_option_tables_in_the_config_name_bad_keys(text, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        config(**{"offer_hold = 30\n": "offer_hold = 30\n" + text})
+
+
+def test_bad_macro_value_fails_at_start_naming_the_key():
+    cfg = config(**{"offer_hold = 30\n": 'offer_hold = 30\n[dhcp.macros.rack1]\n"3" = "not-an-address"\n'})
+    with pytest.raises(ConfigError, match=r"dhcp\.macros\.rack1\.3"):
+        Layers.from_config(cfg)
