@@ -9,9 +9,11 @@ machine to "installing" and issues the token); `planner(wiring)` builds it with 
 
 The token travels in the answer URL (`/profiles/<mac>/<file>?token=...`) on the installer's
 kernel command line, so the answer fetch works with the installer's plain HTTP client and only
-the holder of the boot script can fetch the answer (see bootsrv.http.boot for the rules).
+the holder of the boot script can fetch the answer (`check_answer_token` has the rules).
 
-Everything here is pure over its inputs (catalog, renderer, config values, machine, token).
+PlanBuilder and check_answer_token are pure over their inputs (catalog, renderer, config values,
+machine, token, time); `boot_decision` and `planner` are the edge that reads and writes the
+machine registry.
 """
 
 from __future__ import annotations
