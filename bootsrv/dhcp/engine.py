@@ -54,7 +54,8 @@ SERVER_PORT, CLIENT_PORT = 67, 68
 BROADCAST_ADDRESS = IPv4Address("255.255.255.255")
 ZERO = IPv4Address(0)
 INFINITE = 0xFFFFFFFF
-RELEASED_HINTS = 65536  # RFC 2132 9.2: a lease time of all ones never expires
+RELEASED_HINTS = 65536
+ICMP_ATTEMPTS = 4  # addresses probed per DISCOVER before giving up (dhcp.icmp_check)  # RFC 2132 9.2: a lease time of all ones never expires
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,7 @@ class ServerAddresses:
 
 class Engine:
     def __init__(self, config: Config, store, booter: Booter, server_address: Callable[[NetworkSection], IPv4Address | None],
-                 layers: Layers | None = None):
+                 layers: Layers | None = None, probe: Callable[[IPv4Address], bool] | None = None):
         self.config = config
         self.store = store
         self.booter = booter
@@ -112,6 +113,8 @@ class Engine:
         # decides whether the address is still free. Bounded; lost on restart (then: any address).
         self.released: dict[tuple[str, str], IPv4Address] = {}
         self.secondary_timeout = config.server.secondary_timeout
+        # dhcp.icmp_check: `probe(ip)` is True when something answers an ICMP echo at ip.
+        self.probe = probe if config.dhcp.icmp_check else None
 
     # ---- entry point ---------------------------------------------------------------------------
     def decide(self, req: Packet, interface: str | None, now: float) -> Reply | None:
@@ -144,10 +147,19 @@ class Engine:
         requested = req.address(P.REQUESTED_IP)
         if requested is None or requested not in net.subnet:
             requested = self.released.get((net.name, cid))
-        try:
-            rec = self.store.offer(net.name, cid, now, self.hold, requested)
-        except PoolExhausted:
-            event(log, "dhcp.pool_exhausted", logging.WARNING, network=net.name, client=cid)
+        held = self.store.find(net.name, cid, now) if self.probe is not None else None
+        for _attempt in range(ICMP_ATTEMPTS):
+            try:
+                rec = self.store.offer(net.name, cid, now, self.hold, requested)
+            except PoolExhausted:
+                event(log, "dhcp.pool_exhausted", logging.WARNING, network=net.name, client=cid)
+                return None
+            if held is not None and held.ip == rec.ip and (held.manual or held.active(now)):
+                break  # the client's own lease, binding or held offer: not probed again
+            if not self._answers_ping(net, rec, cid, now):
+                break
+            requested = None
+        else:
             return None
         if not self.store.owns(rec) and not self._peer_gave_up(req):
             return None  # the owner answers (see the module doc)
@@ -275,6 +287,19 @@ class Engine:
         if req.giaddr != ZERO:
             out.flags |= P.BROADCAST  # RFC 2131 4.1: the relay broadcasts a NAK to the client
         return Reply(out, self._route(req, out, nak=True), req.max_size())
+
+    def _answers_ping(self, net, rec: Record, cid: str, now: float) -> bool:
+        """dhcp.icmp_check (RFC 2131 4.4.1 suggests it): before offering an address freshly taken
+        from the pool, ask whether something already uses it; if so mark it UNUSABLE like a
+        DECLINE (an administrator clears it) and take another. Off by default: a probe waits for
+        its timeout on every free address."""
+        if self.probe is None or rec.manual:
+            return False
+        if not self.probe(rec.ip):
+            return False
+        self.store.decline(net.name, rec.ip, cid, now, net.lease_time)
+        event(log, "dhcp.icmp_in_use", logging.WARNING, network=net.name, ip=str(rec.ip))
+        return True
 
     def _peer_gave_up(self, req: Packet) -> bool:
         return req.secs >= self.secondary_timeout

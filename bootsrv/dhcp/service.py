@@ -12,6 +12,7 @@ import fcntl
 import logging
 import socket
 import struct
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -105,7 +106,7 @@ def engine_handler(wiring: Wiring) -> Handler:
 
     cfg = wiring.config
     engine = Engine(cfg, wiring.leases, RegistryBooter(wiring.machines, cfg.boot),
-                    ServerAddresses(cfg, cached_interface_address()))
+                    ServerAddresses(cfg, cached_interface_address()), probe=icmp_echo)
     clock = wiring.clock
     shed = [0]
 
@@ -141,6 +142,44 @@ def engine_handler(wiring: Wiring) -> Handler:
 
     handle.shed = shed  # DISCOVERs dropped because they waited too long (for tests and stats)
     return handle
+
+
+ICMP_TIMEOUT = 0.5  # ISC dhcpd waits 1 s; a host on the segment answers within milliseconds
+
+
+def icmp_echo(ip: IPv4Address, timeout: float = ICMP_TIMEOUT) -> bool:
+    """True when `ip` answers an ICMP echo within `timeout` (dhcp.icmp_check; raw socket: root)."""
+    ident = (threading.get_ident() ^ int(time.monotonic() * 1000)) & 0xFFFF
+    body = struct.pack("!BBHHH", 8, 0, 0, ident, 1) + b"bootsrv-dhcp-probe"
+    packet = body[:2] + struct.pack("!H", _checksum(body)) + body[4:]
+    try:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+    except OSError as exc:
+        event(log, "dhcp.icmp_unavailable", logging.WARNING, error=str(exc))
+        return False
+    with sock:
+        sock.sendto(packet, (str(ip), 0))
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            sock.settimeout(left)
+            try:
+                data, (src, _port) = sock.recvfrom(1500)
+            except (TimeoutError, OSError):
+                return False
+            header = (data[0] & 0x0F) * 4  # a raw ICMP socket hands us the IP header too
+            if src == str(ip) and len(data) >= header + 8 and data[header] == 0 \
+                    and struct.unpack_from("!H", data, header + 4)[0] == ident:
+                return True
+    return False
+
+
+def _checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    total = (total >> 16) + (total & 0xFFFF)
+    total += total >> 16
+    return ~total & 0xFFFF
 
 
 def cached_interface_address(ttl: float = 5.0) -> Callable[[str], IPv4Address | None]:

@@ -276,3 +276,27 @@ def test_a_released_client_gets_its_previous_address_back(world):
     world.ask(request(P.RELEASE, ciaddr=str(ip), o54=S1.packed))
     world.stores[S1].bind("public", ip, "01" + "5254000000AB", "other")
     assert world.ask(request(P.DISCOVER)).packet.yiaddr != ip
+
+
+def test_icmp_check_skips_addresses_that_answer():
+    from .conftest import config
+
+    cfg = config(**{"offer_hold = 30\n": "offer_hold = 30\nicmp_check = true\n"})
+    world = World(cfg)
+    busy = {IPv4Address("10.70.0.50"), IPv4Address("10.70.0.51")}
+    probed = []
+
+    def probe(ip):
+        probed.append(ip)
+        return ip in busy
+
+    world.engines[S1].probe = probe
+    offer = world.ask(request(P.DISCOVER))
+    assert offer.packet.yiaddr == IPv4Address("10.70.0.52")
+    assert probed == [IPv4Address("10.70.0.50"), IPv4Address("10.70.0.51"), IPv4Address("10.70.0.52")]
+    assert world.record("public", "10.70.0.50").unusable and world.record("public", "10.70.0.51").unusable
+    # The client's own held address is not probed again.
+    world.ask(request(P.DISCOVER))
+    assert len(probed) == 3
+    # Off by default.
+    assert World().engines[S1].probe is None

@@ -265,3 +265,16 @@ def test_relayed_through_dhcrelay(lab, tmp_path):
     lab.plug(other, right, "net0")
     assert udhcpc_once(other, tmp_path, "net0", tag="other", timeout=15) is None
     assert proc.poll() is None and relay.poll() is None
+
+
+def test_icmp_check_skips_an_address_in_use(lab, tmp_path):
+    # A host squats on the first address of the range; with dhcp.icmp_check the server pings
+    # before offering, marks that address UNUSABLE and offers the next one.
+    server, client, proc, fuzz = start_server(lab, tmp_path, extra_networks="[dhcp]\nicmp_check = true\n")
+    squatter = lab.host("sq")
+    lab.plug(squatter, lab.segments["lan"], "net0", "10.65.0.50/24")
+    ip = udhcpc_once(client, tmp_path, "net0")
+    assert ip == "10.65.0.51", (tmp_path / "serve.log").read_text()[-2000:]
+    assert "event=dhcp.icmp_in_use" in (tmp_path / "serve.log").read_text()
+    line = [ln for ln in lease_lines(tmp_path).splitlines() if ln.startswith("10.65.0.50|")][-1]
+    assert line.split("|")[2] == "04"  # UNUSABLE (dhcp_network(4) flags)
