@@ -6,10 +6,10 @@ clients (Debian's atftp and curl):
   1. one 64 MiB file, blksize 1468, lockstep (atftp)            target: >= 1.0x tftpd-hpa
   2. one 64 MiB file, blksize 1468, windowsize 16 (atftp)       target: >= 1.0x atftpd
   3. 50 concurrent clients fetching 20 MiB each (curl, blksize 1468)  target: time <= tftpd-hpa
-Each single transfer runs --repeat times (best and median printed; ratios use medians); every
+Rounds interleave the servers (best and median printed; ratios use medians); every
 received file is compared with the original.
 
-    .venv/bin/python bench/bench_tftp.py [--repeat 3] [--clients 50] [--stock]
+    .venv/bin/python bench/bench_tftp.py [--repeat 5] [--concurrent-repeat 2] [--clients 50] [--stock]
 """
 
 from __future__ import annotations
@@ -32,13 +32,13 @@ IN_TFTPD = Path("/usr/sbin/in.tftpd")
 MiB = 1 << 20
 
 BOOTSRV = """
-import logging, sys
+import sys, threading
 from bootsrv import log
 log.setup("warning")
 from bootsrv.tftp.server import TftpServer
-s = TftpServer(sys.argv[1], "127.0.0.1", int(sys.argv[2]))
-s.bind()
-s.serve()
+s = TftpServer(sys.argv[1], "127.0.0.1", int(sys.argv[2]), workers=int(sys.argv[3]))
+s.start()
+threading.Event().wait()
 """
 
 STOCK_TFTPY = """
@@ -54,17 +54,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def server_commands(root: Path, stock: bool) -> dict[str, list[str] | None]:
+def server_commands(root: Path, stock: bool, workers: list[int]) -> dict[str, list[str] | None]:
     py = sys.executable
-    cmds: dict[str, list[str] | None] = {
-        "bootsrv": [py, "-c", BOOTSRV, str(root), "{port}"],
+    cmds: dict[str, list[str] | None] = {}
+    for n in workers:
+        cmds["bootsrv" if n == workers[0] else f"bootsrv/{n}w"] = [py, "-c", BOOTSRV, str(root), "{port}", str(n)]
+    cmds.update({
         "tftpd-hpa": [str(IN_TFTPD), "-L", "-a", "127.0.0.1:{port}", "-s", str(root)] if IN_TFTPD.exists() else None,
         # --no-fork --daemon: standalone in the foreground; --user root so the unpacked binary
         # needs no 'nobody' setup; --logfile /dev/null: no per-transfer syslog cost.
         "atftpd": [str(ATFTPD), "--daemon", "--no-fork", "--port", "{port}", "--bind-address", "127.0.0.1",
                    "--user", "root", "--group", "root", "--logfile", "/dev/null", "--maxthread", "200",
                    str(root)] if ATFTPD.exists() else None,
-    }
+    })
     if stock:
         cmds["stock tftpy"] = [py, "-c", STOCK_TFTPY, str(root), "{port}"]
     return cmds
@@ -146,7 +148,10 @@ def concurrent(port: int, work: Path, clients: int, want: str) -> float:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=5, help="rounds of the single transfers")
+    ap.add_argument("--concurrent-repeat", type=int, default=2, help="rounds of the concurrent test")
+    ap.add_argument("--workers", type=lambda v: [int(x) for x in v.split(",")], default=[4],
+                    help="bootsrv worker threads; a list (4,1) runs one bootsrv per value")
     ap.add_argument("--clients", type=int, default=50)
     ap.add_argument("--stock", action="store_true", help="also measure stock tftpy (single transfers only)")
     args = ap.parse_args()
@@ -166,30 +171,45 @@ def main() -> int:
     os.chmod(root / "probe", 0o644)
     want64, want20 = sha(root / "f64"), sha(root / "f20")
 
-    results: dict[str, dict[str, float]] = {}
+    servers: dict[str, Server] = {}
+    samples: dict[str, dict[str, list[float]]] = {}
     try:
-        for name, cmd in server_commands(root, args.stock).items():
+        for name, cmd in server_commands(root, args.stock, args.workers).items():
             if cmd is None:
                 print(f"{name}: not installed, skipped")
                 continue
-            srv = Server(name, cmd)
-            try:
-                r: dict[str, float] = {}
-                lock = single(srv.port, root, work, None, args.repeat, want64)
-                win = single(srv.port, root, work, 16, args.repeat, want64)
-                r["lockstep"], r["window16"] = statistics.median(lock), statistics.median(win)
-                line = (f"{name:12s} 64 MiB lockstep {r['lockstep']:6.1f} MiB/s (best {max(lock):.1f})"
-                        f"   windowsize 16 {r['window16']:6.1f} MiB/s (best {max(win):.1f})")
+            servers[name] = Server(name, cmd)
+            samples[name] = {"lockstep": [], "window16": [], "concurrent": []}
+        # Rounds interleave the servers, so a burst of load from elsewhere on the host hits all
+        # of them alike; medians over rounds.
+        for rnd in range(args.repeat):
+            for name, srv in servers.items():
+                samples[name]["lockstep"] += single(srv.port, root, work, None, 1, want64)
+                samples[name]["window16"] += single(srv.port, root, work, 16, 1, want64)
+            print(f"round {rnd + 1}/{args.repeat}: " + "  ".join(
+                f"{n} {samples[n]['lockstep'][-1]:.0f}/{samples[n]['window16'][-1]:.0f}" for n in servers), flush=True)
+        for rnd in range(args.concurrent_repeat):
+            for name, srv in servers.items():
                 if name != "stock tftpy":
-                    r["concurrent"] = concurrent(srv.port, work, args.clients, want20)
-                    line += f"   {args.clients}x20 MiB {r['concurrent']:5.1f} s ({args.clients * 20 / r['concurrent']:.0f} MiB/s)"
-                print(line, flush=True)
-                results[name] = r
-            finally:
-                srv.stop()
+                    samples[name]["concurrent"].append(concurrent(srv.port, work, args.clients, want20))
+            print(f"concurrent round {rnd + 1}/{args.concurrent_repeat}: " + "  ".join(
+                f"{n} {samples[n]['concurrent'][-1]:.1f}s" for n in servers if samples[n]["concurrent"]), flush=True)
     finally:
+        for srv in servers.values():
+            srv.stop()
         shutil.rmtree(work, ignore_errors=True)
 
+    print()
+    results: dict[str, dict[str, float]] = {}
+    for name, smp in samples.items():
+        r = {k: statistics.median(v) for k, v in smp.items() if v}
+        results[name] = r
+        line = (f"{name:12s} 64 MiB lockstep {r['lockstep']:6.1f} MiB/s (best {max(smp['lockstep']):.1f})"
+                f"   windowsize 16 {r['window16']:6.1f} MiB/s (best {max(smp['window16']):.1f})")
+        if "concurrent" in r:
+            line += f"   {args.clients}x20 MiB {r['concurrent']:5.1f} s ({args.clients * 20 / r['concurrent']:.0f} MiB/s)"
+        print(line)
+    print()
     ours = results["bootsrv"]
     print()
     for ref in ("tftpd-hpa", "atftpd", "stock tftpy"):

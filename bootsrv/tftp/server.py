@@ -108,6 +108,11 @@ class Transfer:
     (rollover to 0, as tftp-hpa, atftp and iPXE expect for files over 32 MiB at blksize 512).
     """
 
+    # Slots: attribute access is most of the Python time per packet.
+    __slots__ = ("sock", "client", "filename", "fd", "data", "size", "opts", "blksize", "window", "timeout",
+                 "started", "acked", "next", "last", "waiting_oack", "sent_at", "retries", "resent", "outcome",
+                 "n", "buf", "iov", "packets", "lengths", "chunk_first", "chunk_count", "oack", "stride")
+
     def __init__(self, sock: socket.socket, client: tuple[str, int], filename: str, fd: int | None,
                  data: bytes | None, size: int, opts: Negotiated, now: float):
         self.sock, self.client, self.filename = sock, client, filename
@@ -123,7 +128,7 @@ class Transfer:
         self.resent = 0
         self.outcome = ""
         # Chunk: n blocks, each with its 4-byte header in front, refilled by one preadv.
-        stride = self.blksize + 4
+        stride = self.stride = self.blksize + 4
         self.n = max(self.window, min(1024, -(-65536 // self.blksize)))
         self.buf = bytearray(self.n * stride)
         mv = memoryview(self.buf)
