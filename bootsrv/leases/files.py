@@ -201,13 +201,14 @@ class _Gate:
     any descriptor of the file drops the process' lock. So every handle in the process shares one
     descriptor, and takes `mutex` before `lockf`."""
 
-    __slots__ = ("path", "fd", "mutex", "users")
+    __slots__ = ("path", "fd", "mutex", "users", "epoch")
 
     def __init__(self, path: Path):
         self.path = path
         self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         self.mutex = threading.Lock()
         self.users = 0
+        self.epoch = 0  # bumped by every change this process makes to the table: see FileStore._table
 
     def lock(self) -> None:
         self.mutex.acquire()
@@ -244,6 +245,7 @@ _ADOPTIONS = [0]
 # Compact a table in the background once it has this many more lines than twice its records.
 AUTO_COMPACT_SLACK = 50_000
 STALE_COMPACTION = 600  # seconds after which a compactor's temp file is surely abandoned
+FRESH_FOR = 0.001  # seconds a handle's view of a table is used without a look at the file
 OWNERS_RECHECK = 1.0  # seconds between looks at the owners file (an adoption is a rare admin act)
 _monotonic = time.monotonic
 
@@ -490,7 +492,7 @@ class _Log:
     """This handle's view of one network's table file."""
 
     __slots__ = ("network", "path", "gate", "fd", "ino", "offset", "generation", "table", "held", "retired",
-                 "lines")
+                 "lines", "looked", "epoch")
 
     def __init__(self, network: str, path: Path, gate: _Gate):
         self.network, self.path, self.gate = network, path, gate
@@ -499,6 +501,8 @@ class _Log:
         self.offset = 0  # bytes applied: always the end of a complete line
         self.generation = 0
         self.lines = 0  # record lines in the file (live or not): when to compact
+        self.looked = -1.0  # monotonic time of the last look at the file
+        self.epoch = -1  # gate.epoch at that look
         self.table = Table()
         self.held: list[int] = []  # table descriptors locked for NFS coherence, unlocked with the gate
         # Descriptors of files compacted away, closed with the handle: compactions are rare, and
@@ -714,15 +718,21 @@ class FileStore(LeaseStore):
     # ---- primitives -------------------------------------------------------------------------
     def _table(self, network: str) -> Table:
         log = self._logs[network]
-        mutex = log.gate.mutex
-        # A writer of this process holds the mutex: it catches up under the lock anyway, and the
-        # compare-and-swap protects any decision taken on what we have.
-        if mutex.acquire(blocking=False):
-            try:
-                self._catch_up(log)
-            finally:
-                mutex.release()
+        gate = log.gate
         now = _monotonic()
+        # Look at the file unless this handle looked less than FRESH_FOR ago and no handle of
+        # this process changed the table since: at thousands of commits a second that saves a
+        # system call (and a GIL hand-off) per commit, and another process' write is seen at
+        # most FRESH_FOR later (its compare-and-swap under the lock is what keeps writes safe).
+        if gate.epoch != log.epoch or now - log.looked > FRESH_FOR:
+            # A writer of this process holds the mutex: it catches up under the lock anyway, and
+            # the compare-and-swap protects any decision taken on what we have.
+            if gate.mutex.acquire(blocking=False):
+                try:
+                    self._catch_up(log)
+                    log.looked, log.epoch = now, gate.epoch
+                finally:
+                    gate.mutex.release()
         if now - self._owners_checked > OWNERS_RECHECK or _ADOPTIONS[0] != self._adoptions_seen:
             self._load_owners()  # an adoption changes which addresses this handle lends
         return log.table
@@ -735,6 +745,11 @@ class FileStore(LeaseStore):
             raise OSError(errno.ENOSPC, f"{log.path}: short write ({n} of {len(line)} bytes)")
         log.offset += n
         log.lines += 1
+        # This handle caught up under the lock and wrote the last line: it is current. Other
+        # handles of this process see the epoch move and look at the file.
+        gate = log.gate
+        gate.epoch += 1
+        log.epoch, log.looked = gate.epoch, _monotonic()
         return self._commit.written(log.fd)
 
     @staticmethod
@@ -894,6 +909,7 @@ class FileStore(LeaseStore):
                 log.fd, log.ino, log.generation = tfd, st.st_ino, generation
                 log.offset = st.st_size
                 log.lines = len(records) + delta.count(b"\n")
+                log.gate.epoch += 1
             finally:
                 self._unlock(log)
         finally:
