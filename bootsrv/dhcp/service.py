@@ -29,7 +29,7 @@ log = logging.getLogger("bootsrv.dhcp")
 SIOCGIFADDR = 0x8915  # linux/sockios.h
 # A DISCOVER that waited longer than this in the kernel's receive buffer is dropped (load shedding:
 # see engine_handler). Far below the client's 4 s retransmission; never reached when keeping up.
-DISCOVER_MAX_WAIT = 0.2
+DISCOVER_MAX_WAIT = 0.5
 
 
 def interface_address(ifname: str) -> IPv4Address | None:
@@ -101,6 +101,7 @@ def engine_handler(wiring: Wiring) -> Handler:
     An ACK comes back as a Future that resolves once its lease is durable (see server.py)."""
     from bootsrv.dhcp.engine import Engine, ServerAddresses
     from bootsrv.dhcp.packet import DISCOVER as DISCOVER_TYPE
+    from bootsrv.dhcp.packet import REQUEST as REQUEST_TYPE
     from bootsrv.dhcp.packet import decode, encode
     from bootsrv.dhcp.pxe import RegistryBooter
 
@@ -109,14 +110,20 @@ def engine_handler(wiring: Wiring) -> Handler:
                     ServerAddresses(cfg, cached_interface_address()), probe=icmp_echo)
     clock = wiring.clock
     shed = [0]
+    last_request = [0.0]  # Arrival.received of the last REQUEST
 
     def handle(raw: bytes, arrival: Arrival):
         request = decode(raw)
-        if arrival.queued and request.message_type == DISCOVER_TYPE \
-                and time.time() - arrival.queued > DISCOVER_MAX_WAIT:
-            # Behind: this DISCOVER waited in the receive buffer. Drop it and spend the time on
-            # REQUESTs, which finish exchanges (an OFFER costs as much as an ACK and completes
-            # nothing); the client retransmits its DISCOVER in ~4 s (RFC 2131 4.1).
+        mtype = request.message_type
+        if mtype == REQUEST_TYPE:
+            last_request[0] = arrival.received
+        elif mtype == DISCOVER_TYPE and arrival.queued and time.time() - arrival.queued > DISCOVER_MAX_WAIT \
+                and arrival.received - last_request[0] < 1.0:
+            # Behind, with exchanges to finish: this DISCOVER waited in the receive buffer while
+            # REQUESTs are coming in. Drop it and spend the time on the REQUESTs, which complete
+            # exchanges (an OFFER costs as much as an ACK and completes nothing); the client
+            # retransmits in ~4 s (RFC 2131 4.1). With no REQUEST in flight nothing is shed, so a
+            # server stalled by a busy machine answers late instead of not at all.
             shed[0] += 1
             return None
         reply = engine.decide(request, arrival.interface, clock())
