@@ -215,7 +215,10 @@ class Engine:
             return None
         if self.store.release(net.name, req.ciaddr, cid) is not None:  # RFC 2131 4.3.4: no reply
             if len(self.released) >= RELEASED_HINTS:
-                self.released.pop(next(iter(self.released)))
+                try:  # workers race here; losing the race only forgets one more hint
+                    self.released.pop(next(iter(self.released)), None)
+                except (RuntimeError, StopIteration):
+                    pass
             self.released[(net.name, cid)] = req.ciaddr
         return None
 
