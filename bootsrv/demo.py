@@ -28,6 +28,8 @@ SERVER_IP = "10.231.0.2"
 PREFIX = "10.231.0"
 SUBNET = f"{PREFIX}.0/24"
 ADMIN_TOKEN = "demo-admin-token-0123456789"
+# What firmware prints when DHCP gives it no boot file: qemu's iPXE ROM, and EDK2's own PXE.
+NO_BOOT_FILE = ("Nothing to boot", "PXE-E16: No valid offer")
 
 # The test installer: bring the NIC up by DHCP, fetch the answer file named on the kernel command
 # line and run it (it stamps the disk and calls back). MACs listed in /etc/fail-macs stand for an
@@ -182,7 +184,7 @@ end = "{b}.150"
         return json.loads(self.cli("machine", "show", mac, "--json").stdout)
 
     def hypervisors(self) -> list[dict]:
-        return json.loads(self.cli("hypervisor", "list", "--json").stdout)
+        return json.loads(self.cli("hypervisor", "list", "--json").stdout)["hypervisors"]
 
     def served(self) -> str:
         return self.log.read_text()
@@ -198,8 +200,9 @@ def wait_for(what: str, check: Callable[[], bool], timeout: float = 30) -> None:
 
 
 def install_cycle(lab: labmod.Lab, workdir: Path, say: Callable[[str], None] = print,
-                  firmware: str = "bios") -> dict:
-    """The full cycle with two VMs; returns what happened, for the integration test to check."""
+                  firmware: str = "bios", second: bool = True) -> dict:
+    """The full cycle with two VMs (one with `second=False`); returns what happened, for the
+    integration test to check."""
     from bootsrv import labvm
 
     good, failing = "52:54:00:de:00:01", "52:54:00:de:00:02"
@@ -210,31 +213,42 @@ def install_cycle(lab: labmod.Lab, workdir: Path, say: Callable[[str], None] = p
     site.start(lab, seg)
     say("[2] bootsrv machine add: hv1 and hv2 with profile lab-test (hv2's installer will die before its callback)")
     site.add_machine(good, "hv1")
-    site.add_machine(failing, "hv2")
-    vms = [labvm.Vm(seg, name, workdir, mac, firmware=firmware, disk=labvm.blank_disk(workdir / f"{name}.img"))
-           for name, mac in (("hv1", good), ("hv2", failing))]
-    say(f"[3] two {firmware.upper()} VMs with blank disks power on (qemu TCG): DHCP -> TFTP iPXE -> HTTP script -> kernel + installer")
+    if second:
+        site.add_machine(failing, "hv2")
+    # UEFI VMs boot by OVMF's own PXE (no iPXE ROM on the NIC), so their chain goes through TFTP
+    # as on most servers; BIOS VMs have qemu's iPXE ROM, which is iPXE already and goes to HTTP.
+    uefi = firmware == "uefi"
+    vms = [labvm.Vm(seg, name, workdir, mac, firmware=firmware, disk=labvm.blank_disk(workdir / f"{name}.img"),
+                    option_rom=not uefi)
+           for name, mac in (("hv1", good), ("hv2", failing))[:2 if second else 1]]
+    chain = "UEFI PXE -> TFTP ipxe.efi -> iPXE DHCP" if uefi else "iPXE ROM DHCP"
+    say(f"[3] {len(vms)} {firmware.upper()} VM(s) with blank disks power on (qemu TCG): {chain} -> HTTP script -> kernel + installer")
     started = time.monotonic()
     for vm in vms:
         vm.start()
     out = vms[0].wait_for("BOOTSRV-INSTALLER-DONE", timeout=240)
     say(f"[4] hv1 installed and called back after {time.monotonic() - started:.0f} s; machine state: "
         f"{site.machine(good)['state']}")
-    # After the reboot the enrolled machine gets no boot file: the ROM gives up on the network and
-    # the firmware goes on to the disk.
-    local = vms[0].wait_for("Booting from Hard Disk", timeout=180) if firmware == "bios" else out
+    # After the reboot the enrolled machine gets no boot file: iPXE says "Nothing to boot", UEFI's
+    # own PXE "PXE-E16: No valid offer", and the firmware goes on to its next boot option (the disk).
+    wait_for("hv1's firmware to find no boot file after its reboot",
+             lambda: any(m in vms[0].output().split("BOOTSRV-INSTALLER-DONE", 1)[-1] for m in NO_BOOT_FILE),
+             timeout=180)
+    local = vms[0].output()
     say("[5] hv1 rebooted and was told to boot from its disk (no boot file in DHCP)")
-    vms[1].wait_for("BOOTSRV-INSTALLER-FAILED-BEFORE-CALLBACK", timeout=240)
-    second = vms[1].wait_for_count("BOOTSRV-INSTALLER-START", 2, timeout=240)
-    say("[6] hv2 never called back: it is still 'installing' and got its install boot again after its reboot")
+    again = ""
+    if second:
+        vms[1].wait_for("BOOTSRV-INSTALLER-FAILED-BEFORE-CALLBACK", timeout=240)
+        again = vms[1].wait_for_count("BOOTSRV-INSTALLER-START", 2, timeout=240)
+        say("[6] hv2 never called back: it is still 'installing' and got its install boot again after its reboot")
     pool = site.hypervisors()
     for hv in pool:
-        say(f"    hypervisor {hv.get('hostname')}: state={hv.get('state')} cpus={hv.get('cpus')} "
-            f"memory={hv.get('memory_mib')} MiB uri={hv.get('libvirt_uri')}")
+        say(f"    bootsrv hypervisor list: {hv['name']} state={hv['state']} cpus={hv['cpus']} "
+            f"memory={hv['memory_mib']} MiB uri={hv['libvirt_uri']}")
     for vm in vms:
         vm.stop()
-    return {"site": site, "hv1_console": local, "hv2_console": second, "hypervisors": pool,
-            "hv1": site.machine(good), "hv2": site.machine(failing)}
+    return {"site": site, "hv1_console": local, "hv2_console": again, "hypervisors": pool,
+            "hv1": site.machine(good), "hv2": site.machine(failing) if second else None}
 
 
 def run(say: Callable[[str], None] = print) -> None:

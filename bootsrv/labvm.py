@@ -127,6 +127,9 @@ class Vm:
     initrd: Path | None = None
     append: str = ""
     nic: str = "virtio-net-pci"
+    # False: no iPXE option ROM on the NIC, so UEFI boots by OVMF's own PXE (TFTP, like most
+    # server firmware) instead of qemu's iPXE ROM (which goes straight to HTTP).
+    option_rom: bool = True
     proc: subprocess.Popen | None = field(default=None, init=False)
 
     @property
@@ -139,7 +142,7 @@ class Vm:
             "-display", "none", "-monitor", "none", "-no-user-config", "-nodefaults",
             "-serial", f"file:{self.console}",
             "-netdev", f"tap,id=n0,ifname={tap},script=no,downscript=no",
-            "-device", f"{self.nic},netdev=n0,mac={self.mac}",
+            "-device", f"{self.nic},netdev=n0,mac={self.mac}" + ("" if self.option_rom else ",romfile="),
         ]
         if self.firmware == "bios" and SGABIOS.exists():
             # SGABIOS copies SeaBIOS's and iPXE's text screen to the serial port, so a test can

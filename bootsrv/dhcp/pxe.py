@@ -7,9 +7,10 @@ and options of the OFFER/ACK. `RegistryBooter` is the thin edge that asks the ma
 that decision (and records unknown PXE clients when `boot.unknown_machines = "discover"`).
 
 The rules, with the firmware behaviour each one serves:
-- Option 60 `PXEClient` is echoed to PXE clients: PXE 2.1 (Intel) section 2.2.1: a ROM treats an
-  OFFER without it as a plain DHCP offer and, when no offer carries it, waits for ProxyDHCP and
-  retries before giving up; with it, the boot file in the OFFER is used.
+- Option 60 `PXEClient` is echoed to BIOS PXE clients: PXE 2.1 (Intel) section 2.2.1: a ROM treats
+  an OFFER without it as a plain DHCP offer and, when no offer carries it, waits for ProxyDHCP and
+  retries before giving up; with it, the boot file in the OFFER is used. UEFI PXE (EDK2) must NOT
+  get it without a full PXE menu in 43: it then asks a BINL server on port 4011 (see boot_reply).
 - Option 43 with PXE_DISCOVERY_CONTROL (vendor option 6) = 8 for BIOS PXE ROMs: "use the boot
   file in this offer, skip boot server discovery" (PXE 2.1 table 2-1). Without it some ROMs
   (Intel Boot Agent, Broadcom MBA) send a DHCPREQUEST to port 4011 and time out first.
@@ -159,9 +160,15 @@ def boot_reply(fw: Firmware, action: str, mac: str, boot: BootSection, server: I
             event(log, "dhcp.no_boot_file", mac=mac, arch=arch or "none")
             return None
         name = binary
-        options[VENDOR_CLASS] = b"PXEClient"
         if fw.arch == ARCH_BIOS:
+            options[VENDOR_CLASS] = b"PXEClient"
             options[VENDOR_SPECIFIC] = PXE_DISCOVERY_CONTROL
+        # UEFI PXE gets a plain offer with a boot file (no 60, no 43): EDK2's PxeBcDxe (OVMF and
+        # most server firmware) files an offer carrying `PXEClient` without a full PXE boot menu
+        # in 43 as "DhcpBinl" and re-asks for the boot file on port 4011 (PxeBcRetryBinlOffer);
+        # with no BINL server it fails with PXE-E16 and never fetches the file (seen in the lab:
+        # tests/integration/test_install_cycle.py with OVMF's own PXE). A DhcpOnly offer with a
+        # boot file is used as it is, as with dnsmasq's plain dhcp-boot.
     if fw.guid is not None:
         options[CLIENT_GUID] = fw.guid
     text = str(server).encode()

@@ -57,8 +57,8 @@ BOOT = [
     # (id, request, expected file, siaddr?, extra option checks)
     ("bios", pxe_request(), b"undionly.kpxe", {60: b"PXEClient", 43: b"\x06\x01\x08\xff", 97: GUID}),
     ("uefi-x64", pxe_request(arch=7, vendor=b"PXEClient:Arch:00007:UNDI:003016"), b"ipxe.efi",
-     {60: b"PXEClient", 43: None, 97: GUID}),
-    ("uefi-bc", pxe_request(arch=9, vendor=b"PXEClient:Arch:00009:UNDI:003016"), b"ipxe.efi", {43: None}),
+     {60: None, 43: None, 97: GUID}),  # EDK2: PXEClient without a 43 menu means "ask BINL on 4011"
+    ("uefi-bc", pxe_request(arch=9, vendor=b"PXEClient:Arch:00009:UNDI:003016"), b"ipxe.efi", {60: None, 43: None}),
     ("arm64", pxe_request(arch=11, vendor=b"PXEClient:Arch:00011:UNDI:003016"), b"ipxe-arm64.efi", {}),
     ("ipxe-gets-its-script", pxe_request(user=b"iPXE"),
      b"http://10.70.0.1:8080/boot/52:54:00:00:00:01.ipxe", {175: b"\xb0\x01\x01", 43: None, 60: None}),
