@@ -36,7 +36,8 @@ import sys, threading
 from bootsrv import log
 log.setup("warning")
 from bootsrv.tftp.server import TftpServer
-s = TftpServer(sys.argv[1], "127.0.0.1", int(sys.argv[2]), workers=int(sys.argv[3]))
+workers, _, processes = sys.argv[3].partition("x")
+s = TftpServer(sys.argv[1], "127.0.0.1", int(sys.argv[2]), workers=int(workers), processes=int(processes or 0))
 s.start()
 threading.Event().wait()
 """
@@ -54,11 +55,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def server_commands(root: Path, stock: bool, workers: list[int]) -> dict[str, list[str] | None]:
+def server_commands(root: Path, stock: bool, variants: list[str]) -> dict[str, list[str] | None]:
     py = sys.executable
     cmds: dict[str, list[str] | None] = {}
-    for n in workers:
-        cmds["bootsrv" if n == workers[0] else f"bootsrv/{n}w"] = [py, "-c", BOOTSRV, str(root), "{port}", str(n)]
+    for v in variants:
+        cmds["bootsrv" if v == variants[0] else f"bootsrv/{v}"] = [py, "-c", BOOTSRV, str(root), "{port}", v]
     cmds.update({
         "tftpd-hpa": [str(IN_TFTPD), "-L", "-a", "127.0.0.1:{port}", "-s", str(root)] if IN_TFTPD.exists() else None,
         # --no-fork --daemon: standalone in the foreground; --user root so the unpacked binary
@@ -150,8 +151,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeat", type=int, default=5, help="rounds of the single transfers")
     ap.add_argument("--concurrent-repeat", type=int, default=2, help="rounds of the concurrent test")
-    ap.add_argument("--workers", type=lambda v: [int(x) for x in v.split(",")], default=[4],
-                    help="bootsrv worker threads; a list (4,1) runs one bootsrv per value")
+    ap.add_argument("--bootsrv", type=lambda v: v.split(","), default=["2x4"], metavar="WxP,...",
+                    help="bootsrv worker threads x pump processes (default 2x4, as `bootsrv serve`); a list runs one bootsrv per value,"
+                         " the first is the one compared")
     ap.add_argument("--clients", type=int, default=50)
     ap.add_argument("--stock", action="store_true", help="also measure stock tftpy (single transfers only)")
     args = ap.parse_args()
@@ -174,7 +176,7 @@ def main() -> int:
     servers: dict[str, Server] = {}
     samples: dict[str, dict[str, list[float]]] = {}
     try:
-        for name, cmd in server_commands(root, args.stock, args.workers).items():
+        for name, cmd in server_commands(root, args.stock, args.bootsrv).items():
             if cmd is None:
                 print(f"{name}: not installed, skipped")
                 continue
