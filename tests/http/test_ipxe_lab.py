@@ -88,7 +88,7 @@ templates_dir = "{REPO / 'templates'}"
     log = open(tmp_path / "serve.log", "wb")
     srv.popen([sys.executable, "-m", "bootsrv", "--config", str(config), "serve"], stdout=log,
               stderr=subprocess.STDOUT, cwd=str(REPO))
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 60
     while True:
         probe = srv.run([sys.executable, "-c", f"import urllib.request; urllib.request.urlopen('http://{SERVER}:8080/healthz', timeout=1)"],
                         check=False)
@@ -102,8 +102,8 @@ templates_dir = "{REPO / 'templates'}"
     vm = labvm.Vm(seg, "hv1", tmp_path, MAC, disk=disk, kernel=IPXE, initrd=tmp_path / "start.ipxe").start()
     try:
         vm.wait_for("INSTALLER-DONE", timeout=240)
-        vm.wait_for("bootsrv: booting from the local disk", timeout=120)
-        out = vm.wait_for("Booting from Hard Disk", timeout=60)
+        vm.wait_for("bootsrv: booting from the local disk", timeout=240)
+        out = vm.wait_for("Booting from Hard Disk", timeout=120)
     finally:
         vm.stop()
     assert "bootsrv: installing lab-test on hv1.lab.example" in out
