@@ -199,9 +199,15 @@ class _Gate:
     """One process' hold on one lock file. POSIX record locks belong to the process, not the
     descriptor: a second descriptor of the same process is granted the lock at once, and closing
     any descriptor of the file drops the process' lock. So every handle in the process shares one
-    descriptor, and takes `mutex` before `lockf`."""
+    descriptor, and takes `mutex` before `lockf`.
 
-    __slots__ = ("path", "fd", "mutex", "users", "epoch")
+    Hand-off: a thread that unlocks while another thread of the process waits for the mutex
+    leaves the process' lock in place for it (the lock is the process', so that one may go on at
+    once): two system calls less per commit when several threads commit at once. At most
+    HANDOFF_STREAK times in a row, then the lock is really released so the other server gets
+    its turn."""
+
+    __slots__ = ("path", "fd", "mutex", "users", "epoch", "guard", "waiting", "held", "streak")
 
     def __init__(self, path: Path):
         self.path = path
@@ -209,9 +215,20 @@ class _Gate:
         self.mutex = threading.Lock()
         self.users = 0
         self.epoch = 0  # bumped by every change this process makes to the table: see FileStore._table
+        self.guard = threading.Lock()  # for `waiting`
+        self.waiting = 0  # threads blocked in lock()
+        self.held = False  # the process' lock was left in place by the last holder for a waiter
+        self.streak = 0  # hand-offs since the lock was last really released
 
     def lock(self) -> None:
+        with self.guard:
+            self.waiting += 1
         self.mutex.acquire()
+        with self.guard:
+            self.waiting -= 1
+        if self.held:
+            self.held = False  # handed over: the process holds the lock already
+            return
         try:
             fcntl.lockf(self.fd, fcntl.LOCK_EX)
         except BaseException:
@@ -220,7 +237,12 @@ class _Gate:
 
     def unlock(self) -> None:
         try:
-            fcntl.lockf(self.fd, fcntl.LOCK_UN)
+            if self.waiting and self.streak < HANDOFF_STREAK:
+                self.streak += 1
+                self.held = True
+            else:
+                self.streak = 0
+                fcntl.lockf(self.fd, fcntl.LOCK_UN)
         finally:
             self.mutex.release()
 
@@ -245,6 +267,7 @@ _ADOPTIONS = [0]
 # Compact a table in the background once it has this many more lines than twice its records.
 AUTO_COMPACT_SLACK = 50_000
 STALE_COMPACTION = 600  # seconds after which a compactor's temp file is surely abandoned
+HANDOFF_STREAK = 32  # commits of one process in a row before its lock is really released
 FRESH_FOR = 0.001  # seconds a handle's view of a table is used without a look at the file
 OWNERS_RECHECK = 1.0  # seconds between looks at the owners file (an adoption is a rare admin act)
 _monotonic = time.monotonic
