@@ -129,17 +129,21 @@ class Transfer:
         self.retries = 0
         self.resent = 0
         self.outcome = ""
-        # Chunk: n blocks, each with its 4-byte header in front, refilled by one preadv.
-        stride = self.stride = self.blksize + 4
+        self.stride = self.blksize + 4
         self.n = max(self.window, min(1024, -(-65536 // self.blksize)))
+        self.chunk_first = 0  # absolute block number of packets[0]; 0 = nothing read yet
+        self.chunk_count = 0
+        self.oack = oack_packet(opts.oack) if opts.oack else b""
+
+    def _allocate(self) -> None:
+        # Chunk: n blocks, each with its 4-byte header in front, refilled by one preadv. Made at
+        # start(), so a transfer handed to a pump costs the server no buffer.
+        stride = self.stride
         self.buf = bytearray(self.n * stride)
         mv = memoryview(self.buf)
         self.iov = [mv[i * stride + 4:(i + 1) * stride] for i in range(self.n)]
         self.packets = [mv[i * stride:(i + 1) * stride] for i in range(self.n)]
         self.lengths = [0] * self.n
-        self.chunk_first = 0  # absolute block number of packets[0]; 0 = nothing read yet
-        self.chunk_count = 0
-        self.oack = oack_packet(opts.oack) if opts.oack else b""
 
     def _fill(self, first: int) -> None:
         offset = (first - 1) * self.blksize
@@ -191,6 +195,7 @@ class Transfer:
         self.sent_at = now
 
     def start(self, now: float) -> None:
+        self._allocate()
         if self.waiting_oack:
             self.sock.send(self.oack)
             self.sent_at = now
