@@ -49,6 +49,8 @@ TICK = 0.05  # seconds between retransmission scans (deadlines are whole seconds
 SNDBUF = 1 << 20
 HANDOFF_CLAIM = 5.0  # seconds a handed-off client's TID stays claimed against duplicate requests  # a full window leaves at once; the default 208 KiB drops nothing, but headroom is cheap
 
+IP_PKTINFO = 8  # linux/in.h; not exported by Python's socket module
+_PKTINFO = struct.Struct("=i4s4s")  # struct in_pktinfo: ifindex, spec_dst (local address), addr
 _ACK = struct.Struct("!HH")
 _HEAD = struct.Struct("!HH")
 
@@ -64,6 +66,14 @@ class ErrorPacket(TftpPacketERR):
         text = self.errmsg.encode("utf-8", "replace")[:200]
         self.buffer = struct.pack(f"!HH{len(text)}sx", self.opcode, self.errorcode, text)
         return self
+
+
+def request_address(ancdata) -> str | None:
+    """The local address a request reached us on (in_pktinfo.ipi_spec_dst), from recvmsg."""
+    for level, kind, data in ancdata:
+        if level == socket.IPPROTO_IP and kind == IP_PKTINFO and len(data) >= _PKTINFO.size:
+            return socket.inet_ntoa(_PKTINFO.unpack_from(data)[1])
+    return None
 
 
 def error_packet(code: int, message: str) -> bytes:
@@ -252,7 +262,9 @@ class Transfer:
             return False
         self.retries += 1
         if self.retries > MAX_RETRIES:
-            self.outcome = "timeout"
+            # Silence after our OACK is how some firmware ends its size probe (others send
+            # ERROR 8): not a failed transfer. Silence in mid-transfer is.
+            self.outcome = "no answer to OACK" if self.waiting_oack else "timeout"
             return True
         if self.waiting_oack:
             self.sock.send(self.oack)
@@ -310,6 +322,7 @@ class TftpServer:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.processes = processes
+        self.pktinfo = False
         self.pumps: list = []
         self._next_pump = 0
 
@@ -323,6 +336,10 @@ class TftpServer:
             sock.close()
             raise
         sock.setblocking(False)
+        if self.address == "0.0.0.0":
+            # Listening on every address: learn which one each request was sent to (in_pktinfo).
+            sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+            self.pktinfo = True
         self.sock = sock
         self.port = sock.getsockname()[1]
 
@@ -357,8 +374,13 @@ class TftpServer:
     def on_requests(self, worker: _Worker, now: float) -> None:
         # Drain a burst (50 clients at once) in one wakeup, but leave some for the other workers.
         for _ in range(8):
+            local = None
             try:
-                packet, client = self.sock.recvfrom(1024)
+                if self.pktinfo:
+                    packet, ancdata, _flags, client = self.sock.recvmsg(1024, socket.CMSG_SPACE(12))
+                    local = request_address(ancdata)
+                else:
+                    packet, client = self.sock.recvfrom(1024)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:
@@ -372,10 +394,10 @@ class TftpServer:
                     continue
                 self.clients[client] = claim  # a handed-off transfer's claim that has expired
             try:
-                tr = self.accept(packet, client, len(self.clients), now)
+                tr = self.accept(packet, client, len(self.clients), now, local)
             except Exception as exc:  # one bad request (or a failing dynamic source) never stops the server
                 event(log, "tftp.request_failed", logging.ERROR, client=f"{client[0]}:{client[1]}", error=repr(exc))
-                self.refuse(client, Refusal(paths.NOT_DEFINED, "internal error"))
+                self.refuse(client, Refusal(paths.NOT_DEFINED, "internal error"), local=local)
                 tr = None
             if tr is None:
                 self.clients.pop(client, None)
@@ -403,43 +425,52 @@ class TftpServer:
 
     # -- requests --------------------------------------------------------------------------
 
-    def reply_socket(self, client: tuple[str, int]) -> socket.socket:
-        # RFC 1350: every transfer (and the error answering a request) comes from a fresh port.
+    def reply_socket(self, client: tuple[str, int], local: str | None = None) -> socket.socket:
+        # RFC 1350: every transfer (and the error answering a request) comes from a fresh port,
+        # and from the address the client asked: PXE ROMs drop replies from any other.
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
-            sock.bind((self.address, 0))
+            sock.bind((local or self.address, 0))
             sock.connect(client)
         except OSError:
             sock.close()
             raise
         return sock
 
-    def refuse(self, client: tuple[str, int], refusal: Refusal, filename: str = "") -> None:
+    def refuse(self, client: tuple[str, int], refusal: Refusal, filename: str = "", local: str | None = None) -> None:
         level = logging.DEBUG if refusal.code == paths.FILE_NOT_FOUND else logging.INFO
         event(log, "tftp.refused", level, client=f"{client[0]}:{client[1]}", file=filename,
               code=refusal.code, reason=refusal.reason)
         try:
-            with self.reply_socket(client) as sock:
+            with self.reply_socket(client, local) as sock:
                 sock.send(error_packet(refusal.code, refusal.reason))
         except OSError:
             pass
 
-    def accept(self, packet: bytes, client: tuple[str, int], busy: int, now: float) -> Transfer | None:
-        """Decide a request: a started Transfer, or None (refused with an ERROR, or ignored)."""
+    def accept(self, packet: bytes, client: tuple[str, int], busy: int, now: float,
+               local: str | None = None) -> Transfer | None:
+        """Decide a request: a Transfer to start, or None (refused with an ERROR).
+
+        `local` is the address the request was sent to, when listening on 0.0.0.0.
+        """
+
+        def refuse(client, refusal, filename=""):
+            return self.refuse(client, refusal, filename, local)
+
         req = decode_request(packet)
         if isinstance(req, Refusal):
-            return self.refuse(client, req)
+            return refuse(client, req)
         if req.opcode == OP_WRQ:
-            return self.refuse(client, Refusal(paths.ACCESS_VIOLATION, "read-only server: writes are refused"),
+            return refuse(client, Refusal(paths.ACCESS_VIOLATION, "read-only server: writes are refused"),
                                req.filename)
         if req.mode not in ("octet", "netascii"):
-            return self.refuse(client, Refusal(paths.ILLEGAL_OPERATION, f"unsupported mode {req.mode!r}"),
+            return refuse(client, Refusal(paths.ILLEGAL_OPERATION, f"unsupported mode {req.mode!r}"),
                                req.filename)
         if busy >= MAX_TRANSFERS:
-            return self.refuse(client, Refusal(paths.NOT_DEFINED, "server busy, try again"), req.filename)
+            return refuse(client, Refusal(paths.NOT_DEFINED, "server busy, try again"), req.filename)
         name = paths.normalise(req.filename)
         if isinstance(name, Refusal):
-            return self.refuse(client, name, req.filename)
+            return refuse(client, name, req.filename)
         fd, data = None, None
         if self.dynamic is not None:
             data = self.dynamic(name, client[0])
@@ -448,13 +479,13 @@ class TftpServer:
         else:
             opened = paths.open_inside(self.root, name)
             if isinstance(opened, Refusal):
-                return self.refuse(client, opened, req.filename)
+                return refuse(client, opened, req.filename)
             fd, size = opened
         if req.mode == "netascii":
             if fd is not None:
                 try:
                     if size > MAX_NETASCII:
-                        return self.refuse(client, Refusal(paths.ACCESS_VIOLATION, "file too large for netascii"),
+                        return refuse(client, Refusal(paths.ACCESS_VIOLATION, "file too large for netascii"),
                                            req.filename)
                     data = os.pread(fd, size, 0)
                 finally:
@@ -464,7 +495,7 @@ class TftpServer:
             size = len(data)
         opts = negotiate(req.options, size)
         try:
-            sock = self.reply_socket(client)
+            sock = self.reply_socket(client, local)
         except OSError:
             if fd is not None:
                 os.close(fd)

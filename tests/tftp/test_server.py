@@ -231,3 +231,36 @@ def test_no_per_packet_logging(server, root, caplog):
     fetch(server.port, rrq("boot.bin"))  # 196 blocks
     time.sleep(0.1)
     assert len(caplog.records) <= 2, [r.getMessage() for r in caplog.records]
+
+
+def test_any_address_replies_from_the_address_asked(root):
+    # Listening on 0.0.0.0, a request to 127.0.0.2 is answered from 127.0.0.2 (PXE ROMs check),
+    # errors included, not from whatever source the route to the client would pick.
+    srv = TftpServer(str(root), "0.0.0.0", 0, workers=1)
+    srv.start()
+    try:
+        for name, opcode in (("small.txt", 3), ("nope", 5)):
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.bind(("127.0.0.1", 0))
+                s.sendto(rrq(name), ("127.0.0.2", srv.port))
+                (op, _), _, peer = _recv(s)
+                assert op == opcode and peer[0] == "127.0.0.2"
+    finally:
+        srv.stop()
+
+
+def test_silent_client_after_oack_is_not_a_failure(server, root, caplog, monkeypatch):
+    from bootsrv.tftp import server as server_mod
+
+    monkeypatch.setattr(server_mod, "MAX_RETRIES", 1)  # two 1 s timeouts instead of six
+    caplog.set_level(logging.INFO, logger="bootsrv.tftp")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.sendto(rrq("boot.bin", tsize=0), ("127.0.0.1", server.port))
+        assert _recv(s)[0][0] == 6
+        assert _recv(s, 3)[0][0] == 6  # the OACK again after the timeout
+    deadline = time.monotonic() + 5
+    while not [r for r in caplog.records if r.getMessage() == "tftp.transfer"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    [line] = [r for r in caplog.records if r.getMessage() == "tftp.transfer"]
+    assert line.bootsrv_fields["outcome"] == "no answer to OACK" and line.levelno == logging.INFO
