@@ -19,7 +19,12 @@ def address_book(wiring: Wiring) -> AddressBook:
 
 
 def known_profiles(wiring: Wiring) -> Collection[str] | None:
-    return None
+    """The profile catalog's names (loading it validates every profile: a broken one is an error
+    here too, not a silent "unknown profile"); None when the configured profiles directory does
+    not exist (no catalog in this process, so no check)."""
+    if not wiring.config.profiles.profiles_dir.is_dir():
+        return None
+    return wiring.profiles.names()
 
 
 def guest_counts(wiring: Wiring) -> Mapping[str, int] | None:

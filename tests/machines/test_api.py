@@ -28,7 +28,9 @@ class Clock:
 
 def make_wiring(tmp_path, admin_token: str | None = ADMIN) -> Wiring:
     api = f'[api]\nadmin_token = "{admin_token}"\n' if admin_token else ""
-    config = parse(f'[store]\ndirectory = "{tmp_path}/store"\n{api}', "test.toml")
+    # No profile catalog here (profile names are checked in test_cli against the real one).
+    config = parse(f'[store]\ndirectory = "{tmp_path}/store"\n[profiles]\nprofiles_dir = "{tmp_path}/none"\n{api}',
+                   "test.toml")
     return Wiring(config, clock=Clock(NOW))
 
 

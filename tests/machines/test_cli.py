@@ -21,6 +21,7 @@ def site(tmp_path):
     path = tmp_path / "site.toml"
     path.write_text(
         f'[store]\ndirectory = "{tmp_path}/store"\n'
+        f'[profiles]\nprofiles_dir = "{tmp_path}/no-catalog"\n'  # profile "p" is not checked here
         '[[networks]]\nname = "public"\nsegment = "odd"\nsubnet = "192.0.2.0/24"\n'
         '[[networks]]\nname = "backend"\nsegment = "odd"\nsubnet = "10.1.0.0/24"\n'
     )
@@ -115,6 +116,19 @@ def test_address_held_by_another_client_leaves_nothing_behind(site, registry):
     assert registry.list() == []
     store.rescan()
     assert store.get("public", "192.0.2.10") is None  # the first binding was rolled back
+
+
+def test_profile_must_be_in_the_catalog(tmp_path, registry):
+    from bootsrv.demo import REPO
+
+    path = tmp_path / "with-catalog.toml"
+    path.write_text(f'[store]\ndirectory = "{tmp_path}/store"\n[profiles]\nprofiles_dir = "{REPO / "profiles"}"\n'
+                    f'templates_dir = "{REPO / "templates"}"\n')
+    out = run(path, "machine", "add", MAC, "--hostname", "hv1", "--profile", "debian13-nope", code=3)
+    assert "profile" in out and "debian13-nope" in out
+    assert registry.list() == []
+    run(path, "machine", "add", MAC, "--hostname", "hv1", "--profile", "debian12-kvm-hypervisor")
+    assert registry.get(MAC).profile == "debian12-kvm-hypervisor"
 
 
 def test_duplicate_and_illegal_transitions(site, registry):
