@@ -6,7 +6,7 @@ Per network `leases.<network>`: a version header, then one line per write, appen
 rewritten in place (compaction replaces the whole file by rename):
 
     # bootsrv lease table v1 network=public fields=client_ip|client_id|...|hostname|crc32
-    10.0.0.10|01525400000001|00|10.0.0.1|1700003600|2345678901234567|pxe||node1|5f1a0c3e
+    10.0.0.10|01525400000001|00|10.0.0.1|1700003600|2345678901234567|pxe||node1|adfb0c40
 
 The fields are Solaris dhcp_network(4)'s (so `grep` and pntadm habits work) plus the hostname,
 and a crc32 of everything before it, so a torn or corrupt line is detected and skipped without
