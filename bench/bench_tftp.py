@@ -100,6 +100,33 @@ class Server:
             self.proc.wait()
 
 
+def tree(pid: int) -> list[int]:
+    """pid and its descendants (bootsrv's pump processes, tftpd-hpa's forks)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        for task in Path(f"/proc/{p}/task").glob("*"):
+            try:
+                todo += [int(c) for c in (task / "children").read_text().split()]
+            except OSError:
+                pass
+    return out
+
+
+def pin(pid: int, cpus: set[int]) -> None:
+    # Every thread of the server and of its children: forks made later inherit it.
+    for p in tree(pid):
+        for task in Path(f"/proc/{p}/task").glob("*"):
+            try:
+                os.sched_setaffinity(int(task.name), cpus)
+            except OSError:
+                pass
+
+
+PIN: set[int] | None = None  # --pin: server and client on one CPU for the single transfers
+
+
 def sha(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -114,7 +141,8 @@ def atftp_fetch(port: int, name: str, out: Path, window: int | None) -> float:
         cmd += ["--option", f"windowsize {window}"]
     cmd += ["-g", "-r", name, "-l", str(out), "127.0.0.1", str(port)]
     t0 = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300)
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300,
+                   preexec_fn=(lambda: os.sched_setaffinity(0, PIN)) if PIN else None)
     return time.perf_counter() - t0
 
 
@@ -156,7 +184,12 @@ def main() -> int:
                          " the first is the one compared")
     ap.add_argument("--clients", type=int, default=50)
     ap.add_argument("--stock", action="store_true", help="also measure stock tftpy (single transfers only)")
+    ap.add_argument("--pin", action="store_true",
+                    help="single transfers with server and client on CPU 0: per-packet cost without the luck of "
+                         "where the scheduler puts them (loopback lockstep otherwise swings 30-70 MiB/s)")
     args = ap.parse_args()
+    global PIN
+    PIN = {0} if args.pin else None
     for tool in ("atftp", "curl"):
         if not shutil.which(tool):
             print(f"bench_tftp: {tool} missing (./setup installs it)", file=sys.stderr)
@@ -186,12 +219,16 @@ def main() -> int:
         # of them alike; medians over rounds.
         for rnd in range(args.repeat):
             for name, srv in servers.items():
+                if PIN:
+                    pin(srv.proc.pid, PIN)
                 samples[name]["lockstep"] += single(srv.port, root, work, None, 1, want64)
                 samples[name]["window16"] += single(srv.port, root, work, 16, 1, want64)
             print(f"round {rnd + 1}/{args.repeat}: " + "  ".join(
                 f"{n} {samples[n]['lockstep'][-1]:.0f}/{samples[n]['window16'][-1]:.0f}" for n in servers), flush=True)
+        all_cpus = set(range(os.cpu_count() or 1))
         for rnd in range(args.concurrent_repeat):
             for name, srv in servers.items():
+                pin(srv.proc.pid, all_cpus)
                 if name != "stock tftpy":
                     samples[name]["concurrent"].append(concurrent(srv.port, work, args.clients, want20))
             print(f"concurrent round {rnd + 1}/{args.concurrent_repeat}: " + "  ".join(
