@@ -106,7 +106,13 @@ def main(argv: list[str]) -> int:
             tr = Transfer(sock, tuple(h["client"]), h["file"], fds[1], None, h["size"], opts, time.monotonic())
             worker.add(tr, time.monotonic())
 
-    worker = _Worker(stop, None)
+    def finished(tr: Transfer) -> None:
+        try:  # the server releases the client's claim; if this is lost, the claim just expires
+            ctrl.send(f"{tr.client[0]}:{tr.client[1]}".encode())
+        except OSError:
+            pass
+
+    worker = _Worker(stop, None, on_finish=finished)
     worker.add_source(ctrl.fileno(), on_hand_off)
     worker.run()
     return 0

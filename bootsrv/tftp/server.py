@@ -369,7 +369,32 @@ class TftpServer:
         assert self.sock is not None
         worker = _Worker(self._stop, self.clients)
         worker.add_source(self.sock.fileno(), self.on_requests, exclusive=True)
+        for pump in self.pumps:
+            worker.add_source(pump.sock.fileno(), lambda w, now, p=pump: self._pump_news(w, p), exclusive=True)
         worker.run()
+
+    def _pump_news(self, worker: _Worker, pump) -> None:
+        """A pump finished transfers: release their clients' claims at once, so the same client
+        port may ask again (firmware that probes tsize, sends ERROR 8 and asks again from the
+        same port must not wait for the claim to expire)."""
+        for _ in range(64):
+            try:
+                msg = pump.sock.recv(256)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                msg = b""
+            if not msg:  # the pump is gone: stop watching its socket (EOF stays readable)
+                pump.dead = True
+                fd = pump.sock.fileno()
+                if fd in worker.sources:
+                    worker.ep.unregister(fd)
+                    del worker.sources[fd]
+                return
+            ip, _, port = msg.decode().rpartition(":")
+            client = (ip, int(port))
+            if isinstance(self.clients.get(client), float):
+                self.clients.pop(client, None)
 
     def on_requests(self, worker: _Worker, now: float) -> None:
         # Drain a burst (50 clients at once) in one wakeup, but leave some for the other workers.
@@ -510,8 +535,9 @@ class _Worker:
     """One epoll loop over its transfers, plus sources of new ones (the request socket in the
     server, the hand-off socket in a pump process): `sources` maps fd -> callback(worker, now)."""
 
-    def __init__(self, stop: threading.Event, clients: dict | None):
-        self.stop, self.clients = stop, clients
+    def __init__(self, stop: threading.Event, clients: dict | None,
+                 on_finish: Callable[[Transfer], None] | None = None):
+        self.stop, self.clients, self.on_finish = stop, clients, on_finish
         self.transfers: dict[int, Transfer] = {}
         self.sources: dict[int, Callable[[_Worker, float], None]] = {}
         self.ep = select.epoll()
@@ -574,3 +600,5 @@ class _Worker:
             self.clients.pop(tr.client, None)
         tr.close()
         tr.log(now)
+        if self.on_finish is not None:
+            self.on_finish(tr)

@@ -91,3 +91,26 @@ def test_stop_ends_the_pumps(root):
     assert all(p.poll() is None for p in procs)
     srv.stop()
     assert all(p.poll() is not None for p in procs)
+
+
+@pytest.mark.parametrize("processes", [0, 2])
+def test_probe_then_fetch_from_the_same_port(root, processes):
+    # Some PXE firmware asks tsize, answers the OACK with ERROR 8, then asks again from the same
+    # port: the second request must start at once, in the server and with pumps alike.
+    srv = TftpServer(str(root), "127.0.0.1", 0, workers=1, processes=processes)
+    srv.start()
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.settimeout(2)
+            s.sendto(request(1, "boot.bin", options={"tsize": 0}), ("127.0.0.1", srv.port))
+            data, tid = s.recvfrom(1000)
+            assert data[:2] == b"\x00\x06"
+            s.sendto(b"\x00\x05\x00\x08probe done\x00", tid)
+            time.sleep(0.2)
+            t0 = time.monotonic()
+            s.sendto(request(1, "boot.bin"), ("127.0.0.1", srv.port))
+            data, tid2 = s.recvfrom(1000)
+            assert data[:4] == b"\x00\x03\x00\x01" and tid2 != tid
+            assert time.monotonic() - t0 < 0.5
+    finally:
+        srv.stop()
