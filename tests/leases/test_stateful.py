@@ -76,6 +76,12 @@ class SharedDirectory(RuleBasedStateMachine):
         ip = held.ip if held is not None else IP("10.0.0.13" if net == "public" else "10.1.0.11")
         self.both(h, lambda s: s.ack(net, ip, CLIENTS[c], self.now, 120, hostname=hostname))
 
+    @rule(h=handle, c=client)
+    def ack_deferred(self, h, c):  # the DHCP loop's way: the flusher thread resolves the future
+        held = self.models[h].find("public", CLIENTS[c], self.now)
+        ip = held.ip if held is not None else IP("10.0.0.14")
+        self.both(h, lambda s: s.ack_later("public", ip, CLIENTS[c], self.now, 90).result(timeout=10))
+
     @rule(h=handle, c=client, ip=st.sampled_from(ADDRESSES))
     def ack_any(self, h, c, ip):
         self.both(h, lambda s: s.ack("public", ip, CLIENTS[c], self.now, 60))
