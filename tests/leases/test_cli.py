@@ -182,3 +182,12 @@ def test_adopt_and_compact(site, tmp_path):
 def test_table_names():
     assert sunwfiles.network_address_of("SUNWfiles1_10_0_0_0").exploded == "10.0.0.0"
     assert sunwfiles.network_address_of("SUNWbinfiles1_10_0_0_0") is None
+
+
+def test_list_warns_about_damaged_lines(site, tmp_path):
+    run(site, "lease", "add", "10.0.0.60", "52:54:00:aa:bb:cc", "--hostname", "vm1")
+    table = tmp_path / "store" / "leases.public"
+    with table.open("a") as fh:
+        fh.write("10.0.0.61|0152540")  # a writer died mid-line
+    out = run(site, "lease", "list")
+    assert "warning:" in out and "torn tail" in out and "vm1" in out
