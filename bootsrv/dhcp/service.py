@@ -9,6 +9,7 @@ The handler decodes, asks the engine, encodes and turns the engine's routing dec
 from __future__ import annotations
 
 import fcntl
+import gc
 import logging
 import socket
 import struct
@@ -65,8 +66,16 @@ class DhcpService:
                 # Still served (the socket binds to the device), but replies need a source address
                 # and option 54 needs one of ours: say so once instead of failing every packet.
                 event(log, "dhcp.interface_without_address", logging.WARNING, interface=ifname)
+        self.handler = self.handler_factory()
+        # The lease tables are large, long-lived object graphs: move what exists now out of the
+        # collector's way and collect the young generation less often. Every DORA allocates a few
+        # hundred objects, so the default threshold (700) ran a collection every few exchanges and
+        # full collections walked every lease. perfdhcp at 3,000/s offered: 2,161/2,045 DORA/s
+        # before, 2,612/2,372/2,481/2,065 after: a modest gain within this shared VM's noise.
+        gc.freeze()
+        gc.set_threshold(50_000, 100, 100)
         self.server = DhcpServer(served_interfaces(self.config), relayed(self.config), self.config.dhcp.port,
-                                 self.handler_factory(), workers=self.workers)
+                                 self.handler, workers=self.workers)
         try:
             self.server.start()
         except OSError as exc:
@@ -75,6 +84,8 @@ class DhcpService:
     def stop(self) -> None:
         if self.server is not None:
             self.server.stop()
+            shed = getattr(self.handler, "shed", [0])[0]
+            event(log, "dhcp.stopped", malformed=self.server.malformed, shed=shed)
 
 
 def socket_error(config: Config, exc: OSError) -> ConfigError:
