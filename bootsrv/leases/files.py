@@ -366,6 +366,7 @@ class GroupCommit:
         self._written = 0
         self._durable = 0
         self._dirty: set[int] = set()
+        self._retired: list[int] = []
         self._pending: list[tuple[int, object, object]] = []  # (write number, Future or _Waiter, value)
         self._pending_max = 0
         self._failed: dict[tuple[int, int], BaseException] = {}  # (after, upto] -> why that flush failed
@@ -379,6 +380,15 @@ class GroupCommit:
             self._written += 1
             self._dirty.add(fd)
             return self._written
+
+    def retire(self, fd: int) -> None:
+        """`fd` gets no more writes (its file was compacted away): close it now, or after the
+        flush that still has to sync it or is syncing it right now."""
+        with self._wake:
+            if self._flushing or fd in self._dirty:
+                self._retired.append(fd)
+                return
+        os.close(fd)
 
     def _flush_locked(self) -> None:
         """One flush of everything written so far; called with the mutex held and no flush running."""
@@ -402,6 +412,12 @@ class GroupCommit:
         if error is not None:
             self._failed[(self._durable, target)] = error
         self._durable = max(self._durable, target)
+        if self._retired:  # retired before or during this flush: done with unless written since
+            keep = [fd for fd in self._retired if fd in self._dirty]
+            for fd in self._retired:
+                if fd not in self._dirty:
+                    os.close(fd)
+            self._retired = keep
         self._flushed.notify_all()
 
     def _error_for(self, seq: int) -> BaseException | None:
@@ -507,6 +523,9 @@ class GroupCommit:
                 self._flushed.wait()
             if self._written > self._durable:
                 self._flush_locked()
+            for fd in self._retired:
+                os.close(fd)
+            self._retired = []
 
 
 # ---- the store --------------------------------------------------------------------------------
@@ -528,8 +547,8 @@ class _Log:
         self.epoch = -1  # gate.epoch at that look
         self.table = Table()
         self.held: list[int] = []  # table descriptors locked for NFS coherence, unlocked with the gate
-        # Descriptors of files compacted away, closed with the handle: compactions are rare, and
-        # closing one while a flush or an NFS lock may still use its number is not worth the risk.
+        # Descriptors of files compacted away, handed to GroupCommit.retire once no NFS lock of
+        # this handle is on them (it closes them when no flush needs them any more).
         self.retired: list[int] = []
 
 
@@ -715,6 +734,12 @@ class FileStore(LeaseStore):
         return changed
 
     def _catch_up(self, log: _Log) -> int:
+        changed = self._look(log)
+        if log.retired:
+            self._retire(log)  # no lock of ours is on them outside the critical section
+        return changed
+
+    def _look(self, log: _Log) -> int:
         """Without the lock (caller holds the gate's mutex): new complete lines, or a reload when
         the file was compacted away (locally its inode lost its last link; on NFS, where the
         client keeps an unlinked open file as .nfsXXXX, the path names another inode)."""
@@ -775,13 +800,17 @@ class FileStore(LeaseStore):
         log.epoch, log.looked = gate.epoch, _monotonic()
         return self._commit.written(log.fd)
 
-    @staticmethod
-    def _unlock(log: _Log) -> None:
+    def _unlock(self, log: _Log) -> None:
         try:
             while log.held:
                 fcntl.lockf(log.held.pop(), fcntl.LOCK_UN)  # NFS: writes our appends back first
+            self._retire(log)
         finally:
             log.gate.unlock()
+
+    def _retire(self, log: _Log) -> None:
+        while log.retired:
+            self._commit.retire(log.retired.pop())
 
     def _write(self, record: Record, expect: int) -> tuple[Record, object]:
         log = self._logs[record.network]

@@ -3,6 +3,7 @@ incremental rescan, compaction under open handles, adoption on disk, group commi
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from ipaddress import IPv4Address as IP
@@ -324,3 +325,23 @@ def test_ack_returns_only_after_an_fsync_covering_its_line(open_store, monkeypat
     for f in futures:
         f.result(timeout=5)
     assert max(synced) >= end
+
+
+def test_compactions_leak_no_descriptors(open_store):
+    a, b = open_store(), open_store((B,))
+    ip = lease(a, 1).ip
+
+    def open_fds():
+        return len(os.listdir("/proc/self/fd"))
+
+    for j in range(5):  # settle: flusher threads, lazily opened files
+        a.compact()
+        b.ack("public", ip, cid(1), NOW + j, 60)
+    before = open_fds()
+    for j in range(50):
+        a.compact()  # b's table file is replaced under it each time
+        b.ack("public", ip, cid(1), NOW + 10 + j, 60)
+        b.ack_later("public", ip, cid(1), NOW + 10 + j, 61).result(timeout=5)
+        a.rescan()
+    assert open_fds() <= before + 2
+    assert open_store().get("public", ip) == b.get("public", ip)
