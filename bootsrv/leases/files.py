@@ -267,6 +267,7 @@ _ADOPTIONS = [0]
 # Compact a table in the background once it has this many more lines than twice its records.
 AUTO_COMPACT_SLACK = 50_000
 STALE_COMPACTION = 600  # seconds after which a compactor's temp file is surely abandoned
+MAX_PROBLEMS = 1000  # damaged lines a handle lists in `problems` (all are logged)
 HANDOFF_STREAK = 32  # commits of one process in a row before its lock is really released
 FRESH_FOR = 0.001  # seconds a handle's view of a table is used without a look at the file
 OWNERS_RECHECK = 1.0  # seconds between looks at the owners file (an adoption is a rare admin act)
@@ -411,6 +412,8 @@ class GroupCommit:
             self.flushes += 1
         if error is not None:
             self._failed[(self._durable, target)] = error
+            if len(self._failed) > 64:  # waiters of old failed flushes have long been told
+                del self._failed[min(self._failed)]
         self._durable = max(self._durable, target)
         if self._retired:  # retired before or during this flush: done with unless written since
             keep = [fd for fd in self._retired if fd in self._dirty]
@@ -693,7 +696,8 @@ class FileStore(LeaseStore):
 
     def _problem(self, log: _Log, offset: int, what: str, raw: bytes) -> None:
         text = f"{log.path}: byte {offset}: {what}"
-        self.problems.append(text)
+        if len(self.problems) < MAX_PROBLEMS:  # every one is also logged; the list is a summary
+            self.problems.append(text)
         event(logger, "lease.store.corrupt", logging.WARNING, file=str(log.path), offset=offset, problem=what,
               sample=raw[:80].decode(errors="replace"))
 
