@@ -47,6 +47,9 @@ def service_factories() -> list[ServiceFactory]:
     from bootsrv.tftp.service import tftp_services
 
     factories.append(tftp_services)
+    from bootsrv.leases.service import lease_services
+
+    factories.append(lease_services)
     return factories
 
 
@@ -60,7 +63,8 @@ def run(config: Config, stop: threading.Event | None = None, install_signals: bo
     if install_signals:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda signum, _frame: (event(log, "signal", signum=signum), stop.set()))
-    services = build_services(Wiring(config))
+    wiring = Wiring(config)
+    services = build_services(wiring)
     started: list[Service] = []
     try:
         for svc in services:
@@ -74,4 +78,5 @@ def run(config: Config, stop: threading.Event | None = None, install_signals: bo
                 svc.stop()
             except Exception as exc:  # one service failing to stop must not keep others running
                 event(log, "stop.failed", logging.ERROR, service=svc.name, error=repr(exc))
+        wiring.close()
         event(log, "stopped", server=config.server.name)

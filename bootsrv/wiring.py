@@ -47,3 +47,9 @@ class Wiring:
         from bootsrv.profiles.tftp import dynamic_files
 
         return dynamic_files(self)
+
+    def close(self) -> None:
+        """Release what was opened: the lease store flushes pending commits and stops its flusher."""
+        store = self.__dict__.get("leases")  # only if some area opened it
+        if store is not None:
+            store.close()
