@@ -79,7 +79,7 @@ def report(name: str, samples: list[float], used: int | None, n: int, base: floa
 
 def settings_for(storage: Path, per_host: int):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from tests.virt import guestlab
+    from bootsrv.virt import guestlab
 
     return guestlab.settings(storage, guests_per_host=per_host)
 
@@ -115,7 +115,7 @@ def run_test_driver(args, work: Path) -> list[float]:
 
 def run_libvirtd(args, work: Path, copy: bool) -> tuple[list[float], int, float]:
     from bootsrv import lab as labmod
-    from tests.virt import guestlab
+    from bootsrv.virt import guestlab
 
     with labmod.Lab() as lab:
         segs = {"fe0": lab.segment("fe"), "be0": lab.segment("be")}
@@ -158,7 +158,7 @@ def run_migrations(args, work: Path) -> list[float]:
     """One running guest (qemu TCG, 256 MiB) live-migrated back and forth between two libvirtd."""
     from bootsrv import lab as labmod
     from bootsrv.virt.guests import Boot
-    from tests.virt import guestlab
+    from bootsrv.virt import guestlab
 
     with labmod.Lab() as lab:
         segs = {"fe0": lab.segment("fe"), "be0": lab.segment("be")}

@@ -6,8 +6,10 @@ them, starts `bootsrv serve` inside the server namespace and walks a hypervisor 
 life, printing each step: a VM with a blank disk PXE-boots real firmware from bootsrv alone (its
 DHCP, TFTP and HTTP), its "installer" (a busybox initramfs built from Debian's packages) fetches
 its answer file, stamps the disk and calls the enrollment API; the VM reboots and is told to boot
-from its disk; `bootsrv hypervisor list` shows it with its facts. It stops by itself and tears
-everything down.
+from its disk; `bootsrv hypervisor list` shows it with its facts. Then a guest is provisioned
+the original domu way on a lab hypervisor (libvirtd in a namespace): clone of a frozen master,
+domain from the template, fe0/be0 bound in the lease store; it gets its address from bootsrv's
+DHCP and its name from bootsrv's DNS. It stops by itself and tears everything down.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 SERVER_IP = "10.231.0.2"
 PREFIX = "10.231.0"
 SUBNET = f"{PREFIX}.0/24"
+BACKEND_PREFIX = "10.231.1"
 ADMIN_TOKEN = "demo-admin-token-0123456789"
 # What firmware prints when DHCP gives it no boot file: qemu's iPXE ROM, and EDK2's own PXE.
 NO_BOOT_FILE = ("Nothing to boot", "PXE-E16: No valid offer")
@@ -58,6 +61,22 @@ else
 fi
 sleep 1
 reboot -f
+"""
+
+
+# A guest's /init (demo and tests/virt): DHCP on its fe0 NIC from bootsrv, then its own name through
+# bootsrv's DNS, with busybox udhcpc and nslookup; `guest=` and `dns=` come from the command line.
+GUEST_NET_INIT = """
+ip link set eth0 up
+cat > /tmp/dhcp.sh <<'EOS'
+#!/bin/sh
+case "$1" in bound|renew) ip addr add "$ip/${mask:-24}" dev "$interface"; echo "DHCP-GOT $ip $hostname" ;; esac
+EOS
+chmod +x /tmp/dhcp.sh
+udhcpc -i eth0 -q -f -n -t 10 -s /tmp/dhcp.sh || echo DHCP-FAILED
+nslookup "$(arg guest).lab.example" "$(arg dns)" 2>&1 | sed 's/^/DNS: /'
+echo GUEST-NET-DONE
+while true; do sleep 1; done
 """
 
 
@@ -207,7 +226,7 @@ def install_cycle(lab: labmod.Lab, workdir: Path, say: Callable[[str], None] = p
 
     good, failing = "52:54:00:de:00:01", "52:54:00:de:00:02"
     initrd = installer_initrd(workdir / "installer.gz", fail_macs=(failing,))
-    site = Site(workdir, kernel=labvm.kernel_path(), initrd=initrd)
+    site = Site(workdir, kernel=labvm.kernel_path(), initrd=initrd, backend_prefix=BACKEND_PREFIX)
     seg = lab.segment("public")
     say(f"[1] lab: segment 'public' {SUBNET}; bootsrv serve in its own namespace at {site.server_ip}")
     site.start(lab, seg)
@@ -247,14 +266,72 @@ def install_cycle(lab: labmod.Lab, workdir: Path, say: Callable[[str], None] = p
             f"memory={hv['memory_mib']} MiB uri={hv['libvirt_uri']}")
     for vm in vms:
         vm.stop()
-    return {"site": site, "hv1_console": local, "hv2_console": again, "hypervisors": pool,
+    return {"site": site, "segment": seg, "hv1_console": local, "hv2_console": again, "hypervisors": pool,
             "hv1": site.machine(good), "hv2": site.machine(failing) if second else None}
+
+
+def guest_cycle(lab: labmod.Lab, workdir: Path, site: Site, public: labmod.Segment,
+                say: Callable[[str], None] = print) -> str:
+    """A guest provisioned the original domu way on a lab hypervisor, bound in bootsrv's lease
+    store, getting its address from bootsrv's DHCP and its name from bootsrv's DNS. Returns the
+    guest's console text."""
+    import re
+
+    from bootsrv import labvm
+    from bootsrv.config import load
+    from bootsrv.leases import open_store
+    from bootsrv.virt import guestlab
+    from bootsrv.virt.bindings import AddressPlan
+    from bootsrv.virt.guests import Boot
+    from bootsrv.virt.leasebind import LeaseBindings
+    from bootsrv.virt.names import GuestRef, VersionRef
+
+    config = load(str(site.config))
+    segments = {"fe0": public, "be0": lab.segment("backend")}
+    say("[7] guests: a lab hypervisor (libvirtd + qemu in its own namespace; hv1 above is a test VM, not a "
+        "real hypervisor) with bridges fe0/be0 on the Public and Backend segments")
+    hv = guestlab.hypervisor(lab, workdir, "hvlab", 1, segments, prefix=site.prefix)
+    try:
+        shared = workdir / "guests"
+        shared.mkdir()
+        plans = {n.name: AddressPlan.from_network(n, config.server.owner_ips) for n in config.networks}
+        bindings = LeaseBindings(open_store(config), time.time)
+        g = guestlab.guests([hv], shared, bindings=bindings, plans=plans)
+        initrd = labvm.build_initramfs(workdir / "guest-initrd.gz", labvm.INIT_PRELUDE + GUEST_NET_INIT)
+        boot = Boot(str(labvm.kernel_path()), str(initrd), f"console=ttyS0 quiet guest=vm-host1 dns={site.server_ip}")
+        version, ref = VersionRef("osol-0811", "version-01"), GuestRef("appl-1", "vm-1")
+        g.import_image("osol-0811", guestlab.master_image(workdir))
+        g.freeze("osol-0811", "version-01")
+        g.create_project("appl-1")
+        g.clone(version, ref)
+        say("    domu-project appl-1; domu-clone masters/osol-0811@version-01 appl-1/vm-1 (qcow2 clone, ~0 bytes)")
+        console = workdir / "vm-1.console"
+        host, _facts, _placement = g.init("hvm", "fe-be", "odd", 256, 1, ref, boot, console_log=str(console))
+        say(f"    domu-init hvm fe-be odd 256 1 appl-1/vm-1 -> defined on {host.name}")
+        fe = g.assign_ip(ref, "fe0", "vm-host1")
+        be = g.assign_ip(ref, "be0", "vm-host1-be")
+        say(f"    domu-assign-ip: fe0 {fe.mac} -> {fe.ip} vm-host1, be0 {be.mac} -> {be.ip} vm-host1-be "
+            "(MANUAL+PERMANENT records in the lease store)")
+        g.control(ref, "start")
+        wait_for("the guest's DHCP and DNS", lambda: "GUEST-NET-DONE" in console.read_text(errors="replace")
+                 if console.exists() else False, timeout=150)
+        text = console.read_text(errors="replace")
+        got = re.search(r"DHCP-GOT (\S+)", text)
+        answer = re.findall(r"DNS: Address: (\S+)", text)
+        say(f"    virsh start appl-1:vm-1: the guest got {got.group(1) if got else 'no address'} from bootsrv's DHCP; "
+            f"vm-host1.lab.example resolves to {answer[-1] if answer else 'nothing'} through bootsrv's DNS")
+        g.destroy(ref)
+        g.connections.close()
+        return text
+    finally:
+        hv.daemon.stop()
 
 
 def run(say: Callable[[str], None] = print) -> None:
     with tempfile.TemporaryDirectory(prefix="bootsrv-demo-") as tmp, labmod.Lab() as lab:
-        install_cycle(lab, Path(tmp), say)
-        say("[7] done; tearing the lab down")
+        got = install_cycle(lab, Path(tmp), say)
+        guest_cycle(lab, Path(tmp), got["site"], got["segment"], say)
+        say("[8] done; tearing the lab down")
 
 
 def main() -> int:

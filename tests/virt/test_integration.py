@@ -14,7 +14,7 @@ import pytest
 from bootsrv.virt.guests import Boot, MigrationRefused
 from bootsrv.virt.names import GuestRef, VersionRef
 from tests.conftest import need
-from tests.virt import guestlab
+from bootsrv.virt import guestlab
 
 pytestmark = pytest.mark.integration
 
@@ -224,22 +224,6 @@ be0 = "backend"
                                 "deleted clone appl-1/vm-1"]
 
 
-# The guest's /init for the network test: DHCP on its fe0 NIC from bootsrv, then its own name
-# through bootsrv's DNS (busybox udhcpc and nslookup).
-NET_INIT = """
-ip link set eth0 up
-cat > /tmp/dhcp.sh <<'EOS'
-#!/bin/sh
-case "$1" in bound|renew) ip addr add "$ip/${mask:-24}" dev "$interface"; echo "DHCP-GOT $ip $hostname" ;; esac
-EOS
-chmod +x /tmp/dhcp.sh
-udhcpc -i eth0 -q -f -n -t 10 -s /tmp/dhcp.sh || echo DHCP-FAILED
-nslookup "$(arg guest).lab.example" "$(arg dns)" 2>&1 | sed 's/^/DNS: /'
-echo GUEST-NET-DONE
-while true; do sleep 1; done
-"""
-
-
 def test_guest_gets_its_bound_address_and_name_from_bootsrv(lab, tmp_path):
     """Issue 7: assign-ip writes the binding into the lease store that `bootsrv serve` answers
     from; the guest, cloned and defined on a real libvirtd, gets that address by DHCP and its
@@ -264,7 +248,7 @@ def test_guest_gets_its_bound_address_and_name_from_bootsrv(lab, tmp_path):
         shared.mkdir()
         bindings = LeaseBindings(lambda: open_store(load(str(site.config))), time.time)
         g = guestlab.guests([hv], shared, bindings=bindings)
-        initrd = labvm.build_initramfs(tmp_path / "net-initrd.gz", labvm.INIT_PRELUDE + NET_INIT)
+        initrd = labvm.build_initramfs(tmp_path / "net-initrd.gz", labvm.INIT_PRELUDE + demo.GUEST_NET_INIT)
         boot = Boot(str(labvm.kernel_path()), str(initrd), "console=ttyS0 quiet guest=vm-host1 dns=10.10.0.2")
         g.import_image("osol-0811", guestlab.master_image(tmp_path))
         g.freeze("osol-0811", "version-01")

@@ -1,4 +1,4 @@
-"""Shared by the guest integration tests and bench/bench_guests.py: hypervisors in lab namespaces
+"""Shared by the guest integration tests, bench/bench_guests.py and the demo: hypervisors in lab namespaces
 (each a libvirtd started by hand, with bridges fe0/be0 on two lab segments), a tiny bootable
 master image, and the `Guests` use cases wired to them."""
 
@@ -40,16 +40,16 @@ class Hv:
     host: Host
 
 
-def hypervisor(lab: Lab, workdir: Path, name: str, index: int, segments: dict) -> Hv:
+def hypervisor(lab: Lab, workdir: Path, name: str, index: int, segments: dict, prefix: str = "10.10.0") -> Hv:
     """A lab host with bridges fe0/be0 (each enslaving a veth to its lab segment), address
-    10.10.0.1<index> on fe0 for migration traffic, and its own libvirtd."""
+    <prefix>.1<index> on fe0 for migration traffic, and its own libvirtd."""
     host = lab.host(name)
     for br, seg in segments.items():
         up = lab.plug(host, seg, f"up-{br}")
         host.run(["ip", "link", "add", br, "type", "bridge", "stp_state", "0", "forward_delay", "0"])
         host.run(["ip", "link", "set", up, "master", br])
         host.run(["ip", "link", "set", br, "up"])
-    address = f"10.10.0.{10 + index}"
+    address = f"{prefix}.{10 + index}"
     host.run(["ip", "addr", "add", f"{address}/24", "dev", "fe0"])
     daemon = Libvirtd(host, workdir / name, name).start()
     info = HypervisorInfo(name, "odd", daemon.uri, cpus=2, memory_mib=16384, address=address)
