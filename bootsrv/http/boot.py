@@ -3,6 +3,7 @@
     GET /boot/<mac>.ipxe          the machine's iPXE script: install (kernel, initrd, command line
                                   with the answer URL and its one-time token) or local boot
     GET /profiles/<mac>/<file>?token=T   the rendered answer (preseed, kickstart, ...)
+    GET /tftp/<path>              the TFTP root, for UEFI HTTP boot (same rules as /files/)
     GET /files/<path>             kernels, initrds, install trees under boot.files_root, with
                                   Range (206/416) and conditional GET (ETag/Last-Modified, 304)
 
@@ -138,4 +139,13 @@ def static_file(subpath: str):
     path = resolve(_wiring().config.boot.files_root, subpath)
     # conditional=True: Werkzeug answers Range (206, 416) and If-None-Match/If-Modified-Since
     # (304) itself, streaming the file from disk.
+    return send_file(path, conditional=True, etag=True)
+
+
+@bp.get("/tftp/<path:subpath>")
+def tftp_file(subpath: str):
+    """The TFTP root over HTTP, read-only: UEFI HTTP boot (arch 16) is handed
+    `{http_base_url}/tftp/<boot file>` by DHCP (bootsrv.dhcp.pxe), the same iPXE binary PXE
+    clients fetch by TFTP."""
+    path = resolve(_wiring().config.boot.tftp_root, subpath)
     return send_file(path, conditional=True, etag=True)

@@ -98,3 +98,14 @@ def test_files_root_config(text, key, words):
     with pytest.raises(ConfigError) as err:
         config.parse(text, "t.toml")
     assert err.value.key == key and words in err.value.rule
+
+
+def test_tftp_root_is_served_for_uefi_http_boot(client, wiring):
+    """DHCP hands UEFI HTTP boot clients {http_base_url}/tftp/<boot file> (bootsrv.dhcp.pxe)."""
+    root = wiring.config.boot.tftp_root
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "ipxe.efi").write_bytes(KERNEL)
+    resp = client.get("/tftp/ipxe.efi", headers={"Range": "bytes=0-9"})
+    assert resp.status_code == 206 and resp.data == KERNEL[:10]
+    assert client.get("/tftp/../ipxe.efi").status_code == 400
+    assert client.get("/tftp/missing.efi").status_code == 404
