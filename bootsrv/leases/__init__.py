@@ -31,4 +31,6 @@ def open_store(config, clock=time.time):
     sake; the store's operations take `now` from their callers."""
     from bootsrv.leases.files import FileStore
 
-    return FileStore(config.store.directory, pools_from_config(config), config.server.owner_ips)
+    # One serving process per server: its offer holds stay in memory (LeaseStore.offers_in_memory).
+    return FileStore(config.store.directory, pools_from_config(config), config.server.owner_ips,
+                     offers_in_memory=True)

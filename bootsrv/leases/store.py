@@ -123,13 +123,24 @@ def best_of(records: list[Record], now: float) -> Record | None:
 class LeaseStore:
     """Operations over a network-by-network table of records; see the module doc."""
 
-    def __init__(self, pools: Mapping[str, Pool], owner_ips: Iterable[IPv4Address]):
+    def __init__(self, pools: Mapping[str, Pool], owner_ips: Iterable[IPv4Address], *,
+                 offers_in_memory: bool = False):
         self.pools = dict(pools)
         self.owner_ips = tuple(IPv4Address(ip) for ip in owner_ips)
         if not self.owner_ips:
             raise InvalidInput("owner_ips", "a store handle needs at least one owner address")
         self._cursor: dict[str, int] = {}
         self._cursor_lock = threading.Lock()
+        # Offer holds kept by this handle instead of written to the store: half the writes of a
+        # DORA (bench/bench_dhcp.py). Safe for the pair because each server offers only from
+        # ranges it owns, so only this handle could offer these addresses; it is for the one
+        # process that serves DHCP for a server (open_store), not for several handles of the
+        # same owner (their holds would not see each other; the ACK's compare-and-swap still
+        # keeps an address from going to two clients, the second gets a NAK).
+        self.offers_in_memory = offers_in_memory
+        self._holds: dict[tuple[str, IPv4Address], Record] = {}
+        self._hold_of: dict[tuple[str, str], IPv4Address] = {}
+        self._holds_lock = threading.Lock()
 
     # ---- primitives an implementation provides -------------------------------------------
     def _table(self, network: str) -> Table:
@@ -227,15 +238,22 @@ class LeaseStore:
             current = best_of(table.of_client(client_id), now)
             if current is not None and (current.manual or current.active(now)):
                 return current
+            mine = self._hold(network, client_id, now)
+            if mine is not None and self._lendable(table, pool, mine.ip, now, client_id):
+                return mine
             target = None
-            if current is not None and self.owns(current) and pool.lendable(current.ip) and not current.unusable:
+            if (current is not None and self.owns(current) and pool.lendable(current.ip) and not current.unusable
+                    and not self._held_by_other(network, current.ip, client_id, now)):
                 target = current  # its previous address (RFC 2131 4.3.1)
-            if target is None and requested is not None and self._lendable(table, pool, requested, now):
+            if target is None and requested is not None and self._lendable(table, pool, requested, now, client_id):
                 target = table.records.get(requested) or Record(network, requested)
             if target is None:
                 target = self._allocate(table, pool, now)
             owner = self._owner_for(pool, target)
             held = Record(network, target.ip, client_id, Flag.DYNAMIC, owner, int(now + hold), 0, target.macro)
+            if self.offers_in_memory:
+                self._keep_hold(held, now)
+                return held
             try:
                 stored, _token = self._write(held, target.signature)
             except Collision:
@@ -267,7 +285,7 @@ class LeaseStore:
             if rec is not None and rec.client_id == client_id and not rec.unusable:
                 expiry = NEVER if rec.permanent else int(now + lease_time)
                 new = evolve(rec, expiry=expiry, hostname=rec.hostname if hostname is None else hostname)
-            elif self._lendable(table, pool, ip, now):
+            elif self._lendable(table, pool, ip, now, client_id):
                 base = rec or Record(network, ip)
                 new = Record(network, ip, client_id, Flag.DYNAMIC, self._owner_for(pool, base), int(now + lease_time),
                              0, base.macro, hostname or "")
@@ -276,14 +294,17 @@ class LeaseStore:
             else:
                 raise AddressTaken(Record(network, ip, comment="not an address this server lends"))
             try:
-                return self._write(new, rec.signature if rec else 0)
+                written = self._write(new, rec.signature if rec else 0)
             except Collision:
                 continue
+            self._drop_hold(network, client_id)
+            return written
         raise Conflict(f"{network}/{ip}: gave up after {MAX_ATTEMPTS} write collisions")
 
     def release(self, network: str, ip: IPv4Address, client_id: str) -> Record | None:
         """DHCPRELEASE (RFC 2131 4.3.4): the address goes back to the pool; a manual binding stays.
         Returns the freed record, or None when the client held nothing there."""
+        self._drop_hold(network, client_id)
         return self._change(network, ip, client_id, lambda rec: None if rec.manual else rec.freed())
 
     def decline(self, network: str, ip: IPv4Address, client_id: str, now: float, hold: int) -> Record | None:
@@ -295,6 +316,18 @@ class LeaseStore:
                 return replace(rec, flags=rec.flags | Flag.UNUSABLE)
             return replace(rec.freed(), flags=Flag.UNUSABLE, expiry=int(now + hold), comment=f"declined by {client_id}")
 
+        held = self._hold(network, client_id, now)
+        self._drop_hold(network, client_id)
+        if held is not None and held.ip == as_address(ip) and self.get(network, ip) is None:
+            # Declined while only held in memory: the mark still goes to the store, for the peer too.
+            mark_only = replace(held, client_id="", flags=Flag.UNUSABLE, expiry=int(now + hold),
+                                comment=f"declined by {client_id}")
+            try:
+                stored, token = self._write(mark_only, 0)
+            except Collision:
+                return self._change(network, ip, client_id, mark)
+            self._sync(token)
+            return stored
         return self._change(network, ip, client_id, mark)
 
     def _change(self, network, ip, client_id, change) -> Record | None:
@@ -457,11 +490,44 @@ class LeaseStore:
             return self.effective_owner(rng.owner)
         return self.owner_ips[0]
 
-    def _lendable(self, table: Table, pool: Pool, ip: IPv4Address, now: float) -> bool:
+    def _lendable(self, table: Table, pool: Pool, ip: IPv4Address, now: float, client_id: str = "") -> bool:
         if not pool.lendable(ip) or not self.owns_address(pool.network, ip):
+            return False
+        if self._held_by_other(pool.network, ip, client_id, now):
             return False
         rec = table.records.get(ip)
         return rec is None or (rec.reusable(now) and self.owns(rec))
+
+    # ---- offer holds kept in memory (offers_in_memory) -------------------------------------
+    def _hold(self, network: str, client_id: str, now: float) -> Record | None:
+        ip = self._hold_of.get((network, client_id))
+        held = self._holds.get((network, ip)) if ip is not None else None
+        return held if held is not None and held.client_id == client_id and held.expiry > now else None
+
+    def _held_by_other(self, network: str, ip: IPv4Address, client_id: str, now: float) -> bool:
+        held = self._holds.get((network, ip))
+        return held is not None and held.client_id != client_id and held.expiry > now
+
+    def _keep_hold(self, held: Record, now: float) -> None:
+        with self._holds_lock:
+            old = self._hold_of.get((held.network, held.client_id))
+            if old is not None:
+                self._holds.pop((held.network, old), None)
+            self._holds[(held.network, held.ip)] = held
+            self._hold_of[(held.network, held.client_id)] = held.ip
+            if len(self._holds) > 4096 and len(self._holds) & 1023 == 0:
+                for key, rec in list(self._holds.items()):  # lapsed offers (clients that never asked)
+                    if rec.expiry <= now:
+                        self._holds.pop(key, None)
+                        self._hold_of.pop((rec.network, rec.client_id), None)
+
+    def _drop_hold(self, network: str, client_id: str) -> None:
+        if not self._hold_of:
+            return
+        with self._holds_lock:
+            ip = self._hold_of.pop((network, client_id), None)
+            if ip is not None:
+                self._holds.pop((network, ip), None)
 
     def _owned_ranges(self, pool: Pool) -> list[Range]:
         return [r for r in pool.ranges if self.effective_owner(r.owner) in self.owner_ips]
@@ -479,7 +545,7 @@ class LeaseStore:
         records = table.records
         for i in _rotation(start, total):
             ip = _nth(ranges, i)
-            if ip in pool.reserved:
+            if ip in pool.reserved or ((pool.network, ip) in self._holds and self._held_by_other(pool.network, ip, "", now)):
                 continue
             rec = records.get(ip)
             if rec is None or (not rec.client_id and not rec.unusable and not rec.manual):
@@ -487,7 +553,8 @@ class LeaseStore:
                     self._cursor[pool.network] = i + 1
                 return rec or Record(pool.network, ip)
         lapsed = [r for r in list(records.values())
-                  if pool.lendable(r.ip) and self.owns_address(pool.network, r.ip) and r.reusable(now) and self.owns(r)]
+                  if pool.lendable(r.ip) and self.owns_address(pool.network, r.ip) and r.reusable(now) and self.owns(r)
+                  and not self._held_by_other(pool.network, r.ip, "", now)]
         if lapsed:
             return min(lapsed, key=lambda r: (r.expiry, int(r.ip)))
         raise PoolExhausted(pool.network)

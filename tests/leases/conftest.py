@@ -27,18 +27,19 @@ POOLS = {
 }
 
 
-def memory_factory(tmp_path):
+def memory_factory(tmp_path, offers_in_memory=False):
     backend = MemoryBackend()
-    return lambda owner_ips=(A,), pools=POOLS: MemoryStore(pools, owner_ips, backend=backend)
+    return lambda owner_ips=(A,), pools=POOLS: MemoryStore(pools, owner_ips, backend=backend,
+                                                           offers_in_memory=offers_in_memory)
 
 
-def file_factory(tmp_path, nfs=None):
+def file_factory(tmp_path, nfs=None, offers_in_memory=False):
     from bootsrv.leases.files import FileStore
 
     handles = []
 
     def make(owner_ips=(A,), pools=POOLS):
-        store = FileStore(tmp_path / "store", pools, owner_ips, nfs=nfs)
+        store = FileStore(tmp_path / "store", pools, owner_ips, nfs=nfs, offers_in_memory=offers_in_memory)
         handles.append(store)
         return store
 
@@ -52,12 +53,15 @@ def nfs_mode_factory(tmp_path):
     return file_factory(tmp_path, nfs=True)
 
 
-IMPLEMENTATIONS = {"memory": memory_factory}
+IMPLEMENTATIONS = {"memory": memory_factory,
+                   "memory-offers-held-in-memory": lambda tmp_path: memory_factory(tmp_path, offers_in_memory=True)}
 try:
     import bootsrv.leases.files  # noqa: F401
 
     IMPLEMENTATIONS["file"] = file_factory
     IMPLEMENTATIONS["file-nfs-mode"] = nfs_mode_factory
+    # What `bootsrv serve` opens (open_store): offer holds kept by the serving handle.
+    IMPLEMENTATIONS["file-offers-held-in-memory"] = lambda tmp_path: file_factory(tmp_path, offers_in_memory=True)
 except ImportError:
     pass
 

@@ -20,9 +20,20 @@ def test_offer_takes_first_free_owned_address_and_holds_it(stores):
     store = stores()
     rec = store.offer("public", C1, NOW, hold=30)
     assert rec.ip == IP("10.0.0.10") and rec.owner == A and rec.client_id == C1
-    assert rec.expiry == NOW + 30 and rec.signature
+    assert rec.expiry == NOW + 30
     assert store.offer("public", C1, NOW + 1, hold=30) == rec  # same client: same offer, no rewrite
     assert store.offer("public", C2, NOW, hold=30).ip == IP("10.0.0.11")
+
+
+def test_offer_hold_lapses_and_an_ack_ends_it(stores):
+    store = stores()
+    first = store.offer("public", C1, NOW, hold=30)
+    c3 = client_id_of_mac("52:54:00:00:00:03")
+    with pytest.raises(AddressTaken):  # held for C1: nobody else may take it meanwhile
+        store.ack("public", first.ip, C2, NOW + 1, 3600)
+    assert store.offer("public", C2, NOW + 31, hold=30, requested=first.ip).ip == first.ip  # C1 never asked: lapsed
+    lease = store.ack("public", first.ip, C2, NOW + 32, 3600)
+    assert lease.client_id == C2 and store.offer("public", c3, NOW + 33, 30).ip != first.ip
 
 
 def test_offer_honours_requested_address_only_when_free_and_ours(stores):
