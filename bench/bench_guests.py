@@ -84,6 +84,21 @@ def settings_for(storage: Path, per_host: int):
     return guestlab.settings(storage, guests_per_host=per_host)
 
 
+def lease_bindings(work: Path):
+    """assign-ip into a real file-backed lease store (durable, as `bootsrv serve` opens it)."""
+    from ipaddress import IPv4Address
+
+    from bootsrv.leases import Pool, Range
+    from bootsrv.leases.files import FileStore
+    from bootsrv.virt.leasebind import LeaseBindings
+
+    owner = IPv4Address("10.10.0.1")
+    plans = settings_for(work, 5).plans
+    pools = {name: Pool(name, plan.subnet, tuple(Range(a, b, owner) for a, b in plan.ranges), frozenset({owner}))
+             for name, plan in plans.items()}
+    return LeaseBindings(FileStore(work / "leases", pools, [owner], offers_in_memory=True), time.time)
+
+
 def run_memory(args) -> list[float]:
     storage = MemoryStorage()
     storage.create_project("masters", "/m")
@@ -108,7 +123,7 @@ def run_test_driver(args, work: Path) -> list[float]:
     infos = [HypervisorInfo(f"hv{i}", "odd", f"test:///{i}", 2, 16384) for i in range(args.hosts)]
     by_name = dict(zip((h.name for h in infos), hosts))
     g = Guests(settings_for(work / "td0", args.per_host), hosts[0], MemoryHypervisors(infos), lambda h: by_name[h.name],
-               MemoryBindings())
+               lease_bindings(work))
     g.create_project("appl-1")
     return provision(g, args.guests)
 
@@ -127,7 +142,7 @@ def run_libvirtd(args, work: Path, copy: bool) -> tuple[list[float], int, float]
             started = time.perf_counter() - t
             shared = work / "shared"
             shared.mkdir()
-            g = guestlab.guests(hvs, shared, guests_per_host=args.per_host)
+            g = guestlab.guests(hvs, shared, bindings=lease_bindings(work), guests_per_host=args.per_host)
             # libvirt probes qemu's capabilities on a hypervisor's first define (seconds under
             # TCG); a real hypervisor has done that long before. Timed apart, not per guest.
             t = time.perf_counter()
