@@ -205,9 +205,20 @@ class DnsSection(Listen):
     ttl: Annotated[int, Field(ge=0, le=86400)] = 300
 
 
+# Where a checkout or an editable install keeps profiles/ and templates/ (beside the package).
+INSTALL_ROOT = Path(__file__).resolve().parents[1]
+
+
 class ProfilesSection(Section):
+    # Relative paths mean the shipped profiles/ and templates/ (INSTALL_ROOT), whatever directory
+    # `bootsrv` is started from; a site keeping its own sets absolute paths.
     profiles_dir: Path = Path("profiles")
     templates_dir: Path = Path("templates")
+
+    @field_validator("profiles_dir", "templates_dir")
+    @classmethod
+    def _anchored(cls, path: Path) -> Path:
+        return path if path.is_absolute() else INSTALL_ROOT / path
 
 
 class ApiSection(Section):

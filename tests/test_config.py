@@ -97,3 +97,12 @@ def test_show_output_round_trips():
     cfg = config.load(None, env={})
     again = config.parse(cfg.to_toml(), "shown.toml", base={})
     assert again == cfg
+
+
+def test_relative_profile_dirs_mean_the_shipped_ones_whatever_the_cwd(tmp_path, monkeypatch):
+    from bootsrv.config import INSTALL_ROOT
+
+    monkeypatch.chdir(tmp_path)
+    cfg = config.parse('[profiles]\nprofiles_dir = "profiles"\ntemplates_dir = "/srv/templates"\n', "site.toml")
+    assert cfg.profiles.profiles_dir == INSTALL_ROOT / "profiles" and (cfg.profiles.profiles_dir / "site.toml").is_file()
+    assert str(cfg.profiles.templates_dir) == "/srv/templates"
