@@ -9,6 +9,7 @@ The handler decodes, asks the engine, encodes and turns the engine's routing dec
 from __future__ import annotations
 
 import fcntl
+import functools
 import gc
 import logging
 import socket
@@ -113,6 +114,7 @@ def engine_handler(wiring: Wiring) -> Handler:
     from bootsrv.dhcp.engine import Engine, ServerAddresses
     from bootsrv.dhcp.packet import DISCOVER as DISCOVER_TYPE
     from bootsrv.dhcp.packet import REQUEST as REQUEST_TYPE
+    from bootsrv.dhcp import packet as P
     from bootsrv.dhcp.packet import decode, encode
     from bootsrv.dhcp.pxe import RegistryBooter
 
@@ -120,6 +122,7 @@ def engine_handler(wiring: Wiring) -> Handler:
     engine = Engine(cfg, wiring.leases, RegistryBooter(wiring.machines, cfg.boot),
                     ServerAddresses(cfg, cached_interface_address()), probe=icmp_echo)
     clock = wiring.clock
+    debug = functools.partial(log.isEnabledFor, logging.DEBUG)
     shed = [0]
     last_request = [0.0]  # Arrival.received of the last REQUEST
 
@@ -140,6 +143,10 @@ def engine_handler(wiring: Wiring) -> Handler:
         reply = engine.decide(request, arrival.interface, clock())
         if reply is None:
             return None
+        if debug():  # one line per reply at --log-level debug (at thousands a second, not by default)
+            event(log, "dhcp.reply", logging.DEBUG, type=P.MESSAGE_NAMES.get(reply.message_type, reply.message_type),
+                  mac=request.chaddr[:6].hex(":"), ip=str(reply.packet.yiaddr), to=f"{reply.to.address}:{reply.to.port}",
+                  file=reply.packet.file.rstrip(b"\0").decode("ascii", "replace") or "-")
         if reply.durable is None:
             return Outgoing(encode(reply.packet, reply.max_size), reply.to.address, reply.to.port, reply.to.hwaddr)
         sent: Future = Future()

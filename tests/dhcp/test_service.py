@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import Future
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv4Network
 
 from bootsrv.config import parse
 from bootsrv.dhcp import packet as P
@@ -70,3 +70,20 @@ def test_discovers_that_waited_are_shed_while_requests_come_in(tmp_path):
     assert handle(encode(request(P.DISCOVER, b"\x52\0\0\0\0\x09", giaddr=RELAY)), unknown) is not None
     later = Arrival(None, (RELAY, 67), now + 5, time.time() - 2 * DISCOVER_MAX_WAIT)  # REQUESTs stopped
     assert handle(encode(request(P.DISCOVER, b"\x52\0\0\0\0\x0a", giaddr=RELAY)), later) is not None
+
+
+def test_one_debug_line_per_reply_only_at_debug_level(tmp_path, caplog):
+    import logging
+
+    handle = handler(tmp_path)
+    arrival = Arrival(None, (RELAY, 67), time.monotonic(), time.time())
+    with caplog.at_level(logging.INFO, logger="bootsrv.dhcp"):
+        handle(encode(request(P.DISCOVER, giaddr=RELAY)), arrival)
+    assert not [r for r in caplog.records if r.getMessage() == "dhcp.reply"]
+    with caplog.at_level(logging.DEBUG, logger="bootsrv.dhcp"):
+        handle(encode(request(P.DISCOVER, giaddr=RELAY, xid=2)), arrival)
+    lines = [r for r in caplog.records if r.getMessage() == "dhcp.reply"]
+    assert len(lines) == 1
+    fields = lines[0].bootsrv_fields
+    assert (fields["type"], fields["mac"], fields["to"]) == ("OFFER", "52:54:00:00:00:01", f"{RELAY}:67")
+    assert IPv4Address(fields["ip"]) in IPv4Network("10.72.0.0/24")
