@@ -130,9 +130,20 @@ class Packet:
 _ZERO = IPv4Address(0)
 
 
+_ADDRESSES: dict[bytes, IPv4Address] = {}
+
+
 def _addr(octets: bytes) -> IPv4Address:
-    # Most addresses in a request are 0.0.0.0: one shared object instead of a parse each.
-    return _ZERO if octets == b"\0\0\0\0" else IPv4Address(octets)
+    # Most addresses in a request are 0.0.0.0, and the rest (relays, renewing clients) repeat:
+    # a shared object instead of a parse (~2.7 us) each. Bounded: cleared when it grows large.
+    if octets == b"\0\0\0\0":
+        return _ZERO
+    ip = _ADDRESSES.get(octets)
+    if ip is None:
+        if len(_ADDRESSES) > 65536:
+            _ADDRESSES.clear()
+        ip = _ADDRESSES[octets] = IPv4Address(octets)
+    return ip
 
 
 def decode(raw: bytes) -> Packet:
@@ -291,8 +302,8 @@ def _fill(chunks: list[bytes], room: int) -> list[bytes]:
 
 def reply_to(request: Packet, message_type: int) -> Packet:
     """A BOOTREPLY skeleton for `request` (RFC 2131 table 3: xid, flags, giaddr, chaddr copied)."""
-    return Packet(BOOTREPLY, request.htype, request.hlen, 0, request.xid, 0, request.flags, IPv4Address(0),
-                  IPv4Address(0), IPv4Address(0), request.giaddr, request.chaddr, b"", b"",
+    return Packet(BOOTREPLY, request.htype, request.hlen, 0, request.xid, 0, request.flags, _ZERO,
+                  _ZERO, _ZERO, request.giaddr, request.chaddr, b"", b"",
                   {MESSAGE_TYPE: bytes((message_type,))})
 
 

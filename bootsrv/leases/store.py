@@ -43,6 +43,8 @@ from bootsrv.leases.model import (
     normalize_hostname,
 )
 
+_NO_OWNER = IPv4Address(0)
+
 # How often an operation re-reads and retries after losing a compare-and-swap race.
 MAX_ATTEMPTS = 64
 
@@ -483,7 +485,7 @@ class LeaseStore:
                     raise Conflict(f"hostname: {hostname!r} is already {name}/{rec.ip} ({rec.client_id or 'no client'})")
 
     def _owner_for(self, pool: Pool, record: Record) -> IPv4Address:
-        if record.signature and record.owner != IPv4Address(0):
+        if record.signature and record.owner != _NO_OWNER:
             return record.owner
         rng = pool.range_of(record.ip)
         if rng is not None:
