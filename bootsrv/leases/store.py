@@ -245,7 +245,7 @@ class LeaseStore:
                 return mine
             target = None
             if (current is not None and self.owns(current) and pool.lendable(current.ip) and not current.unusable
-                    and not self._held_by_other(network, current.ip, client_id, now)):
+                    and not self._held_by_other(network, current.ip, now, client_id)):
                 target = current  # its previous address (RFC 2131 4.3.1)
             if target is None and requested is not None and self._lendable(table, pool, requested, now, client_id):
                 target = table.records.get(requested) or Record(network, requested)
@@ -495,7 +495,7 @@ class LeaseStore:
     def _lendable(self, table: Table, pool: Pool, ip: IPv4Address, now: float, client_id: str = "") -> bool:
         if not pool.lendable(ip) or not self.owns_address(pool.network, ip):
             return False
-        if self._held_by_other(pool.network, ip, client_id, now):
+        if self._held_by_other(pool.network, ip, now, client_id):
             return False
         rec = table.records.get(ip)
         return rec is None or (rec.reusable(now) and self.owns(rec))
@@ -506,7 +506,8 @@ class LeaseStore:
         held = self._holds.get((network, ip)) if ip is not None else None
         return held if held is not None and held.client_id == client_id and held.expiry > now else None
 
-    def _held_by_other(self, network: str, ip: IPv4Address, client_id: str, now: float) -> bool:
+    def _held_by_other(self, network: str, ip: IPv4Address, now: float, client_id: str = "") -> bool:
+        """A live offer hold of this handle on `ip` for a client other than `client_id` ("": any)."""
         held = self._holds.get((network, ip))
         return held is not None and held.client_id != client_id and held.expiry > now
 
@@ -547,7 +548,7 @@ class LeaseStore:
         records = table.records
         for i in _rotation(start, total):
             ip = _nth(ranges, i)
-            if ip in pool.reserved or ((pool.network, ip) in self._holds and self._held_by_other(pool.network, ip, "", now)):
+            if ip in pool.reserved or self._held_by_other(pool.network, ip, now):
                 continue
             rec = records.get(ip)
             if rec is None or (not rec.client_id and not rec.unusable and not rec.manual):
@@ -556,7 +557,7 @@ class LeaseStore:
                 return rec or Record(pool.network, ip)
         lapsed = [r for r in list(records.values())
                   if pool.lendable(r.ip) and self.owns_address(pool.network, r.ip) and r.reusable(now) and self.owns(r)
-                  and not self._held_by_other(pool.network, r.ip, "", now)]
+                  and not self._held_by_other(pool.network, r.ip, now)]
         if lapsed:
             return min(lapsed, key=lambda r: (r.expiry, int(r.ip)))
         raise PoolExhausted(pool.network)
