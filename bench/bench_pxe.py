@@ -98,18 +98,17 @@ def main(argv: list[str] | None = None) -> int:
             workdir = Path(tmp)
             kernel, initrd = payload(workdir)
             seg = lab.segment("pxe")
+            site = None  # dnsmasq boots any MAC; bootsrv boots the machines it knows (netboot once)
             if server == "dnsmasq":
                 dnsmasq_server(lab, seg, workdir, kernel, initrd)
-                macs = None
             else:
                 site, _host = bootsrv_server(lab, seg, workdir, kernel, initrd)
-                macs = site
             for firmware in firmwares:
                 times = []
                 for run in range(args.runs):
                     mac = f"52:54:00:be:{firmwares.index(firmware):02x}:{run:02x}"
-                    if macs is not None:
-                        macs.add_machine(mac, f"bench-{firmware}-{run}", profile="lab-test")
+                    if site is not None:
+                        site.add_machine(mac, f"bench-{firmware}-{run}", profile="lab-test")
                     times.append(boot_once(lab, seg, workdir, firmware, mac))
                     print(f"{server:8} {firmware:5} run {run + 1}: {times[-1]:.1f} s", flush=True)
                 results[(server, firmware)] = statistics.median(times)
