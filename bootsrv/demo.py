@@ -40,18 +40,10 @@ NO_BOOT_FILE = ("Nothing to boot", "PXE-E16: No valid offer")
 INSTALLER_INIT = """
 echo BOOTSRV-INSTALLER-START
 ip link set lo up
-ip link set eth0 up
-cat > /tmp/dhcp.sh <<'EOS'
-#!/bin/sh
-case "$1" in
-  bound|renew) ip addr flush dev "$interface"; ip addr add "$ip/${mask:-24}" dev "$interface"
-               [ -n "$router" ] && ip route replace default via "${router%% *}" ;;
-esac
-EOS
-chmod +x /tmp/dhcp.sh
-udhcpc -i eth0 -q -f -n -t 10 -s /tmp/dhcp.sh || echo BOOTSRV-INSTALLER-NO-DHCP
+nic=$(vm_nic)
+dhcp_up "$nic" || echo BOOTSRV-INSTALLER-NO-DHCP
 answer=$(arg bootsrv.answer)
-mac=$(cat /sys/class/net/eth0/address)
+mac=$(cat "/sys/class/net/$nic/address")
 if grep -qx "$mac" /etc/fail-macs 2>/dev/null; then
   echo BOOTSRV-INSTALLER-FAILED-BEFORE-CALLBACK
 elif wget -q -O /tmp/answer.sh "$answer"; then
@@ -64,20 +56,23 @@ reboot -f
 """
 
 
-# A guest's /init (demo and tests/virt): DHCP on its fe0 NIC from bootsrv, then its own name through
-# bootsrv's DNS, with busybox udhcpc and nslookup; `guest=` and `dns=` come from the command line.
+# A guest's /init (demo and tests/virt): DHCP on its first NIC (fe0) from bootsrv, then its own name
+# through bootsrv's DNS (busybox nslookup); `guest=` and `dns=` come from the command line.
 GUEST_NET_INIT = """
-ip link set eth0 up
-cat > /tmp/dhcp.sh <<'EOS'
-#!/bin/sh
-case "$1" in bound|renew) ip addr add "$ip/${mask:-24}" dev "$interface"; echo "DHCP-GOT $ip $hostname" ;; esac
-EOS
-chmod +x /tmp/dhcp.sh
-udhcpc -i eth0 -q -f -n -t 10 -s /tmp/dhcp.sh || echo DHCP-FAILED
+dhcp_up "$(vm_nic)" || echo DHCP-FAILED
 nslookup "$(arg guest).lab.example" "$(arg dns)" 2>&1 | sed 's/^/DNS: /'
 echo GUEST-NET-DONE
 while true; do sleep 1; done
 """
+
+
+def guest_net_boot(workdir: Path, dns: str, guest: str = "vm-host1"):
+    """Direct kernel boot of a guest running GUEST_NET_INIT against bootsrv's DNS at `dns`."""
+    from bootsrv import labvm
+    from bootsrv.virt.guests import Boot
+
+    initrd = labvm.build_initramfs(workdir / "guest-initrd.gz", labvm.INIT_PRELUDE + GUEST_NET_INIT)
+    return Boot(str(labvm.kernel_path()), str(initrd), f"console=ttyS0 quiet guest={guest} dns={dns}")
 
 
 def installer_initrd(dest: Path, fail_macs: tuple[str, ...] = ()) -> Path:
@@ -245,7 +240,7 @@ def install_cycle(lab: labmod.Lab, workdir: Path, say: Callable[[str], None] = p
     started = time.monotonic()
     for vm in vms:
         vm.start()
-    out = vms[0].wait_for("BOOTSRV-INSTALLER-DONE", timeout=240)
+    vms[0].wait_for("BOOTSRV-INSTALLER-DONE", timeout=240)
     say(f"[4] hv1 installed and called back after {time.monotonic() - started:.0f} s; machine state: "
         f"{site.machine(good)['state']}")
     # After the reboot the enrolled machine gets no boot file: iPXE says "Nothing to boot", UEFI's
@@ -258,7 +253,7 @@ def install_cycle(lab: labmod.Lab, workdir: Path, say: Callable[[str], None] = p
     again = ""
     if second:
         vms[1].wait_for("BOOTSRV-INSTALLER-FAILED-BEFORE-CALLBACK", timeout=240)
-        again = vms[1].wait_for_count("BOOTSRV-INSTALLER-START", 2, timeout=240)
+        again = vms[1].wait_for("BOOTSRV-INSTALLER-START", timeout=240, count=2)
         say("[6] hv2 never called back: it is still 'installing' and got its install boot again after its reboot")
     pool = site.hypervisors()
     for hv in pool:
@@ -277,14 +272,11 @@ def guest_cycle(lab: labmod.Lab, workdir: Path, site: Site, public: labmod.Segme
     guest's console text."""
     import re
 
-    from bootsrv import labvm
     from bootsrv.config import load
     from bootsrv.leases import open_store
     from bootsrv.virt import guestlab
     from bootsrv.virt.bindings import AddressPlan
-    from bootsrv.virt.guests import Boot
     from bootsrv.virt.leasebind import LeaseBindings
-    from bootsrv.virt.names import GuestRef, VersionRef
 
     config = load(str(site.config))
     segments = {"fe0": public, "be0": lab.segment("backend")}
@@ -297,17 +289,9 @@ def guest_cycle(lab: labmod.Lab, workdir: Path, site: Site, public: labmod.Segme
         plans = {n.name: AddressPlan.from_network(n, config.server.owner_ips) for n in config.networks}
         bindings = LeaseBindings(open_store(config), time.time)
         g = guestlab.guests([hv], shared, bindings=bindings, plans=plans)
-        initrd = labvm.build_initramfs(workdir / "guest-initrd.gz", labvm.INIT_PRELUDE + GUEST_NET_INIT)
-        boot = Boot(str(labvm.kernel_path()), str(initrd), f"console=ttyS0 quiet guest=vm-host1 dns={site.server_ip}")
-        version, ref = VersionRef("osol-0811", "version-01"), GuestRef("appl-1", "vm-1")
-        g.import_image("osol-0811", guestlab.master_image(workdir))
-        g.freeze("osol-0811", "version-01")
-        g.create_project("appl-1")
-        g.clone(version, ref)
-        say("    domu-project appl-1; domu-clone masters/osol-0811@version-01 appl-1/vm-1 (qcow2 clone, ~0 bytes)")
-        console = workdir / "vm-1.console"
-        host, _facts, _placement = g.init("hvm", "fe-be", "odd", 256, 1, ref, boot, console_log=str(console))
-        say(f"    domu-init hvm fe-be odd 256 1 appl-1/vm-1 -> defined on {host.name}")
+        ref, console, host = guestlab.provision(g, guest_net_boot(workdir, site.server_ip), workdir)
+        say(f"    domu-project appl-1; domu-clone masters/{guestlab.MASTER.volume} appl-1/vm-1 (qcow2 clone, ~0 bytes); "
+            f"domu-init hvm fe-be odd 256 1 appl-1/vm-1 -> defined on {host.name}")
         fe = g.assign_ip(ref, "fe0", "vm-host1")
         be = g.assign_ip(ref, "be0", "vm-host1-be")
         say(f"    domu-assign-ip: fe0 {fe.mac} -> {fe.ip} vm-host1, be0 {be.mac} -> {be.ip} vm-host1-be "

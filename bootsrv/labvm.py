@@ -109,6 +109,22 @@ mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 /bin/load-modules
 arg() { for kv in $(cat /proc/cmdline); do case "$kv" in "$1"=*) echo "${kv#*=}";; esac; done; }
+# The VM's first NIC (on the lab's tap): the guest kernel names it, so it is looked up, not assumed.
+vm_nic() { for d in /sys/class/net/*; do [ -e "$d/device" ] && { echo "${d##*/}"; return 0; }; done; return 1; }
+# DHCP on NIC $1 with busybox udhcpc: address and default route set, "DHCP-GOT <ip> <hostname>" printed.
+dhcp_up() {
+  cat > /tmp/dhcp.sh <<'EOS'
+#!/bin/sh
+case "$1" in
+  bound|renew) ip addr flush dev "$interface"; ip addr add "$ip/${mask:-24}" dev "$interface"
+               [ -n "$router" ] && ip route replace default via "${router%% *}"
+               echo "DHCP-GOT $ip $hostname" ;;
+esac
+EOS
+  chmod +x /tmp/dhcp.sh
+  ip link set "$1" up
+  udhcpc -i "$1" -q -f -n -t 10 -s /tmp/dhcp.sh
+}
 """
 
 
@@ -177,28 +193,19 @@ class Vm:
     def output(self) -> str:
         return self.console.read_bytes().decode("utf-8", "replace")
 
-    def wait_for(self, marker: str, timeout: float = 120) -> str:
-        """Wait until the serial console shows `marker`; returns the console text."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            text = self.output()
-            if marker in text:
-                return text
-            if self.proc is not None and self.proc.poll() is not None:
-                raise RuntimeError(f"qemu {self.name} exited {self.proc.returncode} before {marker!r}:\n"
-                                   f"{(self.workdir / f'{self.name}.qemu.log').read_text()}\n{text[-3000:]}")
-            time.sleep(0.25)
-        raise TimeoutError(f"{self.name}: no {marker!r} on the console after {timeout:.0f} s:\n{self.output()[-3000:]}")
-
-    def wait_for_count(self, marker: str, count: int, timeout: float = 120) -> str:
-        """Wait until `marker` has appeared `count` times (e.g. once per boot)."""
+    def wait_for(self, marker: str, timeout: float = 120, count: int = 1) -> str:
+        """Wait until the serial console shows `marker` (`count` times: e.g. once per boot);
+        returns the console text."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             text = self.output()
             if text.count(marker) >= count:
                 return text
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"qemu {self.name} exited {self.proc.returncode} before {marker!r}:\n"
+                                   f"{(self.workdir / f'{self.name}.qemu.log').read_text()}\n{text[-3000:]}")
             time.sleep(0.25)
-        raise TimeoutError(f"{self.name}: {marker!r} seen {self.output().count(marker)} of {count} times "
+        raise TimeoutError(f"{self.name}: {marker!r} seen {self.output().count(marker)} of {count} time(s) "
                            f"after {timeout:.0f} s:\n{self.output()[-3000:]}")
 
     def stop(self) -> None:

@@ -13,10 +13,11 @@ from pathlib import Path
 from bootsrv import labvm
 from bootsrv.lab import Host, Lab
 from bootsrv.virt.bindings import AddressPlan, MemoryBindings
-from bootsrv.virt.guests import Guests
+from bootsrv.virt.guests import Boot, Guests
 from bootsrv.virt.hosts import MemoryHypervisors
 from bootsrv.virt.labd import Libvirtd
 from bootsrv.virt.libvirt_adapter import Connections
+from bootsrv.virt.names import GuestRef, VersionRef
 from bootsrv.virt.placement import HypervisorInfo
 from bootsrv.virt.settings import GuestSettings
 
@@ -96,3 +97,21 @@ def master_image(workdir: Path, size_mib: int = 32, data_mib: int = 0) -> Path:
 def boot_files(workdir: Path) -> tuple[str, str]:
     initrd = labvm.build_initramfs(workdir / "guest-initrd.gz", GUEST_INIT)
     return str(labvm.kernel_path()), str(initrd)
+
+
+MASTER = VersionRef("osol-0811", "version-01")
+
+
+def provision(g: Guests, boot: Boot, workdir: Path, progress=None) -> tuple[GuestRef, Path, HypervisorInfo]:
+    """The original domu workflow for one guest, appl-1:vm-1: import a tiny master into
+    `masters` and freeze version-01 (domu-project/clone need them), create project appl-1, clone
+    the version, define an hvm fe-be guest of 256 MiB on segment odd with its serial console
+    logged. Returns the guest, its console log and the hypervisor placement chose."""
+    g.import_image(MASTER.image, master_image(workdir), progress=progress)
+    g.freeze(MASTER.image, MASTER.version)
+    g.create_project("appl-1")
+    ref = GuestRef("appl-1", "vm-1")
+    g.clone(MASTER, ref)
+    console = workdir / "vm-1.console"
+    host, _facts, _placement = g.init("hvm", "fe-be", "odd", 256, 1, ref, boot, console_log=str(console))
+    return ref, console, host

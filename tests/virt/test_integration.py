@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from bootsrv.virt.guests import Boot, MigrationRefused
-from bootsrv.virt.names import GuestRef, VersionRef
-from tests.conftest import need
 from bootsrv.virt import guestlab
+from bootsrv.virt.guests import Boot, MigrationRefused
+from bootsrv.virt.names import GuestRef
+from tests.conftest import need
 
 pytestmark = pytest.mark.integration
 
-V1 = VersionRef("osol-0811", "version-01")
+V1 = guestlab.MASTER
 
 
 def wait_console(path: Path, pattern: str, timeout: float = 120) -> str:
@@ -60,14 +60,8 @@ def pool(lab, tmp_path):
 
 def provision(g, boot, workdir: Path) -> tuple[GuestRef, Path]:
     seen = []
-    g.import_image("osol-0811", guestlab.master_image(workdir), progress=lambda d, t: seen.append((d, t)))
+    ref, console, _host = guestlab.provision(g, boot, workdir, progress=lambda d, t: seen.append((d, t)))
     assert seen and seen[-1][0] == seen[-1][1]
-    g.freeze("osol-0811", "version-01")
-    g.create_project("appl-1")
-    ref = GuestRef("appl-1", "vm-1")
-    g.clone(V1, ref)
-    console = workdir / "vm-1.console"
-    g.init("hvm", "fe-be", "odd", 256, 1, ref, boot, console_log=str(console))
     return ref, console
 
 
@@ -230,7 +224,7 @@ def test_guest_gets_its_bound_address_and_name_from_bootsrv(lab, tmp_path):
     name resolves through bootsrv's DNS."""
     import shutil
 
-    from bootsrv import demo, labvm
+    from bootsrv import demo
     from bootsrv.config import load
     from bootsrv.leases import open_store
     from bootsrv.virt.leasebind import LeaseBindings
@@ -248,15 +242,7 @@ def test_guest_gets_its_bound_address_and_name_from_bootsrv(lab, tmp_path):
         shared.mkdir()
         bindings = LeaseBindings(lambda: open_store(load(str(site.config))), time.time)
         g = guestlab.guests([hv], shared, bindings=bindings)
-        initrd = labvm.build_initramfs(tmp_path / "net-initrd.gz", labvm.INIT_PRELUDE + demo.GUEST_NET_INIT)
-        boot = Boot(str(labvm.kernel_path()), str(initrd), "console=ttyS0 quiet guest=vm-host1 dns=10.10.0.2")
-        g.import_image("osol-0811", guestlab.master_image(tmp_path))
-        g.freeze("osol-0811", "version-01")
-        g.create_project("appl-1")
-        ref = GuestRef("appl-1", "vm-1")
-        g.clone(V1, ref)
-        console = tmp_path / "vm-1.console"
-        g.init("hvm", "fe-be", "odd", 256, 1, ref, boot, console_log=str(console))
+        ref, console = provision(g, demo.guest_net_boot(tmp_path, "10.10.0.2"), tmp_path)
         fe = g.assign_ip(ref, "fe0", "vm-host1")
         g.assign_ip(ref, "be0", "vm-host1-be")
         g.control(ref, "start")
