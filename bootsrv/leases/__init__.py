@@ -14,6 +14,7 @@ from bootsrv.leases.model import (
     Record,
     UnknownNetwork,
     client_id_of_mac,
+    mac_of_client_id,
     normalize_client_id,
     pools_from_config,
 )
@@ -21,7 +22,7 @@ from bootsrv.leases.store import AddressTaken, LeaseStore
 
 __all__ = [
     "NEVER", "NONE", "AddressTaken", "Collision", "Flag", "LeaseStore", "Pool", "PoolExhausted", "Range",
-    "Record", "UnknownNetwork", "client_id_of_mac", "normalize_client_id", "open_store", "pools_from_config",
+    "Record", "UnknownNetwork", "client_id_of_mac", "mac_of_client_id", "normalize_client_id", "open_store", "pools_from_config",
 ]
 
 

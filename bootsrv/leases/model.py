@@ -48,6 +48,14 @@ def client_id_of_mac(mac: bytes | str, htype: int = 1) -> str:
     return f"{htype:02X}{mac.hex().upper()}"
 
 
+def mac_of_client_id(client_id: str) -> str:
+    """The inverse of client_id_of_mac for Ethernet ids (type 01 + 6 octets): aa:bb:cc:dd:ee:ff;
+    any other client id is returned as it is."""
+    if len(client_id) == 14 and client_id.startswith("01"):
+        return ":".join(client_id[i:i + 2] for i in range(2, 14, 2)).lower()
+    return client_id
+
+
 def normalize_client_id(value: str, field_name: str = "client_id") -> str:
     """Upper-case hex; a MAC written with colons or dashes becomes an Ethernet client id."""
     text = value.strip()

@@ -6,15 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from ipaddress import IPv4Address
 
-from bootsrv.leases import LeaseStore, client_id_of_mac
+from bootsrv.leases import LeaseStore, client_id_of_mac, mac_of_client_id
 from bootsrv.virt.bindings import Binding, Used
-
-
-def _mac_of(client_id: str) -> str:
-    """Ethernet client ids (type 01 + 6 octets) back to the MAC the guest commands show."""
-    if len(client_id) == 14 and client_id.startswith("01"):
-        return ":".join(client_id[i:i + 2] for i in range(2, 14, 2)).lower()
-    return client_id
 
 
 class LeaseBindings:
@@ -34,7 +27,7 @@ class LeaseBindings:
 
     def used(self, network: str) -> list[Used]:
         now = self.clock()
-        return [Used(r.ip, _mac_of(r.client_id), r.hostname) for r in self.store.records(network)
+        return [Used(r.ip, mac_of_client_id(r.client_id), r.hostname) for r in self.store.records(network)
                 if r.active(now) or r.unusable or r.hostname]
 
     def bind(self, binding: Binding) -> None:

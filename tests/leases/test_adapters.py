@@ -66,3 +66,16 @@ def test_guest_bindings_see_dynamic_leases_as_used(store):
     store.ack("public", store.offer("public", cid, 10, 30).ip, cid, 10, 3600)
     bindings = LeaseBindings(store, lambda: 20)
     assert [u.client for u in bindings.used("public")] == ["52:54:00:bb:00:01"]
+
+
+@pytest.mark.parametrize("client_id, mac", [
+    ("01525400AABBCC", "52:54:00:aa:bb:cc"),  # Ethernet: the inverse of client_id_of_mac
+    ("FF00112233", "FF00112233"),  # any other client id (option 61) stays as it is
+    ("02525400AABBCC", "02525400AABBCC"),  # hardware type 2 is not Ethernet
+])
+def test_mac_of_client_id(client_id, mac):
+    from bootsrv.leases import mac_of_client_id
+
+    assert mac_of_client_id(client_id) == mac
+    if mac != client_id:
+        assert client_id_of_mac(mac) == client_id
