@@ -37,3 +37,27 @@ templates_dir = "{REPO / 'templates'}"
     wiring.machines = MemoryRegistry()  # a cached_property: the instance attribute replaces it
     (tmp_path / "files").mkdir(exist_ok=True)
     return wiring
+
+
+def lab_serve_config(tmp_path: Path, server: str, profiles_dir: Path = REPO / "profiles") -> str:
+    """`bootsrv serve` for the lab VM tests: HTTP only (the VM's iPXE is told where to go), the
+    store and files root under tmp_path, unknown MACs boot locally."""
+    return f"""
+[server]
+owner_ips = ["{server}"]
+[store]
+directory = "{tmp_path}/store"
+[dhcp]
+enabled = false
+[dns]
+enabled = false
+[boot]
+files_root = "{tmp_path}/files"
+http_base_url = "http://{server}:8080"
+unknown_machines = "local"
+[http]
+address = "{server}"
+[profiles]
+profiles_dir = "{profiles_dir}"
+templates_dir = "{REPO / 'templates'}"
+"""

@@ -25,7 +25,7 @@ from bootsrv.cli import main
 from bootsrv.machines import Machine, State
 from bootsrv.machines_store import FileRegistry
 from bootsrv.profiles.cli import DI_SOURCE
-from boot_builders import REPO
+from boot_builders import REPO, lab_serve_config
 from tests.conftest import need
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -53,25 +53,7 @@ def test_debian_installer_fetches_its_preseed(lab, tmp_path):
     FileRegistry(tmp_path / "store").put(Machine(mac=MAC, hostname="hv1", state=State.NEW,
                                                  profile="debian12-kvm-hypervisor", created=time.time()), None)
     config = tmp_path / "site.toml"
-    config.write_text(f"""
-[server]
-owner_ips = ["{SERVER}"]
-[store]
-directory = "{tmp_path}/store"
-[dhcp]
-enabled = false
-[dns]
-enabled = false
-[boot]
-files_root = "{tmp_path}/files"
-http_base_url = "http://{SERVER}:8080"
-unknown_machines = "local"
-[http]
-address = "{SERVER}"
-[profiles]
-profiles_dir = "{profiles}"
-templates_dir = "{REPO / 'templates'}"
-""")
+    config.write_text(lab_serve_config(tmp_path, SERVER, profiles))
     fetched = CliRunner().invoke(main, ["--config", str(config), "profile", "fetch-installer"])
     assert fetched.exit_code == 0, fetched.output
 

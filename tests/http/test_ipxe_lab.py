@@ -19,7 +19,7 @@ import pytest
 from bootsrv import labvm
 from bootsrv.machines import Machine, State
 from bootsrv.machines_store import FileRegistry
-from boot_builders import REPO
+from boot_builders import REPO, lab_serve_config
 from tests.conftest import need
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -63,25 +63,7 @@ def test_ipxe_install_then_local(lab, tmp_path):
     FileRegistry(tmp_path / "store").put(
         Machine(mac=MAC, hostname="hv1", state=State.NEW, profile="lab-test", created=time.time()), None)
     config = tmp_path / "site.toml"
-    config.write_text(f"""
-[server]
-owner_ips = ["{SERVER}"]
-[store]
-directory = "{tmp_path}/store"
-[dhcp]
-enabled = false
-[dns]
-enabled = false
-[boot]
-files_root = "{tmp_path}/files"
-http_base_url = "http://{SERVER}:8080"
-unknown_machines = "local"
-[http]
-address = "{SERVER}"
-[profiles]
-profiles_dir = "{REPO / 'profiles'}"
-templates_dir = "{REPO / 'templates'}"
-""")
+    config.write_text(lab_serve_config(tmp_path, SERVER))
     seg = lab.segment("lan")
     srv = lab.host("srv")
     lab.plug(srv, seg, "net0", f"{SERVER}/24")
