@@ -38,8 +38,9 @@ chain http://{SERVER}:8080/boot/${{net0/mac}}.ipxe
 INSTALLER = """
 echo INSTALLER-START
 ip link set lo up
-ip link set eth0 up
-ip addr add 10.236.0.50/24 dev eth0
+nic=$(vm_nic)
+ip link set "$nic" up
+ip addr add 10.236.0.50/24 dev "$nic"
 sleep 1
 answer=$(arg bootsrv.answer)
 if wget -q -O /tmp/answer.sh "$answer"; then

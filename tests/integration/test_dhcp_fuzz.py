@@ -53,7 +53,7 @@ def seeds() -> list[bytes]:
         bootp(ciaddr=bytes([10, 65, 0, 50]), options=[(53, b"\x08")]),  # INFORM
         bootp(ciaddr=bytes([10, 65, 0, 50]), options=[(53, b"\x07"), (54, bytes([10, 65, 0, 1]))]),  # RELEASE
         bootp(options=[(53, b"\x04"), (50, bytes([10, 65, 0, 51])), (54, bytes([10, 65, 0, 1]))]),  # DECLINE
-        bootp(giaddr=bytes([10, 65, 0, 254]), options=[(53, b"\x01"), (82, b"\x01\x04eth0")]),
+        bootp(giaddr=bytes([10, 65, 0, 254]), options=[(53, b"\x01"), (82, b"\x01\x04ge-1")]),
         bootp(options=[(53, b"\x01"), (52, b"\x03")]),  # overload: options in file and sname
         bootp(op=2, options=[(53, b"\x02")]),  # a BOOTREPLY: never answered
         bootp(options=[]),  # plain BOOTP

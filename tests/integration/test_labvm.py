@@ -27,7 +27,7 @@ def test_vm_boots_initramfs_and_reaches_lab_host(lab, tmp_path):
     www.mkdir()
     (www / "hello.txt").write_text("hello-from-lab")
     init = labvm.INIT_PRELUDE + (
-        "echo TEST-BOOTED\nip link set eth0 up\nip addr add 10.233.0.50/24 dev eth0\nsleep 1\n"
+        "echo TEST-BOOTED\nnic=$(vm_nic)\nip link set $nic up\nip addr add 10.233.0.50/24 dev $nic\nsleep 1\n"
         "echo \"got:$(wget -q -O - http://10.233.0.2:8000/hello.txt)\"\npoweroff -f\n"
     )
     initrd = labvm.build_initramfs(tmp_path / "initrd.gz", init)
