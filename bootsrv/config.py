@@ -140,6 +140,10 @@ class DhcpSection(Section):
     offer_hold: Annotated[int, Field(ge=1, le=600)] = 30
     # ICMP echo before offering: off by default (ISC dhcpd spends ~1 s per offer on it).
     icmp_check: bool = False
+    # Processes answering DHCP for this server (SO_REUSEPORT, steered by client MAC; each
+    # allocates from its own stripe of the ranges). One Python process tops out at a few thousand
+    # exchanges a second; a busy segment wants one per core (bench/bench_dhcp.py).
+    processes: Annotated[int, Field(ge=1, le=64)] = 1
     # Options by vendor class (option 60) prefix, between defaults and network in the layering.
     classes: dict[str, dict[str, Any]] = Field(default_factory=dict)
     # Solaris-style macros: options by name, applied after the network's. A lease record's macro

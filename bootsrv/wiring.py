@@ -16,16 +16,17 @@ from bootsrv.config import Config
 
 
 class Wiring:
-    def __init__(self, config: Config, clock: Callable[[], float] = time.time):
+    def __init__(self, config: Config, clock: Callable[[], float] = time.time, dhcp_process: int = 0):
         self.config = config
         self.clock = clock  # injected so tests can move time; everything reads time through it
+        self.dhcp_process = dhcp_process  # which of config.dhcp.processes this is (0: the main one)
 
     @functools.cached_property
     def leases(self):
         """The shared lease store (config.store.directory), opened for this server's owner_ips."""
         from bootsrv.leases import open_store
 
-        return open_store(self.config, self.clock)
+        return open_store(self.config, self.clock, self.dhcp_process)
 
     @functools.cached_property
     def machines(self):

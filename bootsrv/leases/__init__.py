@@ -26,12 +26,14 @@ __all__ = [
 ]
 
 
-def open_store(config, clock=time.time):
+def open_store(config, clock=time.time, dhcp_process: int = 0):
     """The file store over `config.store.directory` (created if missing) for this server's
     `owner_ips`, with one pool per configured network. `clock` is accepted for the wiring's
-    sake; the store's operations take `now` from their callers."""
+    sake; the store's operations take `now` from their callers. `dhcp_process` is which of the
+    server's `dhcp.processes` this is: each allocates from its own stripe of the ranges."""
     from bootsrv.leases.files import FileStore
 
-    # One serving process per server: its offer holds stay in memory (LeaseStore.offers_in_memory).
+    # Each serving process keeps its offer holds in memory (LeaseStore.offers_in_memory); the
+    # stripes keep the processes of one server from holding the same free address.
     return FileStore(config.store.directory, pools_from_config(config), config.server.owner_ips,
-                     offers_in_memory=True)
+                     offers_in_memory=True, stripe=(dhcp_process, config.dhcp.processes))

@@ -559,10 +559,11 @@ class FileStore(LeaseStore):
     """The lease store over one directory; see the module doc and docs/lease-store.md."""
 
     def __init__(self, directory: str | os.PathLike[str], pools: Mapping[str, Pool],
-                 owner_ips: Iterable[IPv4Address], *, nfs: bool | None = None, offers_in_memory: bool = False):
+                 owner_ips: Iterable[IPv4Address], *, nfs: bool | None = None, offers_in_memory: bool = False,
+                 stripe: tuple[int, int] = (0, 1)):
         """`nfs`: take the NFS precautions (see the module doc); None = when the directory is on
         an NFS mount. Forcing them on a local directory is how tests exercise that path."""
-        super().__init__(pools, owner_ips, offers_in_memory=offers_in_memory)
+        super().__init__(pools, owner_ips, offers_in_memory=offers_in_memory, stripe=stripe)
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.problems: list[str] = []  # torn or corrupt lines seen by this handle, for the operator

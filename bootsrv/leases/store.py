@@ -126,7 +126,7 @@ class LeaseStore:
     """Operations over a network-by-network table of records; see the module doc."""
 
     def __init__(self, pools: Mapping[str, Pool], owner_ips: Iterable[IPv4Address], *,
-                 offers_in_memory: bool = False):
+                 offers_in_memory: bool = False, stripe: tuple[int, int] = (0, 1)):
         self.pools = dict(pools)
         self.owner_ips = tuple(IPv4Address(ip) for ip in owner_ips)
         if not self.owner_ips:
@@ -140,6 +140,13 @@ class LeaseStore:
         # same owner (their holds would not see each other; the ACK's compare-and-swap still
         # keeps an address from going to two clients, the second gets a NAK).
         self.offers_in_memory = offers_in_memory
+        # (k, n): this handle allocates from its ranges only the addresses with int(ip) % n == k.
+        # The DHCP processes of one server (dhcp.processes) each take their own stripe, so their
+        # in-memory offer holds never name the same free address; see bootsrv/dhcp/workers.py.
+        index, count = stripe
+        if not 0 <= index < count:
+            raise InvalidInput("stripe", f"{stripe!r}: want (k, n) with 0 <= k < n")
+        self.stripe = (index, count)
         self._holds: dict[tuple[str, IPv4Address], Record] = {}
         self._hold_of: dict[tuple[str, str], IPv4Address] = {}
         self._holds_lock = threading.Lock()
@@ -546,8 +553,11 @@ class LeaseStore:
         with self._cursor_lock:
             start = self._cursor.get(pool.network, 0) % total
         records = table.records
+        index, count = self.stripe
         for i in _rotation(start, total):
             ip = _nth(ranges, i)
+            if count > 1 and int(ip) % count != index:
+                continue
             if ip in pool.reserved or self._held_by_other(pool.network, ip, now):
                 continue
             rec = records.get(ip)
@@ -557,7 +567,7 @@ class LeaseStore:
                 return rec or Record(pool.network, ip)
         lapsed = [r for r in list(records.values())
                   if pool.lendable(r.ip) and self.owns_address(pool.network, r.ip) and r.reusable(now) and self.owns(r)
-                  and not self._held_by_other(pool.network, r.ip, now)]
+                  and int(r.ip) % count == index and not self._held_by_other(pool.network, r.ip, now)]
         if lapsed:
             return min(lapsed, key=lambda r: (r.expiry, int(r.ip)))
         raise PoolExhausted(pool.network)

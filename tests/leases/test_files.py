@@ -345,3 +345,37 @@ def test_compactions_leak_no_descriptors(open_store):
         a.rescan()
     assert open_fds() <= before + 2
     assert open_store().get("public", ip) == b.get("public", ip)
+
+
+@pytest.mark.parametrize("striped", [True, False])
+def test_processes_of_one_server_hold_offers_in_their_own_stripes(tmp_path, striped):
+    """dhcp.processes: two handles of server A on one directory, each holding its offers in memory
+    for its own clients. With stripes they never offer the same free address, so every ACK
+    commits; without them (the control case) both offer the same addresses."""
+    def handle(k):
+        return FileStore(tmp_path / "store", POOLS, (A,), offers_in_memory=True,
+                         stripe=(k, 2) if striped else (0, 1))
+
+    first, second = handle(0), handle(1)
+    try:
+        offers = [(store, cid(100 * k + i)) for i in range(5) for k, store in enumerate((first, second))]
+        offers = [(store, client, store.offer("public", client, NOW, 30).ip) for store, client in offers]
+        ips = [ip for _store, _client, ip in offers]
+        if not striped:
+            assert len(set(ips)) == 5  # each address offered twice: half of these ACKs would be NAKed
+            return
+        assert sorted(ips) == [IP(f"10.0.0.{n}") for n in range(10, 20)]  # all of A's range, once
+        for k, store in enumerate((first, second)):
+            assert {int(ip) % 2 for s, _client, ip in offers if s is store} == {k}
+        for store, client, ip in offers:
+            assert store.ack("public", ip, client, NOW, 3600).client_id == client
+    finally:
+        first.close()
+        second.close()
+
+
+def test_a_stripe_out_of_range_is_refused(tmp_path):
+    from bootsrv.errors import InvalidInput
+
+    with pytest.raises(InvalidInput, match="stripe"):
+        FileStore(tmp_path / "store", POOLS, (A,), stripe=(2, 2))
