@@ -109,6 +109,7 @@ class Dnsmasq(Target):
 class Bootsrv(Target):
     name = "bootsrv"
     durability = "fsync before every ACK (group commit)"
+    processes = 1  # dhcp.processes (--processes)
 
     def available(self):
         import importlib.util
@@ -134,6 +135,8 @@ lease_time = 3600
 [[networks.ranges]]
 start = "{POOL[0]}"
 end = "{POOL[1]}"
+[dhcp]
+processes = {self.processes}
 [dns]
 enabled = false
 [tftp]
@@ -446,6 +449,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=1, help="repeat, alternating the order; report medians")
     ap.add_argument("--max-rate", type=int, default=24000,
                     help="highest offered rate tried (perfdhcp -g single sends about 20,000/s here)")
+    ap.add_argument("--processes", type=int, default=os.cpu_count() or 1,
+                    help="bootsrv's dhcp.processes (default: one per CPU, as a busy server would be set up)")
     ap.add_argument("--serve-loop-only", metavar="IFACE", help=argparse.SUPPRESS)
     ap.add_argument("--durable-log", help=argparse.SUPPRESS)
     ap.add_argument("--deferred", action="store_true", help=argparse.SUPPRESS)
@@ -456,6 +461,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         if name not in TARGETS:
             ap.error(f"--servers: unknown server {name!r}; expected some of {', '.join(TARGETS)}")
+    TARGETS["bootsrv"].processes = args.processes
+    TARGETS["bootsrv"].durability += f", {args.processes} process{'es' if args.processes > 1 else ''}"
     if shutil.which("perfdhcp") is None:
         print("perfdhcp not installed (Debian package kea-admin)", file=sys.stderr)
         return 2

@@ -53,16 +53,24 @@ def relayed(config: Config) -> bool:
 
 
 class DhcpService:
+    """DHCP for one process. Process 0 (`bootsrv serve`) also runs the other dhcp.processes - 1
+    (bootsrv/dhcp/workers.py), each of which runs a DhcpService of its own number."""
+
     name = "dhcp"
 
-    def __init__(self, config: Config, handler_factory: Callable[[], Handler], workers: int = 8):
+    def __init__(self, config: Config, handler_factory: Callable[[], Handler], workers: int | None = None,
+                 process: int = 0):
         self.config = config
         self.handler_factory = handler_factory
-        self.workers = workers
+        # One receiving thread per socket (see server.py "Threads"), more when a handler blocks
+        # on ICMP echoes.
+        self.workers = workers or (8 if config.dhcp.icmp_check else 1)
+        self.process = process
         self.server: DhcpServer | None = None
+        self.others = None  # process 0 with dhcp.processes > 1: workers.Processes
 
     def start(self) -> None:
-        for ifname in served_interfaces(self.config):
+        for ifname in served_interfaces(self.config) if self.process == 0 else ():
             if interface_address(ifname) is None:
                 # Still served (the socket binds to the device), but replies need a source address
                 # and option 54 needs one of ours: say so once instead of failing every packet.
@@ -76,13 +84,25 @@ class DhcpService:
         gc.freeze()
         gc.set_threshold(50_000, 100, 100)
         self.server = DhcpServer(served_interfaces(self.config), relayed(self.config), self.config.dhcp.port,
-                                 self.handler, workers=self.workers)
+                                 self.handler, workers=self.workers, processes=self.config.dhcp.processes,
+                                 process=self.process)
         try:
             self.server.start()
         except OSError as exc:
             raise socket_error(self.config, exc) from None
+        if self.process == 0 and self.config.dhcp.processes > 1:
+            from bootsrv.dhcp.workers import Processes
+
+            self.others = Processes(self.config)
+            try:
+                self.others.start()
+            except BaseException:
+                self.server.stop()
+                raise
 
     def stop(self) -> None:
+        if self.others is not None:
+            self.others.stop()
         if self.server is not None:
             self.server.stop()
             shed = getattr(self.handler, "shed", [0])[0]
@@ -105,7 +125,7 @@ def dhcp_services(wiring: Wiring) -> list[DhcpService]:
     if not served_interfaces(cfg) and not relayed(cfg):
         event(log, "dhcp.nothing_to_serve", reason="no network names an interface or a relay")
         return []
-    return [DhcpService(cfg, lambda: engine_handler(wiring))]
+    return [DhcpService(cfg, lambda: engine_handler(wiring), process=wiring.dhcp_process)]
 
 
 def engine_handler(wiring: Wiring) -> Handler:

@@ -1,0 +1,103 @@
+"""dhcp.processes = 2: `bootsrv serve` answers DHCP from two processes on one socket group.
+
+Real clients (busybox udhcpc, one per namespace) with MACs ending in even and odd bytes: the
+steering program sends each to process (last MAC byte % 2), and each process allocates from its
+own stripe (int(ip) % 2), so the parity of every address shows which process served it. Then the
+second process is SIGKILLed (it is started again and serves again) and `serve` itself is
+SIGKILLed (the child must not outlive it: a DHCP server nobody runs any more)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from ipaddress import IPv4Address
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from tests.conftest import need  # noqa: E402
+from test_dhcp_clients import config_text, launch, udhcpc_once  # noqa: E402
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+SERVER = "10.66.0.1"
+
+
+def started(logpath: Path) -> list[int]:
+    """Pids of process 1, in the order `serve` started them."""
+    return [int(pid) for pid in re.findall(r"event=dhcp.process_started process=1 pid=(\d+)", logpath.read_text())]
+
+
+def gone(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return True
+    return state in ("Z", "X")  # exited; reaped by whoever adopted it
+
+
+def until(predicate, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return predicate()
+
+
+def test_two_processes_share_the_sockets_by_mac_and_survive_a_kill(lab, tmp_path):
+    need(shutil.which("busybox") is not None, "busybox (busybox-static) is not installed")
+    seg = lab.segment("lan")
+    srv = lab.host("srv")
+    lab.plug(srv, seg, "net0", f"{SERVER}/24")
+    clients = []
+    for i in range(8):
+        host = lab.host(f"c{i}")
+        lab.plug(host, seg, "net0", mac=f"02:00:00:66:01:{i:02x}")
+        clients.append(host)
+    text = config_text(tmp_path, owner=SERVER, subnet="10.66.0.0/24", start="10.66.0.50", end="10.66.0.99",
+                       extra_networks="[dhcp]\nprocesses = 2\n")
+    proc = launch(srv, tmp_path, text)
+    logpath = tmp_path / "serve.log"
+    first = started(logpath)
+    assert len(first) == 1, logpath.read_text()[-2000:]
+
+    def bind(indexes, round_):
+        with ThreadPoolExecutor(len(indexes)) as pool:
+            got = pool.map(lambda i: udhcpc_once(clients[i], tmp_path, "net0", tag=f"r{round_}c{i}"), indexes)
+            return dict(zip(indexes, got))
+
+    try:
+        leases = bind(range(6), 1)
+        assert all(leases.values()), f"clients without a lease: {leases}\n{logpath.read_text()[-2000:]}"
+        assert len(set(leases.values())) == len(leases), f"an address given twice: {leases}"
+        for i, ip in leases.items():  # MAC byte i went to process i % 2, which lends only int(ip) % 2 == i % 2
+            assert int(IPv4Address(ip)) % 2 == i % 2, f"client {i} got {ip} from the other process: {leases}"
+
+        os.kill(first[0], signal.SIGKILL)
+        assert until(lambda: len(started(logpath)) == 2, 15), f"process 1 was not started again:\n{logpath.read_text()[-2000:]}"
+        assert "event=dhcp.process_died process=1" in logpath.read_text()
+        again = bind([6, 7], 2)
+        for i, ip in again.items():
+            assert ip and int(IPv4Address(ip)) % 2 == i % 2, f"after the restart: {again}"
+        assert not set(again.values()) & set(leases.values())
+
+        child = started(logpath)[-1]
+        os.kill(proc.pid, signal.SIGKILL)  # no shutdown path runs in serve
+        proc.wait()
+        assert until(lambda: gone(child), 10), f"DHCP process {child} outlived serve"
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(timeout=10)
+        for pid in started(logpath):
+            if not gone(pid):
+                os.kill(pid, signal.SIGKILL)
+    assert "Traceback" not in logpath.read_text()
