@@ -296,9 +296,6 @@ class Config(Section):
                 served[net.interface] = net.name
         for i, a, b in _overlapping_subnets(self.networks):
             raise ValueError(f"networks[{i}].subnet: {a.subnet} overlaps {b.subnet} of network {b.name!r}")
-        if self.dhcp.processes > 1 and self.dhcp.port == 0:
-            # Port 0 lets the kernel choose, for each process another port: no shared socket group.
-            raise ValueError("dhcp.port: 0 (a port of the kernel's choosing) cannot be shared by dhcp.processes > 1")
         return self
 
     def network(self, name: str) -> NetworkSection:

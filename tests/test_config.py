@@ -41,7 +41,6 @@ BAD = [
     ("boot-escape", '[boot]\nfiles = { bios = "../../etc/passwd" }', "boot.files", "inside tftp_root"),
     ("boot-url", '[boot]\nhttp_base_url = "ftp://x"', "boot.http_base_url", "match pattern"),
     ("port", "[http]\nport = 70000", "http.port", "less than or equal to 65535"),
-    ("dhcp-processes-port-0", "[dhcp]\nprocesses = 2\nport = 0", "dhcp.port", "cannot be shared by dhcp.processes"),
     ("dhcp-processes-0", "[dhcp]\nprocesses = 0", "dhcp.processes", "greater than or equal to 1"),
     ("admin-token-short", '[api]\nadmin_token = "short"', "api.admin_token", "at least 16"),
 ]
