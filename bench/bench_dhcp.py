@@ -372,19 +372,22 @@ def perfdhcp(client: Host, rate: int, seconds: int, clients: int) -> Step:
 
 
 def answering(client: Host, proc: subprocess.Popen, target: Target, workdir: Path, timeout: float = 15) -> None:
-    """Wait until the server completes one DORA: a server still starting up (Python imports,
-    socket setup) would otherwise count as loss in the first fraction of a second."""
+    """Wait until the server answers: a server still starting up (Python imports, socket setup)
+    would otherwise count as loss in the first fraction of a second. Four MACs whose last bytes
+    differ, so that each of bootsrv's dhcp.processes (steered by that byte) has answered too."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    waiting = [f"02:ff:00:00:00:{i:02x}" for i in range(1, 5)]
+    while time.monotonic() < deadline and waiting:
         # One DISCOVER, up to 0.5 s for the OFFER (-W); perfdhcp -n 1 stops before the REQUEST.
         probe = client.run(["perfdhcp", "-4", "-l", "net0", "-n", "1", "-W", "500000", "-R", "1",
-                            "-b", "mac=02:ff:00:00:00:01", SERVER_IP], check=False, timeout=10)
+                            "-b", f"mac={waiting[0]}", SERVER_IP], check=False, timeout=10)
         stats = {kind: int(recv) for kind, _sent, recv in _STATS.findall(probe.stdout)}
         if stats.get("DISCOVER-OFFER", 0) >= 1:
-            return
-        if proc.poll() is not None:
+            waiting.pop(0)
+        elif proc.poll() is not None:
             break
-    raise RuntimeError(f"{target.name} never answered a probe: {_tail(workdir / 'stderr')}")
+    if waiting:
+        raise RuntimeError(f"{target.name} never answered a probe: {_tail(workdir / 'stderr')}")
 
 
 def measure(lab: Lab, server: Host, client: Host, target: Target, rate: int, seconds: float,
