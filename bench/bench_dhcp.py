@@ -345,6 +345,12 @@ class Step:
     offers: int
     requests: int
     acks: int
+    cpu: float = 0.0  # seconds of CPU the server (all its processes) used during the step
+
+    @property
+    def cpu_per_dora(self) -> float:
+        """Microseconds of server CPU per completed exchange."""
+        return self.cpu / self.acks * 1e6 if self.acks else 0.0
 
     @property
     def loss(self) -> float:
@@ -397,7 +403,10 @@ def measure(lab: Lab, server: Host, client: Host, target: Target, rate: int, sec
     try:
         target.ready(proc, workdir)
         answering(client, proc, target, workdir)
+        pids = _descendants(proc.pid)
+        before = _cpu_seconds(pids)
         step = perfdhcp(client, rate, seconds, clients)
+        step.cpu = _cpu_seconds(pids) - before
         if proc.poll() is not None:
             raise RuntimeError(f"{target.name} died during the run: {_tail(workdir / 'stderr')}")
         return step
@@ -412,6 +421,32 @@ def measure(lab: Lab, server: Host, client: Host, target: Target, rate: int, sec
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def _descendants(pid: int) -> list[int]:
+    """`pid` and every process below it (the server's processes under `ip netns exec`)."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        for task in Path(f"/proc/{current}/task").glob("*"):
+            try:
+                todo.extend(int(child) for child in (task / "children").read_text().split())
+            except OSError:
+                pass
+    return found
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU of these processes so far (/proc/PID/stat fields 14 and 15)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def sustained(lab, server, client, target, seconds, clients, start_rate, max_rate, log) -> Step:
     """The highest offered rate with loss <= 1 % (doubling, then 3 bisection steps)."""
     good: Step | None = None
@@ -419,7 +454,8 @@ def sustained(lab, server, client, target, seconds, clients, start_rate, max_rat
     rate = start_rate
     while rate <= max_rate:
         step = measure(lab, server, client, target, rate, seconds, clients)
-        log(f"  {target.name:8} offered {rate:6}/s  DORA {step.dora_per_s:8.1f}/s  loss {step.loss:6.2%}")
+        log(f"  {target.name:8} offered {rate:6}/s  DORA {step.dora_per_s:8.1f}/s  loss {step.loss:6.2%}  "
+            f"server CPU {step.cpu_per_dora:4.0f} us/DORA")
         if step.loss <= LOSS_LIMIT:
             good = step
             rate = max_rate if rate < max_rate < 2 * rate else 2 * rate
@@ -435,7 +471,8 @@ def sustained(lab, server, client, target, seconds, clients, start_rate, max_rat
             if mid <= low:
                 break
             step = measure(lab, server, client, target, mid, seconds, clients)
-            log(f"  {target.name:8} offered {mid:6}/s  DORA {step.dora_per_s:8.1f}/s  loss {step.loss:6.2%}")
+            log(f"  {target.name:8} offered {mid:6}/s  DORA {step.dora_per_s:8.1f}/s  loss {step.loss:6.2%}  "
+                f"server CPU {step.cpu_per_dora:4.0f} us/DORA")
             if step.loss <= LOSS_LIMIT:
                 good, low = step, mid
             else:

@@ -16,8 +16,9 @@ Ethernet/IP/UDP frames (a packet socket would also bypass the kernel's routing a
 the ioctl fails (no address of ours on that subnet, a non-Ethernet hardware type) we broadcast
 instead, which every client must accept (RFC 2131 4.1, RFC 1542 3.1.1).
 
-Threads. Each socket has `workers` threads that block in recvfrom() on it: the kernel hands each
-datagram to exactly one of them, which decodes, decides and replies. One is the default: an ACK
+Threads. Each socket has `workers` threads that wait in poll() on it (and on its outbox, below);
+a non-blocking recvmsg() hands each datagram to exactly one of them, which decodes, decides and
+replies. One is the default: an ACK
 never waits for its fsync in a worker (see "Deferred replies"), and several workers only fight
 over the GIL: bench/bench_dhcp.py on 2 cores, 1 worker 2,436 DORA/s at <= 1 % loss, 8 workers
 1,742. More help only when a handler blocks (dhcp.icmp_check waits for an echo). No queue in
@@ -38,18 +39,23 @@ to 255.255.255.255 (IP_PKTINFO says) each process applies the same rule itself a
 process the MAC picks answers. A client whose process is being restarted waits for it (its
 retransmission, RFC 2131 4.1) instead of being answered by a process that does not hold its offer.
 
-Deferred replies. A handler may instead return a Future that resolves to the reply once the lease
-is on stable storage; the loop sends it from whichever thread completes the future. Then no worker
-waits for an fsync at all: measured with a stand-in handler (bench/bench_dhcp.py, loop-durable vs
-loop-deferred), blocking workers lose packets to the receive buffer during fsync stalls while the
-deferred form keeps reading.
+Deferred replies. A handler may instead return a Deferred (or a Future) that resolves once the
+lease is on stable storage. Its worker does not wait: the store's flusher thread resolves it
+after the fsync and puts it in the socket's outbox, and the worker finishes (encodes) and sends
+it between two datagrams. Measured with a stand-in handler (bench/bench_dhcp.py, loop-durable vs
+loop-deferred), blocking workers lose packets to the receive buffer during fsync stalls while
+the deferred form keeps reading. That the worker, not the flusher, encodes and sends keeps the
+flusher's share of the GIL to resolving futures: one process at 3,400 DORA/s offered lost
+0.6-0.9 % with the outbox and 1.3-23 % with the flusher sending; CPU per DORA was the same
+(410-440 us, `bench_dhcp.py` prints it per step).
 """
 
 from __future__ import annotations
 
+import collections
 import ctypes
 import fcntl
-import functools
+import select
 import logging
 import os
 import socket
@@ -100,9 +106,48 @@ class Outgoing:
     hwaddr: bytes | None = None
 
 
-# A handler answers now (Outgoing), never (None), or once its lease is durable (a Future that
-# resolves to Outgoing or None).
-Handler = Callable[[bytes, Arrival], "Outgoing | Future | None"]
+@dataclass(frozen=True)
+class Deferred:
+    """A reply that may go out only once `durable` resolves; `finish(its result)` builds it then
+    (in the socket's worker thread, see "Deferred replies")."""
+
+    durable: Future
+    finish: Callable[[object], "Outgoing | None"]
+
+    def result(self, timeout: float | None = None) -> "Outgoing | None":
+        """Wait for it here (tests, tools): what the loop would send."""
+        return self.finish(self.durable.result(timeout))
+
+
+# A handler answers now (Outgoing), never (None), or once its lease is durable (a Deferred, or a
+# Future that resolves to Outgoing or None).
+Handler = Callable[[bytes, Arrival], "Outgoing | Deferred | Future | None"]
+
+
+class _Outbox:
+    """Deferred replies whose leases are durable, for the socket's workers to finish and send.
+
+    Filled from the store's flusher thread, emptied by the worker between two datagrams. An
+    eventfd wakes a worker only when it is about to sleep (`armed`): under load the worker never
+    sleeps and the flusher makes no system call per reply."""
+
+    def __init__(self) -> None:
+        self.fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self.items: collections.deque = collections.deque()
+        self.armed = False
+
+    def put(self, item) -> None:
+        self.items.append(item)
+        if self.armed:
+            self.armed = False
+            os.eventfd_write(self.fd, 1)
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+def _as_is(value):
+    return value
 
 
 def describe(raw: bytes) -> dict[str, str]:
@@ -179,7 +224,7 @@ def open_socket(port: int, interface: str | None, address: str = "0.0.0.0", proc
     sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)  # Arrival.queued
     if processes > 1:
         sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)  # broadcast or not: "Several processes"
-    sock.settimeout(0.5)  # wake to notice stop()
+    sock.setblocking(False)  # workers wait in poll() (socket and outbox), see DhcpServer._serve
     return sock
 
 
@@ -198,8 +243,7 @@ class DhcpServer:
         self.process = process  # which one this is
         self._stop = threading.Event()
         self._sockets: list[tuple[str | None, socket.socket]] = []
-        # A non-blocking twin (dup) of each socket for sending; see `send`.
-        self._senders: dict[socket.socket, socket.socket] = {}
+        self._outboxes: dict[socket.socket, _Outbox] = {}
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         self.malformed = 0  # packets the handler rejected (each logged once)
@@ -214,6 +258,7 @@ class DhcpServer:
             self._close_sockets()
             raise
         for ifname, sock in self._sockets:
+            self._outboxes[sock] = _Outbox()
             for i in range(self.workers):
                 thread = threading.Thread(target=self._serve, args=(ifname, sock), daemon=True,
                                           name=f"dhcp-{ifname or 'relay'}-{i}")
@@ -234,29 +279,36 @@ class DhcpServer:
         self._close_sockets()
 
     def _close_sockets(self) -> None:
-        for sender in self._senders.values():
-            sender.close()
-        self._senders.clear()
+        for outbox in self._outboxes.values():
+            outbox.close()
+        self._outboxes.clear()
         for _ifname, sock in self._sockets:
             sock.close()
         self._sockets.clear()
 
-    def _sender(self, sock: socket.socket) -> socket.socket:
-        sender = self._senders.get(sock)
-        if sender is None:
-            with self._lock:
-                sender = self._senders.get(sock)
-                if sender is None:
-                    sender = socket.socket(fileno=os.dup(sock.fileno()))
-                    sender.settimeout(0.0)
-                    self._senders[sock] = sender
-        return sender
-
     def _serve(self, ifname: str | None, sock: socket.socket) -> None:
+        outbox = self._outboxes[sock]
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
+        poller.register(outbox.fd, select.POLLIN)
         while not self._stop.is_set():
+            while outbox.items:  # durable since the last datagram: send before reading on
+                try:
+                    arrival, raw, deferred = outbox.items.popleft()
+                except IndexError:  # another worker of this socket took it
+                    break
+                self._finish(sock, arrival, raw, deferred)
             try:
                 raw, ancillary, _flags, peer = sock.recvmsg(RECV_SIZE, ANCILLARY)
-            except TimeoutError:
+            except BlockingIOError:
+                outbox.armed = True
+                if not outbox.items:
+                    poller.poll(500)  # wake to notice stop()
+                outbox.armed = False
+                try:
+                    os.eventfd_read(outbox.fd)
+                except BlockingIOError:
+                    pass
                 continue
             except OSError as exc:
                 if self._stop.is_set():
@@ -286,17 +338,18 @@ class DhcpServer:
             event(log, "dhcp.dropped", logging.WARNING, interface=ifname or "(relays)",
                   error=str(exc)[:200], **describe(raw))
             return
-        if isinstance(out, Future):
-            # Durable later: the store's group commit completes the future once the lease is
-            # fsync'ed, and the reply goes out from the committing thread. The worker is free
-            # to read the next packet meanwhile (see "Deferred replies" in the module doc).
-            out.add_done_callback(functools.partial(self._send_when_durable, sock, arrival, raw))
-        elif out is not None:
+        if isinstance(out, Outgoing):
             self.send(sock, arrival, out)
+        elif out is not None:
+            # Durable later: the store's flusher resolves it after the fsync and hands it to this
+            # socket's outbox; a worker sends it (see "Deferred replies" in the module doc).
+            deferred = out if isinstance(out, Deferred) else Deferred(out, _as_is)
+            outbox = self._outboxes[sock]
+            deferred.durable.add_done_callback(lambda _done: outbox.put((arrival, raw, deferred)))
 
-    def _send_when_durable(self, sock: socket.socket, arrival: Arrival, raw: bytes, done: Future) -> None:
+    def _finish(self, sock: socket.socket, arrival: Arrival, raw: bytes, deferred: Deferred) -> None:
         try:
-            out = done.result()
+            out = deferred.finish(deferred.durable.result())
         except Exception as exc:  # the commit failed: no ACK may go out (durable before acknowledged)
             event(log, "dhcp.commit_failed", logging.ERROR, interface=arrival.interface or "(relays)",
                   error=str(exc)[:200], **describe(raw))
@@ -310,11 +363,11 @@ class DhcpServer:
             if not set_neighbour(sock, arrival.interface, address, out.hwaddr):
                 address = IPv4Address("255.255.255.255")  # see the module doc: broadcast instead
         try:
-            # Never wait for room in the send buffer: the receiving socket's timeout (0.5 s, to
-            # notice stop()) would also apply to sendto, and under a broadcast flood (the fuzz
-            # test: 100k packets) workers stalled there while the receive buffer overflowed. A
-            # reply that cannot be queued now is lost like any UDP datagram; the client retries.
-            self._sender(sock).sendto(out.payload, (str(address), out.port))
+            # Never wait for room in the send buffer (the socket is non-blocking): under a broadcast
+            # flood (the fuzz test: 100k packets) workers stalled there while the receive buffer
+            # overflowed. A reply that cannot be queued now is lost like any UDP datagram; the
+            # client retries.
+            sock.sendto(out.payload, (str(address), out.port))
         except OSError as exc:
             event(log, "dhcp.send_failed", logging.WARNING, interface=arrival.interface or "(relays)",
                   to=f"{address}:{out.port}", error=str(exc))

@@ -17,11 +17,10 @@ import struct
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
 from ipaddress import IPv4Address
 
 from bootsrv.config import Config
-from bootsrv.dhcp.server import Arrival, DhcpServer, Handler, Outgoing
+from bootsrv.dhcp.server import Arrival, Deferred, DhcpServer, Handler, Outgoing
 from bootsrv.errors import ConfigError
 from bootsrv.log import event
 from bootsrv.wiring import Wiring
@@ -130,7 +129,7 @@ def dhcp_services(wiring: Wiring) -> list[DhcpService]:
 
 def engine_handler(wiring: Wiring) -> Handler:
     """The handler over the DHCP engine and the lease store of this process: decode, decide, encode.
-    An ACK comes back as a Future that resolves once its lease is durable (see server.py)."""
+    An ACK comes back Deferred until its lease is durable (see server.py)."""
     from bootsrv.dhcp.engine import Engine, ServerAddresses
     from bootsrv.dhcp.packet import DISCOVER as DISCOVER_TYPE
     from bootsrv.dhcp.packet import REQUEST as REQUEST_TYPE
@@ -169,21 +168,10 @@ def engine_handler(wiring: Wiring) -> Handler:
                   file=reply.packet.file.rstrip(b"\0").decode("ascii", "replace") or "-")
         if reply.durable is None:
             return Outgoing(encode(reply.packet, reply.max_size), reply.to.address, reply.to.port, reply.to.hwaddr)
-        sent: Future = Future()
+        def finish(_stored) -> Outgoing:  # encoded once durable: the engine may complete the ACK from the stored record
+            return Outgoing(encode(reply.packet, reply.max_size), reply.to.address, reply.to.port, reply.to.hwaddr)
 
-        def durable(done: Future) -> None:
-            exc = done.exception()
-            if exc is not None:
-                sent.set_exception(exc)
-                return
-            try:  # encoded now: the engine may complete the ACK from the stored record
-                sent.set_result(Outgoing(encode(reply.packet, reply.max_size), reply.to.address, reply.to.port,
-                                         reply.to.hwaddr))
-            except Exception as err:  # noqa: BLE001 - the loop logs it and sends nothing
-                sent.set_exception(err)
-
-        reply.durable.add_done_callback(durable)
-        return sent
+        return Deferred(reply.durable, finish)
 
     handle.shed = shed  # DISCOVERs dropped because they waited too long (for tests and stats)
     return handle

@@ -4,13 +4,12 @@ relayed DORA through bytes in, Outgoing/Future out; load shedding of DISCOVERs t
 from __future__ import annotations
 
 import time
-from concurrent.futures import Future
 from ipaddress import IPv4Address, IPv4Network
 
 from bootsrv.config import parse
 from bootsrv.dhcp import packet as P
 from bootsrv.dhcp.packet import decode, encode
-from bootsrv.dhcp.server import Arrival, Outgoing
+from bootsrv.dhcp.server import Arrival, Deferred, Outgoing
 from bootsrv.dhcp.service import DISCOVER_MAX_WAIT, engine_handler
 from bootsrv.wiring import Wiring
 
@@ -45,7 +44,7 @@ def test_relayed_dora_through_the_handler(tmp_path):
     assert offer.message_type == P.OFFER and offer.options[54] == IPv4Address("10.73.0.1").packed
     req = request(P.REQUEST, giaddr=RELAY, o50=offer.yiaddr.packed, o54=offer.options[54])
     pending = handle(encode(req), arrival)
-    assert isinstance(pending, Future)  # sent by the loop once the lease is fsync'ed
+    assert isinstance(pending, Deferred)  # sent by the loop once the lease is fsync'ed
     ack = decode(pending.result(timeout=5).payload)
     assert ack.message_type == P.ACK and ack.yiaddr == offer.yiaddr
     assert f"{offer.yiaddr}|01525400000001|" in (tmp_path / "leases.far").read_text()
