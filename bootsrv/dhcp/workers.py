@@ -124,11 +124,13 @@ class Processes:
                         proc.wait()
                     return
                 event(log, "dhcp.process_died", logging.ERROR, process=number, pid=proc.pid, status=proc.returncode)
-            # Its clients are steered to the others meanwhile (server.py); start it again, waiting
-            # longer each time it dies young so a child that cannot run does not spin.
-            delay = RESTART_DELAY[0] if time.monotonic() - began > 60 else min(2 * delay, RESTART_DELAY[1])
+            # Its unicast clients are steered to the others meanwhile (server.py); start it again,
+            # waiting longer each time it dies young so a child that cannot run does not spin.
+            if time.monotonic() - began > 60:
+                delay = RESTART_DELAY[0]
             if self._stop.wait(delay):
                 return
+            delay = min(2 * delay, RESTART_DELAY[1])
             self.restarts += 1
 
     def _spawn(self, number: int) -> subprocess.Popen:
