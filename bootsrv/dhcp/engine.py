@@ -54,6 +54,7 @@ SERVER_PORT, CLIENT_PORT = 67, 68
 BROADCAST_ADDRESS = IPv4Address("255.255.255.255")
 ZERO = IPv4Address(0)
 INFINITE = 0xFFFFFFFF
+_INFINITE = struct.pack("!I", INFINITE)
 RELEASED_HINTS = 65536
 ICMP_ATTEMPTS = 4  # addresses probed per DISCOVER before giving up (dhcp.icmp_check)  # RFC 2132 9.2: a lease time of all ones never expires
 
@@ -77,6 +78,16 @@ class Reply:
     @property
     def message_type(self) -> int | None:
         return self.packet.message_type
+
+    def settled(self, stored: object) -> Packet:
+        """The packet to send once `durable` resolved to `stored` (the record the commit wrote):
+        a permanent binding (MANUAL) gets its infinite lease here, as only the stored record
+        tells (the engine skips reading it when no macros are configured, see `Engine._ack`)."""
+        if isinstance(stored, Record) and stored.permanent and self.packet.options.get(P.LEASE_TIME) != _INFINITE:
+            self.packet.options = {code: _INFINITE if code == P.LEASE_TIME else value
+                                   for code, value in self.packet.options.items()
+                                   if code not in (P.RENEWAL_TIME, P.REBINDING_TIME)}
+        return self.packet
 
 
 class ServerAddresses:
@@ -249,11 +260,7 @@ class Engine:
         if rec is None or rec.client_id != cid:
             rec = Record(net.name, ip, cid)
         reply = self._lease_reply(req, net, server, cid, rec, P.ACK, now, values)
-        if rec.signature == 0:
-            # Not read: a permanent binding (MANUAL) shows in the record the commit stored, so its
-            # infinite lease goes in before the reply is encoded (the loop's callback runs after).
-            durable.add_done_callback(lambda done: _infinite_if_permanent(reply.packet, done))
-        reply.durable = durable
+        reply.durable = durable  # not read: a permanent binding's lease is set by Reply.settled
         return reply
 
     def _values(self, req, net, rec, cid) -> dict[int, bytes]:
@@ -323,20 +330,6 @@ class Engine:
 
 Engine._handlers = {P.DISCOVER: Engine.discover, P.REQUEST: Engine.request, P.DECLINE: Engine.decline,
                     P.RELEASE: Engine.release, P.INFORM: Engine.inform}
-
-
-def _infinite_if_permanent(packet: Packet, done: Future) -> None:
-    if done.exception() is not None:
-        return
-    stored = done.result()
-    if isinstance(stored, Record) and stored.permanent:
-        options = {}
-        for code, value in packet.options.items():
-            if code == P.LEASE_TIME:
-                options[code] = struct.pack("!I", INFINITE)
-            elif code not in (P.RENEWAL_TIME, P.REBINDING_TIME):
-                options[code] = value
-        packet.options = options
 
 
 def client_id(req: Packet) -> str:

@@ -91,7 +91,9 @@ class World:
         # Through the wire format both ways: what the engine sees is what a client sends.
         reply = self.engines[server].decide(decode(encode(req, 1500)), interface, self.now)
         if reply is not None and reply.durable is not None:
-            assert reply.durable.result(timeout=1) is not None
+            stored = reply.durable.result(timeout=1)
+            assert stored is not None
+            reply.settled(stored)  # what the loop does before encoding
         return reply
 
     def record(self, network: str, ip) -> object:
