@@ -168,6 +168,7 @@ def engine_handler(wiring: Wiring) -> Handler:
                   file=reply.packet.file.rstrip(b"\0").decode("ascii", "replace") or "-")
         if reply.durable is None:
             return Outgoing(encode(reply.packet, reply.max_size), reply.to.address, reply.to.port, reply.to.hwaddr)
+
         def finish(stored) -> Outgoing:  # encoded once durable: the stored record may complete the ACK
             return Outgoing(encode(reply.settled(stored), reply.max_size), reply.to.address, reply.to.port,
                             reply.to.hwaddr)
