@@ -37,7 +37,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bootsrv.lab import Host, Lab  # noqa: E402
+from bootsrv.lab import Host, Lab, cpu_seconds, descendants  # noqa: E402
 
 SERVER_IP, CLIENT_IP, PREFIX = "10.60.0.1", "10.60.0.2", 16
 POOL = ("10.60.1.0", "10.60.250.255")  # ~63,000 addresses: never the bottleneck
@@ -403,10 +403,10 @@ def measure(lab: Lab, server: Host, client: Host, target: Target, rate: int, sec
     try:
         target.ready(proc, workdir)
         answering(client, proc, target, workdir)
-        pids = _descendants(proc.pid)
-        before = _cpu_seconds(pids)
+        pids = descendants(proc.pid)
+        before = cpu_seconds(pids)
         step = perfdhcp(client, rate, seconds, clients)
-        step.cpu = _cpu_seconds(pids) - before
+        step.cpu = cpu_seconds(pids) - before
         if proc.poll() is not None:
             raise RuntimeError(f"{target.name} died during the run: {_tail(workdir / 'stderr')}")
         return step
@@ -419,32 +419,6 @@ def measure(lab: Lab, server: Host, client: Host, target: Target, rate: int, sec
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
         shutil.rmtree(workdir, ignore_errors=True)
-
-
-def _descendants(pid: int) -> list[int]:
-    """`pid` and every process below it (the server's processes under `ip netns exec`)."""
-    found, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        found.append(current)
-        for task in Path(f"/proc/{current}/task").glob("*"):
-            try:
-                todo.extend(int(child) for child in (task / "children").read_text().split())
-            except OSError:
-                pass
-    return found
-
-
-def _cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU of these processes so far (/proc/PID/stat fields 14 and 15)."""
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
 
 
 def sustained(lab, server, client, target, seconds, clients, start_rate, max_rate, log) -> Step:

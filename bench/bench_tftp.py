@@ -26,6 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bootsrv.lab import descendants
+
 REPO = Path(__file__).resolve().parent.parent
 ATFTPD = REPO / ".cache/atftpd/usr/sbin/atftpd"
 IN_TFTPD = Path("/usr/sbin/in.tftpd")
@@ -100,23 +102,9 @@ class Server:
             self.proc.wait()
 
 
-def tree(pid: int) -> list[int]:
-    """pid and its descendants (bootsrv's pump processes, tftpd-hpa's forks)."""
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        for task in Path(f"/proc/{p}/task").glob("*"):
-            try:
-                todo += [int(c) for c in (task / "children").read_text().split()]
-            except OSError:
-                pass
-    return out
-
-
 def pin(pid: int, cpus: set[int]) -> None:
     # Every thread of the server and of its children: forks made later inherit it.
-    for p in tree(pid):
+    for p in descendants(pid):  # bootsrv's pump processes, tftpd-hpa's forks
         for task in Path(f"/proc/{p}/task").glob("*"):
             try:
                 os.sched_setaffinity(int(task.name), cpus)
