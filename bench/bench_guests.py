@@ -246,7 +246,7 @@ def main() -> int:
         if lv_mean is not None and args.migrations > 0:
             (work / "mig").mkdir()
             mig = run_migrations(args, work / "mig")
-            print(f"live migration of a running 256 MiB TCG guest between two libvirtd: "
+            print("live migration of a running 256 MiB TCG guest between two libvirtd: "
                   + ", ".join(f"{m:.2f}" for m in mig) + f" s (mean {statistics.mean(mig):.2f} s)")
         if lv_mean is not None:
             verdict = "meets" if lv_mean <= 1.0 else "MISSES"

@@ -8,7 +8,6 @@ from ipaddress import IPv4Address
 import pytest
 
 from bootsrv.dhcp import packet as P
-from bootsrv.leases import Flag
 
 from .conftest import MAC, NOW, RELAY, S1, S2, World, config, ip4, request, u32
 

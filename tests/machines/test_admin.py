@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bootsrv.errors import Conflict, InvalidInput, NotFound
-from bootsrv.machines import IllegalTransition, MemoryRegistry, State, boot_action
+from bootsrv.machines import IllegalTransition, State, boot_action
 from bootsrv.machines_admin import MemoryAddressBook, add, adopt, discover, reinstall, retire
 from bootsrv.machines_store import FileRegistry
 from machines_builders import MAC, NETWORKS, NOW, OTHER_MAC

@@ -11,7 +11,7 @@ import threading
 import pytest
 
 from bootsrv.errors import Conflict
-from bootsrv.machines import Machine, MemoryRegistry, StaleWrite, State, from_record, to_record, update
+from bootsrv.machines import MemoryRegistry, StaleWrite, State, from_record, to_record, update
 from bootsrv.machines_store import FILE_NAME, HEADER, LOCK_NAME, FileRegistry, RegistryCorrupt
 
 from machines_builders import MAC, NOW, OTHER_MAC, facts, machine

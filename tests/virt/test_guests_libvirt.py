@@ -9,10 +9,10 @@ import pytest
 
 from bootsrv.errors import BootsrvError, Conflict, InvalidInput, NotFound
 from bootsrv.virt.bindings import Used
-from bootsrv.virt.guests import Boot, Guests
+from bootsrv.virt.guests import Guests
 from bootsrv.virt.hosts import MemoryHypervisors
 from bootsrv.virt.names import GuestRef, VersionRef
-from bootsrv.virt.placement import HypervisorInfo, NoRoom
+from bootsrv.virt.placement import NoRoom
 from tests.virt.conftest import HV1, make_settings
 
 V1 = VersionRef("osol-0811", "version-01")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 
-from bootsrv.errors import InvalidInput
 from bootsrv.virt.bindings import MemoryBindings
 from bootsrv.virt.guests import Guests, MigrationRefused
 from bootsrv.virt.hosts import MemoryHypervisors
