@@ -271,7 +271,8 @@ class DhcpServer:
                                           name=f"dhcp-{ifname or 'relay'}-{i}")
                 thread.start()
                 self._threads.append(thread)
-            event(log, "listening", service="dhcp", interface=ifname or "(relays)", port=sock.getsockname()[1])
+            event(log, "listening", service="dhcp", interface=ifname or "(relays)", port=sock.getsockname()[1],
+                  **({"process": self.process} if self.processes > 1 else {}))
 
     @property
     def bound(self) -> list[tuple[str | None, int]]:

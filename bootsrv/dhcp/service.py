@@ -105,7 +105,8 @@ class DhcpService:
         if self.server is not None:
             self.server.stop()
             shed = getattr(self.handler, "shed", [0])[0]
-            event(log, "dhcp.stopped", malformed=self.server.malformed, shed=shed)
+            event(log, "dhcp.stopped", malformed=self.server.malformed, shed=shed,
+                  **({"process": self.process} if self.config.dhcp.processes > 1 else {}))
 
 
 def socket_error(config: Config, exc: OSError) -> ConfigError:
