@@ -32,7 +32,11 @@ sockets with SO_REUSEPORT and the group gets a classic BPF program that picks th
 client's MAC (the last chaddr byte, modulo the process count), so all of a client's messages
 reach the process that holds its offer. The kernel runs the program on the UDP payload
 (net/core/sock_reuseport.c pulls the UDP header first): chaddr starts at byte 28 (RFC 2131 2).
-When a process is gone its index is out of range and the kernel falls back to its hash.
+Process 0 binds first and starts the others in order, so the group's index k is process k.
+When a process is gone its index is out of range and the kernel falls back to its hash; its
+restart joins the group at the end (the kernel moved the last socket into the hole), after
+which a MAC's unicast may reach another process than its broadcasts: safe (the client's leases
+are in the shared store, every write a compare-and-swap), only its in-memory offer is missed.
 That holds for unicast (relays, renewals). A broadcast datagram the kernel copies to every socket
 of the port (net/ipv4/udp.c __udp4_lib_mcast_deliver knows no reuseport groups), so for one sent
 to 255.255.255.255 (IP_PKTINFO says) each process applies the same rule itself and only the

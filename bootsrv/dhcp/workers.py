@@ -64,14 +64,15 @@ class Processes:
         self.restarts = 0
 
     def start(self) -> None:
-        """Start every child and wait until each is serving; WorkerFailed if one cannot start."""
+        """Start the children one after the other, each once the one before serves, so that the
+        kernel's socket group lists them in process order and the steering program's index for
+        a MAC is that process (server.py "Several processes"). WorkerFailed if one cannot start."""
         for number in range(1, self.config.dhcp.processes):
             self._started[number] = threading.Event()
             thread = threading.Thread(target=self._supervise, args=(number,), daemon=True, name=f"dhcp-process-{number}")
             thread.start()
             self._threads.append(thread)
-        for number, started in self._started.items():
-            started.wait()
+            self._started[number].wait()
             if number in self._failed:
                 self.stop()
                 raise WorkerFailed(f"DHCP process {number} did not start: {self._failed[number]}")

@@ -1,10 +1,11 @@
-"""dhcp.processes = 2: `bootsrv serve` answers DHCP from two processes on one socket group.
+"""dhcp.processes = n (2 and 3): `bootsrv serve` answers DHCP from n processes on one socket group.
 
-Real clients (busybox udhcpc, one per namespace) with MACs ending in even and odd bytes: the
-steering program sends each to process (last MAC byte % 2), and each process allocates from its
-own stripe (int(ip) % 2), so the parity of every address shows which process served it. Then the
-second process is SIGKILLed (it is started again and serves again) and `serve` itself is
-SIGKILLed (the child must not outlive it: a DHCP server nobody runs any more)."""
+Real clients (busybox udhcpc, one per namespace, broadcasting; perfdhcp as a relay, unicast) with
+MACs whose last bytes cover every residue mod n: the steering rule sends each to process
+(last MAC byte % n), and each process allocates from its own stripe (int(ip) % n), so every
+address shows which process served it. Then process 1 is SIGKILLed (it is started again and
+serves again) and `serve` itself is SIGKILLed (no child may outlive it: a DHCP server nobody runs
+any more)."""
 
 from __future__ import annotations
 
@@ -31,9 +32,10 @@ SERVER = "10.66.0.1"
 RELAY = "10.66.0.2"  # perfdhcp acting as a relay agent: unicast with giaddr, one 4-tuple for all
 
 
-def started(logpath: Path) -> list[int]:
-    """Pids of process 1, in the order `serve` started them."""
-    return [int(pid) for pid in re.findall(r"event=dhcp.process_started process=1 pid=(\d+)", logpath.read_text())]
+def started(logpath: Path, number: int = 1) -> list[int]:
+    """Pids of process `number`, in the order `serve` started them."""
+    return [int(pid) for pid in re.findall(rf"event=dhcp.process_started process={number} pid=(\d+)",
+                                           logpath.read_text())]
 
 
 def gone(pid: int) -> bool:
@@ -53,7 +55,8 @@ def until(predicate, timeout: float) -> bool:
     return predicate()
 
 
-def test_two_processes_share_the_sockets_by_mac_and_survive_a_kill(lab, tmp_path):
+@pytest.mark.parametrize("n", [2, 3])
+def test_processes_share_the_sockets_by_mac_and_survive_a_kill(lab, tmp_path, n):
     need(shutil.which("busybox") is not None, "busybox (busybox-static) is not installed")
     seg = lab.segment("lan")
     srv = lab.host("srv")
@@ -66,11 +69,11 @@ def test_two_processes_share_the_sockets_by_mac_and_survive_a_kill(lab, tmp_path
     relay = lab.host("relay")
     lab.plug(relay, seg, "net0", f"{RELAY}/24")
     text = config_text(tmp_path, owner=SERVER, subnet="10.66.0.0/24", start="10.66.0.50", end="10.66.0.199",
-                       relays=(RELAY,), extra_networks="[dhcp]\nprocesses = 2\n")
+                       relays=(RELAY,), extra_networks=f"[dhcp]\nprocesses = {n}\n")
     proc = launch(srv, tmp_path, text)
     logpath = tmp_path / "serve.log"
     first = started(logpath)
-    assert len(first) == 1, logpath.read_text()[-2000:]
+    assert len(first) == 1 and all(len(started(logpath, k)) == 1 for k in range(1, n)), logpath.read_text()[-2000:]
 
     def bind(indexes, round_):
         with ThreadPoolExecutor(len(indexes)) as pool:
@@ -81,8 +84,8 @@ def test_two_processes_share_the_sockets_by_mac_and_survive_a_kill(lab, tmp_path
         leases = bind(range(6), 1)
         assert all(leases.values()), f"clients without a lease: {leases}\n{logpath.read_text()[-2000:]}"
         assert len(set(leases.values())) == len(leases), f"an address given twice: {leases}"
-        for i, ip in leases.items():  # MAC byte i went to process i % 2, which lends only int(ip) % 2 == i % 2
-            assert int(IPv4Address(ip)) % 2 == i % 2, f"client {i} got {ip} from the other process: {leases}"
+        for i, ip in leases.items():  # MAC byte i went to process i % n, which lends only int(ip) % n == i % n
+            assert int(IPv4Address(ip)) % n == i % n, f"client {i} got {ip} from another process: {leases}"
 
         # Relayed: every packet comes from RELAY:67, so the kernel's own reuseport hash would put
         # them all on one socket; the steering program spreads them by MAC, DISCOVER and REQUEST
@@ -96,27 +99,28 @@ def test_two_processes_share_the_sockets_by_mac_and_survive_a_kill(lab, tmp_path
         assert int(stats.get("DISCOVER-OFFER", 0)) >= 39 and stats.get("REQUEST-ACK") == stats["DISCOVER-OFFER"], run.stdout
         relayed = [line.split("|") for line in (tmp_path / "store" / "leases.public").read_text().splitlines()
                    if line.startswith("10.66.") and line.split("|")[1] != "00"]
-        parities = {(int(IPv4Address(ip)) % 2, int(cid[-2:], 16) % 2) for ip, cid, *_ in relayed}
+        residues = {(int(IPv4Address(ip)) % n, int(cid[-2:], 16) % n) for ip, cid, *_ in relayed}
         assert len(relayed) >= 45  # the 6 udhcpc clients and perfdhcp's
-        assert parities == {(0, 0), (1, 1)}, f"an address from the other process's stripe: {relayed}"
+        assert residues == {(k, k) for k in range(n)}, f"an address from another process's stripe: {relayed}"
 
         os.kill(first[0], signal.SIGKILL)
         assert until(lambda: len(started(logpath)) == 2, 15), f"process 1 was not started again:\n{logpath.read_text()[-2000:]}"
         assert "event=dhcp.process_died process=1" in logpath.read_text()
         again = bind([6, 7], 2)
         for i, ip in again.items():
-            assert ip and int(IPv4Address(ip)) % 2 == i % 2, f"after the restart: {again}"
+            assert ip and int(IPv4Address(ip)) % n == i % n, f"after the restart: {again}"
         assert not set(again.values()) & set(leases.values())
 
-        child = started(logpath)[-1]
+        children = [started(logpath, k)[-1] for k in range(1, n)]
         os.kill(proc.pid, signal.SIGKILL)  # no shutdown path runs in serve
         proc.wait()
-        assert until(lambda: gone(child), 10), f"DHCP process {child} outlived serve"
+        assert until(lambda: all(gone(child) for child in children), 10), f"DHCP processes {children} outlived serve"
     finally:
         if proc.poll() is None:
             proc.terminate()
             proc.wait(timeout=10)
-        for pid in started(logpath):
-            if not gone(pid):
-                os.kill(pid, signal.SIGKILL)
+        for k in range(1, n):
+            for pid in started(logpath, k):
+                if not gone(pid):
+                    os.kill(pid, signal.SIGKILL)
     assert "Traceback" not in logpath.read_text()
