@@ -148,7 +148,11 @@ class _Outbox:
             os.eventfd_write(self.fd, 1)
 
     def close(self) -> None:
-        os.close(self.fd)
+        # A flusher may still resolve a reply after stop(): it must not write to a descriptor
+        # number the process has given to another file meanwhile.
+        self.armed = False
+        fd, self.fd = self.fd, -1
+        os.close(fd)
 
 
 @functools.lru_cache(maxsize=4096)
