@@ -85,7 +85,7 @@ def settings_for(storage: Path, per_host: int):
 
 
 def lease_bindings(work: Path):
-    """assign-ip into a real file-backed lease store (durable, as `bootsrv serve` opens it)."""
+    """assign-ip into a real file-backed lease store (durable: the store `bootsrv serve` uses)."""
     from ipaddress import IPv4Address
 
     from bootsrv.leases import Pool, Range

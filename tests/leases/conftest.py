@@ -60,7 +60,7 @@ try:
 
     IMPLEMENTATIONS["file"] = file_factory
     IMPLEMENTATIONS["file-nfs-mode"] = nfs_mode_factory
-    # What `bootsrv serve` opens (open_store): offer holds kept by the serving handle.
+    # The store `bootsrv serve` uses (open_store): offer holds kept by the serving handle.
     IMPLEMENTATIONS["file-offers-held-in-memory"] = lambda tmp_path: file_factory(tmp_path, offers_in_memory=True)
 except ImportError:
     pass
