@@ -196,6 +196,10 @@ def main() -> int:
         return 2
     try:
         os.write(1, READY)
+        # Nobody reads the pipe after this line: anything printed later must not fill it and block us.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        os.close(devnull)
         stop.wait()
     finally:
         service.stop()
