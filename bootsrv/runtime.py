@@ -60,9 +60,7 @@ def build_services(wiring: Wiring) -> list[Service]:
 def run(config: Config, stop: threading.Event | None = None, install_signals: bool = True) -> None:
     """Start every enabled service, block until `stop` is set (or SIGTERM/SIGINT), stop them all."""
     stop = stop or threading.Event()
-    if install_signals:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda signum, _frame: (event(log, "signal", signum=signum), stop.set()))
+    signalled = on_signals() if install_signals else []
     wiring = Wiring(config)
     services = build_services(wiring)
     started: list[Service] = []
@@ -71,7 +69,7 @@ def run(config: Config, stop: threading.Event | None = None, install_signals: bo
             svc.start()
             started.append(svc)
         event(log, "ready", server=config.server.name, services=",".join(s.name for s in started) or "none")
-        stop.wait()
+        wait_until_stopped(stop, signalled)
     finally:
         for svc in reversed(started):
             try:
@@ -80,3 +78,23 @@ def run(config: Config, stop: threading.Event | None = None, install_signals: bo
                 event(log, "stop.failed", logging.ERROR, service=svc.name, error=repr(exc))
         wiring.close()
         event(log, "stopped", server=config.server.name)
+
+
+def on_signals() -> list[int]:
+    """Note SIGTERM and SIGINT in the returned list, and nothing else. A Python handler runs in
+    the main thread between two bytecodes, possibly in the middle of that thread's own Event.set
+    or logging call; taking those locks again in the handler deadlocks. That happened: a DHCP
+    child (PR_SET_PDEATHSIG) gets one SIGTERM per thread of its parent that exits, and hung in
+    Event.set inside Event.set."""
+    signalled: list[int] = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, _frame: signalled.append(signum))  # list.append takes no lock
+    return signalled
+
+
+def wait_until_stopped(stop: threading.Event, signalled: list[int], poll: float = 0.2) -> None:
+    """Block until `stop` is set or a signal was noted (`on_signals`); looks every `poll` s."""
+    while not signalled and not stop.wait(poll):
+        pass
+    if signalled:
+        event(log, "signal", signum=signalled[0])

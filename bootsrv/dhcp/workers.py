@@ -178,14 +178,13 @@ def main() -> int:
     _die_with_parent(setup["parent"])
     from bootsrv import log as logsetup
     from bootsrv.dhcp.service import DhcpService, engine_handler
+    from bootsrv.runtime import on_signals, wait_until_stopped
     from bootsrv.wiring import Wiring
 
     logsetup.setup(setup["log"]["level"], setup["log"]["format"])
     number = setup["process"]
     config = validate(setup["config"], f"dhcp process {number}")
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda _signum, _frame: stop.set())
+    signalled = on_signals()  # before the threads start; SIGTERM comes from serve or its death
     wiring = Wiring(config, dhcp_process=number)
     service = DhcpService(config, lambda: engine_handler(wiring), process=number)
     try:
@@ -200,7 +199,7 @@ def main() -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, 1)
         os.close(devnull)
-        stop.wait()
+        wait_until_stopped(threading.Event(), signalled)
     finally:
         service.stop()
         wiring.close()
