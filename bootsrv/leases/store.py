@@ -140,9 +140,9 @@ class LeaseStore:
         # same owner (their holds would not see each other; the ACK's compare-and-swap still
         # keeps an address from going to two clients, the second gets a NAK).
         self.offers_in_memory = offers_in_memory
-        # (k, n): this handle allocates from its ranges only the addresses with int(ip) % n == k.
-        # The DHCP processes of one server (dhcp.processes) each take their own stripe, so their
-        # in-memory offer holds never name the same free address; see bootsrv/dhcp/workers.py.
+        # (k, n): this handle allocates from its ranges the addresses with int(ip) % n == k first
+        # (see _allocate). The DHCP processes of one server (dhcp.processes) each take their own
+        # stripe, so their in-memory offer holds do not name the same free address.
         index, count = stripe
         if not 0 <= index < count:
             raise InvalidInput("stripe", f"{stripe!r}: want (k, n) with 0 <= k < n")
@@ -545,7 +545,13 @@ class LeaseStore:
     def _allocate(self, table: Table, pool: Pool, now: float) -> Record:
         """The next free address of our ranges: first one that never had a client (or was
         released), searching on from where the last search stopped; else the one whose lease
-        ended longest ago (RFC 2131 4.3.1 prefers addresses not recently assigned)."""
+        ended longest ago (RFC 2131 4.3.1 prefers addresses not recently assigned).
+
+        With a stripe (k, n), the addresses with int(ip) % n == k come first; only when none of
+        them is left are the other stripes' taken. Then another process of this server may hold
+        the same address as an offer: whichever ACK commits first wins and the other client gets
+        a NAK and starts over, which beats turning clients away while the pool has room (MACs do
+        not spread evenly over the processes)."""
         ranges = self._owned_ranges(pool)
         total = sum(len(r) for r in ranges)
         if not total:
@@ -554,22 +560,24 @@ class LeaseStore:
             start = self._cursor.get(pool.network, 0) % total
         records = table.records
         index, count = self.stripe
-        for i in _rotation(start, total):
-            ip = _nth(ranges, i)
-            if count > 1 and int(ip) % count != index:
-                continue
-            if ip in pool.reserved or self._held_by_other(pool.network, ip, now):
-                continue
-            rec = records.get(ip)
-            if rec is None or (not rec.client_id and not rec.unusable and not rec.manual):
-                with self._cursor_lock:
-                    self._cursor[pool.network] = i + 1
-                return rec or Record(pool.network, ip)
+        for own_stripe in ((True, False) if count > 1 else (False,)):
+            for i in _rotation(start, total):
+                ip = _nth(ranges, i)
+                if own_stripe and int(ip) % count != index:
+                    continue
+                if ip in pool.reserved or self._held_by_other(pool.network, ip, now):
+                    continue
+                rec = records.get(ip)
+                if rec is None or (not rec.client_id and not rec.unusable and not rec.manual):
+                    with self._cursor_lock:
+                        self._cursor[pool.network] = i + 1
+                    return rec or Record(pool.network, ip)
         lapsed = [r for r in list(records.values())
                   if pool.lendable(r.ip) and self.owns_address(pool.network, r.ip) and r.reusable(now) and self.owns(r)
-                  and int(r.ip) % count == index and not self._held_by_other(pool.network, r.ip, now)]
+                  and not self._held_by_other(pool.network, r.ip, now)]
         if lapsed:
-            return min(lapsed, key=lambda r: (r.expiry, int(r.ip)))
+            # Our stripe's first (False sorts first), then the one that ended longest ago.
+            return min(lapsed, key=lambda r: (int(r.ip) % count != index, r.expiry, int(r.ip)))
         raise PoolExhausted(pool.network)
 
 

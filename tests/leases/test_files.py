@@ -379,3 +379,20 @@ def test_a_stripe_out_of_range_is_refused(tmp_path):
 
     with pytest.raises(InvalidInput, match="stripe"):
         FileStore(tmp_path / "store", POOLS, (A,), stripe=(2, 2))
+
+
+def test_a_process_whose_stripe_is_full_lends_from_the_others(tmp_path):
+    """MACs do not spread evenly over dhcp.processes: when a handle's stripe has no free address
+    left it takes one from another stripe rather than turning the client away (PoolExhausted)
+    while the pool has room; its own stripe still comes first."""
+    first = FileStore(tmp_path / "store", POOLS, (A,), offers_in_memory=True, stripe=(0, 2))
+    try:
+        ips = [first.offer("public", cid(i), NOW, 30).ip for i in range(7)]
+        assert [int(ip) % 2 for ip in ips[:5]] == [0] * 5  # its own stripe: 10.0.0.10, 12, ... 18
+        assert len(set(ips)) == 7 and all(int(ip) % 2 == 1 for ip in ips[5:])
+        for i, ip in enumerate(ips):
+            first.ack("public", ip, cid(i), NOW, 3600)
+        more = [first.offer("public", cid(i), NOW, 30).ip for i in (7, 8, 9)]
+        assert len(set(ips + more)) == 10  # the whole range, once each
+    finally:
+        first.close()
