@@ -149,11 +149,17 @@ class Processes:
         except (OSError, WorkerFailed):
             proc.kill()
             proc.wait()
+            proc.stdout.close()
             raise
-        if line != READY:
-            proc.kill()
-            proc.wait()
+        if line != READY:  # it closed its stdout: exiting, with the status its log explains
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            proc.stdout.close()
             raise WorkerFailed(f"exited {proc.returncode} before it was ready (its log is above)")
+        proc.stdout.close()  # the child writes nothing more (its stdout is /dev/null now): no descriptor per restart
         event(log, "dhcp.process_started", process=number, pid=proc.pid)
         return proc
 
