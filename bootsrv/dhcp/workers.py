@@ -159,7 +159,7 @@ class Processes:
                 proc.wait()
             proc.stdout.close()
             raise WorkerFailed(f"exited {proc.returncode} before it was ready (its log is above)")
-        proc.stdout.close()  # the child writes nothing more (its stdout is /dev/null now): no descriptor per restart
+        proc.stdout.close()  # nothing more comes through it (the child points its stdout at /dev/null)
         event(log, "dhcp.process_started", process=number, pid=proc.pid)
         return proc
 
