@@ -271,7 +271,7 @@ class Engine:
             values = self._values(req, net, rec, cid)
         lease, times = lease_times(values)
         if rec.permanent:
-            times = {P.LEASE_TIME: struct.pack("!I", INFINITE)}
+            times = {P.LEASE_TIME: _INFINITE}
         out = reply_to(req, mtype)
         out.yiaddr = rec.ip
         out.siaddr = server

@@ -184,7 +184,7 @@ def main() -> int:
     setup = json.loads(sys.stdin.buffer.read())
     _die_with_parent(setup["parent"])
     from bootsrv import log as logsetup
-    from bootsrv.dhcp.service import DhcpService, engine_handler
+    from bootsrv.dhcp.service import dhcp_services
     from bootsrv.runtime import on_signals, wait_until_stopped
     from bootsrv.wiring import Wiring
 
@@ -193,7 +193,7 @@ def main() -> int:
     config = validate(setup["config"], f"dhcp process {number}")
     signalled = on_signals()  # before the threads start; SIGTERM comes from serve or its death
     wiring = Wiring(config, dhcp_process=number)
-    service = DhcpService(config, lambda: engine_handler(wiring), process=number)
+    (service,) = dhcp_services(wiring)  # as serve builds it; serve starts us only when it serves DHCP
     try:
         service.start()
     except BootsrvError as exc:  # e.g. a socket it cannot bind: one line, and process 0 says who
