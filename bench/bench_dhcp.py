@@ -352,6 +352,10 @@ class Step:
         """Microseconds of server CPU per completed exchange."""
         return self.cpu / self.acks * 1e6 if self.acks else 0.0
 
+    def line(self, server: str) -> str:
+        return (f"  {server:8} offered {self.offered:6}/s  DORA {self.dora_per_s:8.1f}/s  loss {self.loss:6.2%}  "
+                f"server CPU {self.cpu_per_dora:4.0f} us/DORA")
+
     @property
     def loss(self) -> float:
         return 1.0 - self.acks / self.discovers if self.discovers else 1.0
@@ -428,8 +432,7 @@ def sustained(lab, server, client, target, seconds, clients, start_rate, max_rat
     rate = start_rate
     while rate <= max_rate:
         step = measure(lab, server, client, target, rate, seconds, clients)
-        log(f"  {target.name:8} offered {rate:6}/s  DORA {step.dora_per_s:8.1f}/s  loss {step.loss:6.2%}  "
-            f"server CPU {step.cpu_per_dora:4.0f} us/DORA")
+        log(step.line(target.name))
         if step.loss <= LOSS_LIMIT:
             good = step
             rate = max_rate if rate < max_rate < 2 * rate else 2 * rate
@@ -445,8 +448,7 @@ def sustained(lab, server, client, target, seconds, clients, start_rate, max_rat
             if mid <= low:
                 break
             step = measure(lab, server, client, target, mid, seconds, clients)
-            log(f"  {target.name:8} offered {mid:6}/s  DORA {step.dora_per_s:8.1f}/s  loss {step.loss:6.2%}  "
-                f"server CPU {step.cpu_per_dora:4.0f} us/DORA")
+            log(step.line(target.name))
             if step.loss <= LOSS_LIMIT:
                 good, low = step, mid
             else:
