@@ -18,10 +18,10 @@ instead, which every client must accept (RFC 2131 4.1, RFC 1542 3.1.1).
 
 Threads. Each socket has `workers` threads that wait in poll() on it (and on its outbox, below);
 a non-blocking recvmsg() hands each datagram to exactly one of them, which decodes, decides and
-replies. One is the default: an ACK
-never waits for its fsync in a worker (see "Deferred replies"), and several workers only fight
-over the GIL: bench/bench_dhcp.py on 2 cores, 1 worker 2,436 DORA/s at <= 1 % loss, 8 workers
-1,742. More help only when a handler blocks (dhcp.icmp_check waits for an echo). No queue in
+replies. One is the default: an ACK never waits for its fsync in a worker (see "Deferred
+replies"), and several workers only fight over the GIL: bench/bench_dhcp.py on 2 cores, 1 worker
+2,436 DORA/s at <= 1 % loss, 8 workers 1,742. More help only when a handler blocks
+(dhcp.icmp_check waits for an echo). No queue in
 between: a hand-off between Python threads costs more than the work for a DISCOVER. Under overload
 the socket's receive buffer fills and the kernel drops the newest packets (clients retransmit);
 the buffer is kept to about a quarter second of traffic so we do not answer requests their
@@ -33,15 +33,18 @@ client's MAC (the last chaddr byte, modulo the process count), so all of a clien
 reach the process that holds its offer. The kernel runs the program on the UDP payload
 (net/core/sock_reuseport.c pulls the UDP header first): chaddr starts at byte 28 (RFC 2131 2).
 Process 0 binds first and starts the others in order, so the group's index k is process k.
-When a process is gone its index is out of range and the kernel falls back to its hash; its
-restart joins the group at the end (the kernel moved the last socket into the hole), after
-which a MAC's unicast may reach another process than its broadcasts: safe (the client's leases
-are in the shared store, every write a compare-and-swap), only its in-memory offer is missed.
-That holds for unicast (relays, renewals). A broadcast datagram the kernel copies to every socket
+
+That steers unicast (relays, renewals). A broadcast datagram the kernel copies to every socket
 of the port (net/ipv4/udp.c __udp4_lib_mcast_deliver knows no reuseport groups), so for one sent
 to 255.255.255.255 (IP_PKTINFO says) each process applies the same rule itself and only the
-process the MAC picks answers. A client whose process is being restarted waits for it (its
-retransmission, RFC 2131 4.1) instead of being answered by a process that does not hold its offer.
+process the MAC picks answers.
+
+When a process is gone its index is out of range and the kernel falls back to its hash for
+unicast; broadcasts for it wait for its restart (the client retransmits, RFC 2131 4.1) instead
+of being answered by a process that does not hold the offer. The restarted process joins the
+group at the end (the kernel moved the last socket into the hole), after which a MAC's unicast
+may reach another process than its broadcasts: safe (the client's leases are in the shared
+store, every write a compare-and-swap), only its in-memory offer is missed.
 
 Deferred replies. A handler may instead return a Deferred (or a Future) that resolves once the
 lease is on stable storage. Its worker does not wait: the store's flusher thread resolves it
