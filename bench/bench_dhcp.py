@@ -243,52 +243,7 @@ class _GroupCommit:
                 self.cond.notify_all()
 
 
-class BootsrvLoopDeferred(BootsrvLoop):
-    """Like loop-durable, but the handler returns a Future and one flusher thread writes, fsyncs
-    and completes a whole batch: no worker ever waits for the disk."""
-
-    name = "loop-deferred"
-    durability = "fsync before every ACK (stand-in flusher, deferred replies)"
-
-    def start(self, host, workdir):
-        argv = [sys.executable, __file__, "--serve-loop-only", "net0", "--durable-log", str(workdir / "acks.log"),
-                "--deferred"]
-        return host.popen(argv, stderr=open(workdir / "stderr", "w"))
-
-
-class _Flusher:
-    """One thread: take everything pending, write it, fsync once, then complete its futures."""
-
-    def __init__(self, path: str):
-        import threading
-
-        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        self.cond = threading.Condition()
-        self.pending: list = []
-        threading.Thread(target=self._run, daemon=True, name="flusher").start()
-
-    def submit(self, line: bytes, result):
-        from concurrent.futures import Future
-
-        fut: Future = Future()
-        with self.cond:
-            self.pending.append((line, fut, result))
-            self.cond.notify()
-        return fut
-
-    def _run(self) -> None:
-        while True:
-            with self.cond:
-                while not self.pending:
-                    self.cond.wait()
-                batch, self.pending = self.pending, []
-            os.write(self.fd, b"".join(line for line, _f, _r in batch))
-            os.fsync(self.fd)
-            for _line, fut, result in batch:
-                fut.set_result(result)
-
-
-def serve_loop_only(interface: str, durable_log: str | None = None, deferred: bool = False) -> int:
+def serve_loop_only(interface: str, durable_log: str | None = None) -> int:
     import threading
 
     from bootsrv.dhcp.server import DhcpServer
@@ -297,13 +252,10 @@ def serve_loop_only(interface: str, durable_log: str | None = None, deferred: bo
         out = _loop_only_handler(raw, arrival)
         if durable_log and out is not None and out.payload[242] == 5:  # an ACK: durable first
             line = out.payload[28:34].hex().encode() + b" " + out.payload[16:20].hex().encode() + b"\n"
-            if flusher is not None:
-                return flusher.submit(line, out)
             group.commit(line)
         return out
 
-    group = _GroupCommit(durable_log) if durable_log and not deferred else None
-    flusher = _Flusher(durable_log) if durable_log and deferred else None
+    group = _GroupCommit(durable_log) if durable_log else None
 
     server = DhcpServer([interface], relay_socket=False, port=67, handler=handler,
                         workers=int(os.environ.get("BENCH_WORKERS", "8")))
@@ -315,8 +267,7 @@ def serve_loop_only(interface: str, durable_log: str | None = None, deferred: bo
     return 0
 
 
-TARGETS = {t.name: t for t in (Bootsrv(), Kea(), Dnsmasq(), BootsrvLoop(), BootsrvLoopDurable(),
-                                     BootsrvLoopDeferred())}
+TARGETS = {t.name: t for t in (Bootsrv(), Kea(), Dnsmasq(), BootsrvLoop(), BootsrvLoopDurable())}
 
 
 def _load() -> str:
@@ -469,10 +420,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="bootsrv's dhcp.processes (default: one per CPU, as a busy server would be set up)")
     ap.add_argument("--serve-loop-only", metavar="IFACE", help=argparse.SUPPRESS)
     ap.add_argument("--durable-log", help=argparse.SUPPRESS)
-    ap.add_argument("--deferred", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.serve_loop_only:
-        return serve_loop_only(args.serve_loop_only, args.durable_log, args.deferred)
+        return serve_loop_only(args.serve_loop_only, args.durable_log)
     names = [n.strip() for n in args.servers.split(",") if n.strip()]
     for name in names:
         if name not in TARGETS:

@@ -8,7 +8,7 @@ run on the same disk: the strategies of ISC dhcpd (append one lease, fsync, per 
 dnsmasq (rewrite the whole lease file per change); the issue measured the real servers at about
 450 leases/s (dhcpd) and 126/s (dnsmasq) here.
 
-A "durable commit" is `LeaseStore.ack` (or `ack_later` whose future resolved): the lease line is
+A "durable commit" is `LeaseStore.ack` (or `ack_pending` whose result() returned): the lease line is
 appended under the lock and an fdatasync covering it has completed. Committers renew their own
 clients' leases, so what is measured is the store, not allocation search.
 """
@@ -89,9 +89,9 @@ def committers(directory: Path, threads: int, seconds: float, clients_per_thread
 
 
 def deferred(directory: Path, in_flight: int, seconds: float) -> tuple[float, int]:
-    """One thread issuing `ack_later` with up to `in_flight` unresolved (the DHCP loop's way: the
-    flusher resolves the futures; the loop would send each ACK from a callback). Futures resolve
-    in write order, so the oldest is the one to wait for when the window is full."""
+    """One thread issuing `ack_pending` with up to `in_flight` not yet durable (the DHCP loop's
+    way: it writes a batch of ACKs, then makes them durable). The oldest is the one to wait for
+    when the window is full; its flush covers everything written before it."""
     store = FileStore(directory, POOLS, (SERVER,))
     flushes0 = store._commit.flushes
     window: deque = deque()
@@ -102,7 +102,7 @@ def deferred(directory: Path, in_flight: int, seconds: float) -> tuple[float, in
     while time.monotonic() < stop:
         for _ in range(64):
             ip, client = clients[n & 4095]
-            window.append(store.ack_later("big", ip, client, NOW + n, 3600))
+            window.append(store.ack_pending("big", ip, client, NOW + n, 3600))
             n += 1
             if len(window) >= in_flight:
                 window.popleft().result()
@@ -207,7 +207,7 @@ def main() -> int:
         best = 0.0
         runs = [(f"{threads} thread(s) blocking in ack", lambda d, t=threads: committers(d, t, args.seconds))
                 for threads in (1, 8, 64)]
-        runs += [(f"ack_later, {k} in flight", lambda d, k=k: deferred(d, k, args.seconds)) for k in (1, 64, 1024)]
+        runs += [(f"ack_pending, {k} in flight", lambda d, k=k: deferred(d, k, args.seconds)) for k in (1, 64, 1024)]
         runs += [("2 processes x 8 threads", lambda d: (processes(d, 2, 8, args.seconds), 0))]
         for i, (name, run) in enumerate(runs):
             rates, ratios, batches = [], [], []

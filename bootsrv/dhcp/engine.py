@@ -1,7 +1,7 @@
 """The DHCP engine: a request, the store, the config and the time in; a reply and where it goes out.
 
 No sockets. `Engine.decide(packet, arrival, now)` returns a `Reply` (the packet, its destination
-per RFC 2131 4.1 and, for an ACK, the future of the durable commit) or None (stay silent). The
+per RFC 2131 4.1 and, for an ACK, the pending durable commit) or None (stay silent). The
 lease store is the only state; its writes are compare-and-swap, so two engines on one store (the
 pair) never hand out one address twice.
 
@@ -27,8 +27,9 @@ that this server lends, is ACKed (as dnsmasq --dhcp-authoritative and Kea do) in
 the client to time out into DISCOVER; RFC 2131 says "remain silent" only for a server that has no
 record, and the shared store is the record.
 
-Durable before acknowledged: an ACK's lease goes to `store.ack_later`, which returns at once; the
-reply is handed to the socket loop with that future and goes out only once the lease is fsync'ed.
+Durable before acknowledged: an ACK's lease goes to `store.ack_pending`, which returns once the
+line is written; the reply is handed to the socket loop with that Pending and goes out only once
+the lease is fsync'ed (the loop makes a whole batch durable with one flush).
 """
 
 from __future__ import annotations
@@ -36,7 +37,6 @@ from __future__ import annotations
 import logging
 import struct
 from collections.abc import Callable
-from concurrent.futures import Future
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
@@ -45,7 +45,7 @@ from bootsrv.dhcp import packet as P
 from bootsrv.dhcp.options import LEASE_OPTIONS, Layers, lease_times, ordered
 from bootsrv.dhcp.packet import Packet, reply_to
 from bootsrv.dhcp.pxe import FORCED, Booter, boot_reply, classify
-from bootsrv.leases import AddressTaken, PoolExhausted, Record, client_id_of_mac
+from bootsrv.leases import AddressTaken, Pending, PoolExhausted, Record, client_id_of_mac
 from bootsrv.log import event
 
 log = logging.getLogger("bootsrv.dhcp")
@@ -73,7 +73,7 @@ class Reply:
     packet: Packet
     to: Destination
     max_size: int
-    durable: Future | None = None  # an ACK: send once this resolves (the lease is on disk)
+    durable: Pending | None = None  # an ACK: send once this is durable (the lease is on disk)
 
     @property
     def message_type(self) -> int | None:
@@ -254,7 +254,7 @@ class Engine:
         values = self._values(req, net, rec, cid)
         lease, _ = lease_times(values)
         try:
-            durable = self.store.ack_later(net.name, ip, cid, now, lease)
+            durable = self.store.ack_pending(net.name, ip, cid, now, lease)
         except AddressTaken as exc:
             return self._nak(req, net, server, str(exc))
         if rec is None or rec.client_id != cid:

@@ -16,16 +16,14 @@ Ethernet/IP/UDP frames (a packet socket would also bypass the kernel's routing a
 the ioctl fails (no address of ours on that subnet, a non-Ethernet hardware type) we broadcast
 instead, which every client must accept (RFC 2131 4.1, RFC 1542 3.1.1).
 
-Threads. Each socket has `workers` threads that wait in poll() on it (and on its outbox, below);
-a non-blocking recvmsg() hands each datagram to exactly one of them, which decodes, decides and
-replies. One is the default: an ACK never waits for its fsync in a worker (see "Deferred
-replies"), and several workers only fight over the GIL: bench/bench_dhcp.py on 2 cores, 1 worker
-2,436 DORA/s at <= 1 % loss, 8 workers 1,742. More help only when a handler blocks
-(dhcp.icmp_check waits for an echo). No queue in
-between: a hand-off between Python threads costs more than the work for a DISCOVER. Under overload
-the socket's receive buffer fills and the kernel drops the newest packets (clients retransmit);
-the buffer is kept to about a quarter second of traffic so we do not answer requests their
-clients gave up on long ago.
+Threads. Each socket has `workers` threads that wait in poll() on it; a non-blocking recvmsg()
+hands each datagram to exactly one of them, which decodes, decides and replies. One is the
+default: several only fight over the GIL (bench/bench_dhcp.py on 2 cores: 1 worker 2,436 DORA/s
+at <= 1 % loss, 8 workers 1,742). More help only when a handler blocks (dhcp.icmp_check waits
+for an echo). No queue in between: a hand-off between Python threads costs more than the work
+for a DISCOVER. Under overload the socket's receive buffer fills and the kernel drops the newest
+packets (clients retransmit); the buffer is kept to about a quarter second of traffic so we do
+not answer requests their clients gave up on long ago.
 
 Several processes (dhcp.processes, bootsrv/dhcp/workers.py). Every process binds the same
 sockets with SO_REUSEPORT and the group gets a classic BPF program that picks the socket by the
@@ -46,32 +44,32 @@ group at the end (the kernel moved the last socket into the hole), after which a
 may reach another process than its broadcasts: safe (the client's leases are in the shared
 store, every write a compare-and-swap), only its in-memory offer is missed.
 
-Deferred replies. A handler may instead return a Deferred (or a Future) that resolves once the
-lease is on stable storage. Its worker does not wait: the store's flusher thread resolves it
-after the fsync and puts it in the socket's outbox, and the worker finishes (encodes) and sends
-it between two datagrams. Measured with a stand-in handler (bench/bench_dhcp.py, loop-durable vs
-loop-deferred), blocking workers lose packets to the receive buffer during fsync stalls while
-the deferred form keeps reading. That the worker, not the flusher, encodes and sends keeps the
-flusher's share of the GIL to resolving futures: one process at 3,400 DORA/s offered lost
-0.6-0.9 % with the outbox and 1.3-23 % with the flusher sending; CPU per DORA was the same
-(410-440 us, `bench_dhcp.py` prints it per step).
+Batches. A handler may instead return a Deferred: a reply that may go out only once its lease
+is on stable storage (the store's Pending). A worker takes every datagram waiting, up to BATCH:
+it sends OFFERs and NAKs at once and keeps the Deferred ones; then it asks the first for
+durability, which leads one group flush (fdatasync) covering the whole batch, and sends the ACKs
+in order. An ACK whose commit failed is never sent. The worker thread itself flushes: an ACK
+completed by the store's flusher thread, as before, cost two GIL hand-offs and a thread wake-up
+per ACK, and the hand-offs made every system call of the worker slower (lockf and pwrite took
+9-16 us instead of 1-3). One process, `/tmp`-style lab run of perfdhcp: 368 us of CPU per DORA
+and 5 % loss at 3,000 offered/s with the flusher thread; 174 us and 0.2 % loss at 5,000/s with
+batches. While the worker waits for the disk, datagrams queue in the socket (a quarter second
+of room, see above) and make the next batch larger, so the fsyncs per second fall as load rises.
 """
 
 from __future__ import annotations
 
-import collections
 import ctypes
 import fcntl
 import functools
 import logging
-import os
 import select
 import socket
 import struct
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
+from typing import Protocol
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
@@ -90,6 +88,7 @@ SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # asm-generic/socket.h; 
 ANCILLARY = socket.CMSG_SPACE(16) + socket.CMSG_SPACE(12)  # struct timespec, struct in_pktinfo
 IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)  # linux/in.h; Python 3.11 does not export it
 LIMITED_BROADCAST = b"\xff\xff\xff\xff"
+BATCH = 32  # datagrams decided per flush, at most (see "Batches")
 
 
 @dataclass(frozen=True)
@@ -114,58 +113,34 @@ class Outgoing:
     hwaddr: bytes | None = None
 
 
+class Durable(Protocol):
+    """A write on its way to stable storage (the lease store's Pending): `result()` returns
+    once it is there, or raises when it cannot be."""
+
+    def result(self) -> object: ...
+
+
 @dataclass(frozen=True)
 class Deferred:
-    """A reply that may go out only once `durable` resolves; `finish(its result)` builds it then
-    (in the socket's worker thread, see "Deferred replies")."""
+    """A reply that may go out only once `durable` is; `finish(durable.result())` builds it then
+    (see "Batches")."""
 
-    durable: Future
+    durable: Durable
     finish: Callable[[object], "Outgoing | None"]
 
-    def result(self, timeout: float | None = None) -> "Outgoing | None":
-        """Wait for it here (tests, tools): what the loop would send."""
-        return self.finish(self.durable.result(timeout))
+    def result(self) -> "Outgoing | None":
+        """Make it durable here (tests, tools): what the loop would send."""
+        return self.finish(self.durable.result())
 
 
-# A handler answers now (Outgoing), never (None), or once its lease is durable (a Deferred, or a
-# Future that resolves to Outgoing or None).
-Handler = Callable[[bytes, Arrival], "Outgoing | Deferred | Future | None"]
-
-
-class _Outbox:
-    """Deferred replies whose leases are durable, for the socket's workers to finish and send.
-
-    Filled from the store's flusher thread, emptied by the worker between two datagrams. An
-    eventfd wakes a worker only when it is about to sleep (`armed`): under load the worker never
-    sleeps and the flusher makes no system call per reply."""
-
-    def __init__(self) -> None:
-        self.fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
-        self.items: collections.deque = collections.deque()
-        self.armed = False
-
-    def put(self, item) -> None:
-        self.items.append(item)
-        if self.armed:
-            self.armed = False
-            os.eventfd_write(self.fd, 1)
-
-    def close(self) -> None:
-        # A flusher may still resolve a reply after stop(): it must not write to a descriptor
-        # number the process has given to another file meanwhile.
-        self.armed = False
-        fd, self.fd = self.fd, -1
-        os.close(fd)
+# A handler answers now (Outgoing), never (None), or once its lease is durable (Deferred).
+Handler = Callable[[bytes, Arrival], "Outgoing | Deferred | None"]
 
 
 @functools.lru_cache(maxsize=4096)
 def _text(address: IPv4Address) -> str:
     """str(address), remembered: IPv4Address.__str__ is Python code, ~5 % of a DORA here (py-spy)."""
     return str(address)
-
-
-def _as_is(value):
-    return value
 
 
 def describe(raw: bytes) -> dict[str, str]:
@@ -261,7 +236,6 @@ class DhcpServer:
         self.process = process  # which one this is
         self._stop = threading.Event()
         self._sockets: list[tuple[str | None, socket.socket]] = []
-        self._outboxes: dict[socket.socket, _Outbox] = {}
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         self.malformed = 0  # packets the handler rejected (each logged once)
@@ -276,7 +250,6 @@ class DhcpServer:
             self._close_sockets()
             raise
         for ifname, sock in self._sockets:
-            self._outboxes[sock] = _Outbox()
             for i in range(self.workers):
                 thread = threading.Thread(target=self._serve, args=(ifname, sock), daemon=True,
                                           name=f"dhcp-{ifname or 'relay'}-{i}")
@@ -298,56 +271,51 @@ class DhcpServer:
         self._close_sockets()
 
     def _close_sockets(self) -> None:
-        for outbox in self._outboxes.values():
-            outbox.close()
-        self._outboxes.clear()
         for _ifname, sock in self._sockets:
             sock.close()
         self._sockets.clear()
 
     def _serve(self, ifname: str | None, sock: socket.socket) -> None:
-        outbox = self._outboxes[sock]
         poller = select.poll()
         poller.register(sock, select.POLLIN)
-        poller.register(outbox.fd, select.POLLIN)
         while not self._stop.is_set():
-            while outbox.items:  # durable since the last datagram: send before reading on
+            # A batch: decide every datagram waiting (up to BATCH), sending what needs no disk at
+            # once, then make the batch's leases durable with one flush and send its ACKs (see
+            # "Batches" in the module doc).
+            taken = 0
+            deferred: list[tuple[Arrival, bytes, Deferred]] = []
+            while taken < BATCH:
                 try:
-                    arrival, raw, deferred = outbox.items.popleft()
-                except IndexError:  # another worker of this socket took it
-                    break
-                self._finish(sock, arrival, raw, deferred)
-            try:
-                raw, ancillary, _flags, peer = sock.recvmsg(RECV_SIZE, ANCILLARY)
-            except BlockingIOError:
-                outbox.armed = True
-                if not outbox.items:
-                    poller.poll(500)  # wake to notice stop()
-                outbox.armed = False
-                try:
-                    os.eventfd_read(outbox.fd)
+                    raw, ancillary, _flags, peer = sock.recvmsg(RECV_SIZE, ANCILLARY)
                 except BlockingIOError:
-                    pass
-                continue
-            except OSError as exc:
-                if self._stop.is_set():
-                    return
-                event(log, "dhcp.recv_failed", logging.WARNING, interface=ifname or "(relays)", error=str(exc))
-                time.sleep(0.05)
-                continue
-            queued = 0.0
-            for level, kind, data in ancillary:
-                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= 16:
-                    sec, nsec = struct.unpack("=qq", data[:16])
-                    queued = sec + nsec / 1e9
-                elif level == socket.IPPROTO_IP and kind == IP_PKTINFO and data[8:12] == LIMITED_BROADCAST \
-                        and steered_to(raw, self.processes) != self.process:
-                    break  # every process got this broadcast; another answers it
-            else:
-                self._handle(ifname, sock, raw, peer, queued)
+                    break
+                except OSError as exc:
+                    if self._stop.is_set():
+                        return
+                    event(log, "dhcp.recv_failed", logging.WARNING, interface=ifname or "(relays)", error=str(exc))
+                    time.sleep(0.05)
+                    break
+                taken += 1
+                queued = 0.0
+                for level, kind, data in ancillary:
+                    if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= 16:
+                        sec, nsec = struct.unpack("=qq", data[:16])
+                        queued = sec + nsec / 1e9
+                    elif level == socket.IPPROTO_IP and kind == IP_PKTINFO and data[8:12] == LIMITED_BROADCAST \
+                            and steered_to(raw, self.processes) != self.process:
+                        break  # every process got this broadcast; another answers it
+                else:
+                    later = self._handle(ifname, sock, raw, peer, queued)
+                    if later is not None:
+                        deferred.append(later)
+            for arrival, raw, later in deferred:
+                self._finish(sock, arrival, raw, later)
+            if taken < BATCH:
+                poller.poll(500)  # wake to notice stop()
 
-    def _handle(self, ifname: str | None, sock: socket.socket, raw: bytes, peer, queued: float) -> None:
-        """Decide on one datagram and reply now, or once its lease is durable."""
+    def _handle(self, ifname: str | None, sock: socket.socket, raw: bytes, peer, queued: float):
+        """Decide on one datagram and reply now; a reply that must wait for its lease to be
+        durable comes back as (arrival, raw, Deferred) for the end of the batch."""
         arrival = Arrival(ifname, peer, time.monotonic(), queued)
         try:
             out = self.handler(raw, arrival)
@@ -356,15 +324,13 @@ class DhcpServer:
                 self.malformed += 1
             event(log, "dhcp.dropped", logging.WARNING, interface=ifname or "(relays)",
                   error=str(exc)[:200], **describe(raw))
-            return
+            return None
         if isinstance(out, Outgoing):
             self.send(sock, arrival, out)
-        elif out is not None:
-            # Durable later: the store's flusher resolves it after the fsync and hands it to this
-            # socket's outbox; a worker sends it (see "Deferred replies" in the module doc).
-            deferred = out if isinstance(out, Deferred) else Deferred(out, _as_is)
-            outbox = self._outboxes[sock]
-            deferred.durable.add_done_callback(lambda _done: outbox.put((arrival, raw, deferred)))
+            return None
+        if out is None:
+            return None
+        return arrival, raw, out
 
     def _finish(self, sock: socket.socket, arrival: Arrival, raw: bytes, deferred: Deferred) -> None:
         try:

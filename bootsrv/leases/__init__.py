@@ -18,10 +18,10 @@ from bootsrv.leases.model import (
     normalize_client_id,
     pools_from_config,
 )
-from bootsrv.leases.store import AddressTaken, LeaseStore
+from bootsrv.leases.store import AddressTaken, LeaseStore, Pending
 
 __all__ = [
-    "NEVER", "NONE", "AddressTaken", "Collision", "Flag", "LeaseStore", "Pool", "PoolExhausted", "Range",
+    "NEVER", "NONE", "AddressTaken", "Collision", "Flag", "LeaseStore", "Pending", "Pool", "PoolExhausted", "Range",
     "Record", "UnknownNetwork", "client_id_of_mac", "mac_of_client_id", "normalize_client_id", "open_store", "pools_from_config",
 ]
 

@@ -23,9 +23,8 @@ which is what makes another host's appends visible at the right size.
 A write, under the lock: catch up with what other processes appended since this handle last
 looked (only the new bytes), check the record's signature (compare-and-swap), append one line,
 unlock. Durability is separate and shared (group commit, `GroupCommit`): `_sync` returns once an
-fdatasync issued after the append has completed; one flusher thread is the leader that issues it
-for everyone waiting, and `_sync_later` returns a Future it resolves, so no thread blocks per
-commit.
+fdatasync issued after the append has completed; the first to wait leads a flush for everyone
+who wrote before it, and whoever comes while it runs waits for the next (see GroupCommit).
 
 Compaction rewrites the live records into a new file (fsync), bumps a generation number kept in
 the lock file (fsync), renames the new file over the old one and fsyncs the directory, all under
@@ -45,7 +44,6 @@ import threading
 import time
 import zlib
 from collections.abc import Iterable, Mapping
-from concurrent.futures import Future
 from ipaddress import IPv4Address
 from pathlib import Path
 from socket import inet_aton, inet_ntoa
@@ -350,11 +348,11 @@ class GroupCommit:
     descriptor written so far and fdatasyncs them without the mutex (writers keep appending
     meanwhile, and their lines ride the next flush), so one fsync covers everyone who wrote
     before it began. Who flushes:
-    - a committer blocked in `wait(n)` when no flush is running does it itself (the leader):
-      no thread switch when it commits alone;
-    - otherwise the flusher thread (started on first use) flushes for all that are queued and
-      resolves each one its flush covered: a `later(n)` Future (the DHCP loop sends the ACK
-      from its callback, so no thread is parked per ACK) or a blocked committer's own lock.
+    - a committer in `wait(n)` when no flush is running does it itself (the leader): no thread
+      switch when it commits alone, and the DHCP loop, which writes a batch of ACKs and then
+      waits for the last one, pays one fsync per batch and no GIL hand-off at all;
+    - otherwise the flusher thread (started on first use) flushes for all that queued behind
+      the running flush and releases each one's own lock.
     Each waiter is woken on its own, not by a broadcast: with 64 committers a shared condition
     woke 63 threads for nothing after every flush.
     """
@@ -368,7 +366,7 @@ class GroupCommit:
         self._durable = 0
         self._dirty: set[int] = set()
         self._retired: list[int] = []
-        self._pending: list[tuple[int, object, object]] = []  # (write number, Future or _Waiter, value)
+        self._pending: list[tuple[int, _Waiter]] = []  # (write number, who waits for it)
         self._pending_max = 0
         self._failed: dict[tuple[int, int], BaseException] = {}  # (after, upto] -> why that flush failed
         self._thread: threading.Thread | None = None
@@ -432,7 +430,6 @@ class GroupCommit:
     def wait(self, seq: int | None) -> None:
         if not seq:
             return
-        flusher = threading.current_thread() is self._thread  # a Future's callback committing
         waiter = None
         error = None
         with self._wake:
@@ -441,13 +438,11 @@ class GroupCommit:
                     self._flush_locked()  # lead: nobody is flushing
                     if self._pending:
                         self._wake.notify()  # the flusher resolves (or flushes for) the queued ones
-                elif flusher:
-                    self._flushed.wait()  # nobody else would resolve the flusher's own wait
                 else:
                     # Someone is flushing: queue behind it. A bare lock the flusher releases: a
-                    # Future (RLock, Condition, waiter list) costs microseconds more per commit.
+                    # Condition per waiter costs microseconds more per commit.
                     waiter = _Waiter()
-                    self._enqueue(seq, waiter, None)
+                    self._enqueue(seq, waiter)
                     break
             else:
                 error = self._error_for(seq) if self._failed else None
@@ -457,27 +452,11 @@ class GroupCommit:
         if error is not None:
             raise error
 
-    def later(self, seq: int | None, value: object = None) -> Future:
-        done: Future = Future()
-        if not seq:
-            done.set_result(value)
-            return done
-        with self._wake:
-            if self._durable >= seq:
-                error = self._error_for(seq) if self._failed else None
-                if error is None:
-                    done.set_result(value)
-                else:
-                    done.set_exception(error)
-                return done
-            self._enqueue(seq, done, value)
-        return done
-
-    def _enqueue(self, seq: int, waiter, value) -> None:
-        """With the mutex held: `waiter` (a Future or a _Waiter) is resolved after `seq`'s flush."""
+    def _enqueue(self, seq: int, waiter: _Waiter) -> None:
+        """With the mutex held: `waiter` is released after `seq`'s flush."""
         if not self._pending:
             self._wake.notify()
-        self._pending.append((seq, waiter, value))
+        self._pending.append((seq, waiter))
         if seq > self._pending_max:
             self._pending_max = seq
         if self._thread is None:
@@ -502,16 +481,10 @@ class GroupCommit:
                 else:
                     ready = [p for p in self._pending if p[0] <= durable]
                     self._pending = [p for p in self._pending if p[0] > durable]
-                errors = [self._error_for(seq) for seq, _, _ in ready] if self._failed else None
-            for i, (_seq, waiter, value) in enumerate(ready):  # callbacks run here, outside the mutex
-                error = errors[i] if errors else None
-                if type(waiter) is _Waiter:
-                    waiter.error = error
-                    waiter.lock.release()
-                elif error is None:
-                    waiter.set_result(value)
-                else:
-                    waiter.set_exception(error)
+                for seq, waiter in ready:
+                    waiter.error = self._error_for(seq) if self._failed else None
+            for _seq, waiter in ready:
+                waiter.lock.release()
 
     def close(self) -> None:
         """Flush what is left and stop the flusher (waiters still pending are resolved first)."""
@@ -851,9 +824,6 @@ class FileStore(LeaseStore):
 
     def _sync(self, token: object) -> None:
         self._commit.wait(token)  # type: ignore[arg-type]
-
-    def _sync_later(self, token: object, value: object = None) -> Future:
-        return self._commit.later(token, value)  # type: ignore[arg-type]
 
     def rescan(self) -> int:
         changed = 0

@@ -21,8 +21,7 @@ from __future__ import annotations
 
 import secrets
 import threading
-from collections.abc import Iterable, Iterator, Mapping
-from concurrent.futures import Future
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import replace
 from ipaddress import IPv4Address
 
@@ -122,6 +121,22 @@ def best_of(records: list[Record], now: float) -> Record | None:
     return max(records, key=lambda r: (r.manual, r.active(now), r.expiry if r.expiry != NEVER else 2**62, int(r.ip)))
 
 
+class Pending:
+    """A write in the store that may not be on stable storage yet. `result()` returns its value
+    once it is: it leads a group flush of everything written so far when none is running, or
+    waits for the one that is, in the calling thread (no flusher thread, no GIL hand-off). Once
+    one Pending of a batch has returned, the others written before it return at once."""
+
+    __slots__ = ("_sync", "_token", "_value")
+
+    def __init__(self, sync: Callable[[object], None], token: object, value: object):
+        self._sync, self._token, self._value = sync, token, value
+
+    def result(self) -> object:
+        self._sync(self._token)
+        return self._value
+
+
 class LeaseStore:
     """Operations over a network-by-network table of records; see the module doc."""
 
@@ -166,17 +181,6 @@ class LeaseStore:
 
     def _sync(self, token: object) -> None:
         """Return once the write behind `token` is on stable storage."""
-
-    def _sync_later(self, token: object, value: object = None) -> Future:
-        """A future resolved to `value` once the write behind `token` is on stable storage."""
-        done: Future = Future()
-        try:
-            self._sync(token)
-        except BaseException as exc:  # noqa: BLE001 - delivered to whoever waits
-            done.set_exception(exc)
-        else:
-            done.set_result(value)
-        return done
 
     def adoptions(self) -> dict[IPv4Address, IPv4Address]:
         """Dead peer -> the server that took over its addresses (`bootsrv lease adopt`)."""
@@ -278,12 +282,13 @@ class LeaseStore:
         self._sync(token)
         return stored
 
-    def ack_later(self, network: str, ip: IPv4Address, client_id: str, now: float, lease_time: int,
-                  hostname: str | None = None) -> Future:
-        """`ack` that returns at once: the future resolves to the record once it is durable, so the
-        DHCP loop sends the ACK then and no thread waits for the fsync."""
+    def ack_pending(self, network: str, ip: IPv4Address, client_id: str, now: float, lease_time: int,
+                    hostname: str | None = None) -> "Pending":
+        """`ack` that returns once the lease is written, before it is durable: `result()` on the
+        returned Pending makes it durable (see Pending) and returns the record. The DHCP loop
+        decides a whole batch of datagrams, then one `result()` flushes every ACK of the batch."""
         stored, token = self._ack(network, ip, client_id, now, lease_time, hostname)
-        return self._sync_later(token, stored)
+        return Pending(self._sync, token, stored)
 
     def _ack(self, network, ip, client_id, now, lease_time, hostname):
         pool = self.pool(network)

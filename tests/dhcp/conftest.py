@@ -91,7 +91,7 @@ class World:
         # Through the wire format both ways: what the engine sees is what a client sends.
         reply = self.engines[server].decide(decode(encode(req, 1500)), interface, self.now)
         if reply is not None and reply.durable is not None:
-            stored = reply.durable.result(timeout=1)
+            stored = reply.durable.result()
             assert stored is not None
             reply.settled(stored)  # what the loop does before encoding
         return reply

@@ -51,5 +51,5 @@ def test_engine_never_raises(batch):
             assert reply.packet.op == P.BOOTREPLY and reply.packet.xid == req.xid
             assert decode(encode(reply.packet, reply.max_size)).message_type in (P.OFFER, P.ACK, P.NAK)
             if reply.durable is not None:
-                reply.settled(reply.durable.result(timeout=1))
+                reply.settled(reply.durable.result())
         world.now += 7

@@ -45,7 +45,7 @@ def test_relayed_dora_through_the_handler(tmp_path):
     req = request(P.REQUEST, giaddr=RELAY, o50=offer.yiaddr.packed, o54=offer.options[54])
     pending = handle(encode(req), arrival)
     assert isinstance(pending, Deferred)  # sent by the loop once the lease is fsync'ed
-    ack = decode(pending.result(timeout=5).payload)
+    ack = decode(pending.result().payload)
     assert ack.message_type == P.ACK and ack.yiaddr == offer.yiaddr
     assert f"{offer.yiaddr}|01525400000001|" in (tmp_path / "leases.far").read_text()
 
@@ -60,7 +60,7 @@ def test_discovers_that_waited_are_shed_while_requests_come_in(tmp_path):
     assert first is not None and handle.shed[0] == 0
     offer = decode(first.payload)
     req = request(P.REQUEST, giaddr=RELAY, o50=offer.yiaddr.packed, o54=offer.options[54])
-    assert decode(handle(encode(req), stale).result(timeout=5).payload).message_type == P.ACK
+    assert decode(handle(encode(req), stale).result().payload).message_type == P.ACK
     # A REQUEST just came in: late DISCOVERs give way, fresh ones do not.
     assert handle(encode(request(P.DISCOVER, b"\x52\0\0\0\0\x07", giaddr=RELAY)), stale) is None
     assert handle.shed[0] == 1

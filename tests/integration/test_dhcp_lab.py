@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from bootsrv.dhcp.server import Arrival, DhcpServer, Outgoing, set_neighbour
+from bootsrv.dhcp.server import Arrival, Deferred, DhcpServer, Outgoing, set_neighbour
 
 pytestmark = pytest.mark.integration
 
@@ -229,29 +229,51 @@ def test_a_missing_interface_is_a_config_error(two_segments):
     assert ":67 " not in server.run(["ss", "-uln"]).stdout
 
 
-def test_deferred_replies_go_out_only_when_durable(two_segments):
-    from concurrent.futures import Future
+class Commit:
+    """A stand-in for the store's Pending: notes how many datagrams the loop had decided when it
+    asked for durability, then succeeds or fails."""
 
+    def __init__(self, decided: list, error: Exception | None = None):
+        self.decided, self.error, self.asked = decided, error, None
+
+    def result(self, timeout=None):
+        self.asked = len(self.decided)
+        if self.error is not None:
+            raise self.error
+        return None
+
+
+def test_a_batch_is_decided_before_its_acks_wait_for_the_disk(two_segments):
     server, ca, _ = two_segments
-    pending: list[tuple[bytes, Future]] = []
+    decided: list[bytes] = []
+    commits: list[Commit] = []
+    inside, go = threading.Event(), threading.Event()
 
     def handler(raw: bytes, arrival: Arrival):
-        fut: Future = Future()
-        pending.append((raw, fut))
-        return fut
+        if raw == b"first":
+            inside.set()
+            go.wait(5)  # the others queue up in the socket meanwhile
+        decided.append(raw)
+        commit = Commit(decided, OSError("fsync failed") if raw == b"broken" else None)
+        commits.append(commit)
+        return Deferred(commit, lambda _stored, raw=raw: Outgoing(b"durable:" + raw,
+                                                                  IPv4Address("255.255.255.255"), 68))
 
     srv = DhcpServer(["net0"], relay_socket=False, port=67, handler=handler, workers=1)
     in_netns(server.ns, srv.start)
     try:
         sa = client_socket(ca.ns, "net0")
         sa.sendto(b"first", ("255.255.255.255", 67))
-        sa.sendto(b"second", ("255.255.255.255", 67))
-        assert wait_for(lambda: len(pending) == 2, 3)  # one worker took both: it never waited
-        with pytest.raises(TimeoutError):
-            sa.recvfrom(2048)  # not durable yet: nothing sent
-        pending[1][1].set_exception(OSError("fsync failed"))  # a failed commit: never acknowledged
-        pending[0][1].set_result(Outgoing(b"durable:first", IPv4Address("255.255.255.255"), 68))
-        assert sa.recvfrom(2048)[0] == b"durable:first"
+        assert inside.wait(3)
+        for raw in (b"second", b"broken", b"third"):
+            sa.sendto(raw, ("255.255.255.255", 67))
+        time.sleep(0.2)
+        go.set()
+        got = [sa.recvfrom(2048)[0] for _ in range(3)]
+        # Every datagram waiting was decided before the first ACK asked for durability, so one
+        # flush covers the batch; the ACK whose commit failed never went out.
+        assert got == [b"durable:first", b"durable:second", b"durable:third"]
+        assert [c.asked for c in commits] == [4, 4, 4, 4]
         with pytest.raises(TimeoutError):
             sa.recvfrom(2048)
     finally:

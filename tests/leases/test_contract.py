@@ -208,8 +208,8 @@ def test_expire_frees_lapsed_leases(stores):
     assert store.find("public", C1, NOW + 11) is None and store.find("public", C2, NOW) is not None
 
 
-def test_deferred_ack_resolves_to_the_durable_record(stores):
+def test_pending_ack_resolves_to_the_durable_record(stores):
     store = stores()
-    future = store.ack_later("public", store.offer("public", C1, NOW, 30).ip, C1, NOW, 3600)
-    rec = future.result(timeout=5)
+    pending = store.ack_pending("public", store.offer("public", C1, NOW, 30).ip, C1, NOW, 3600)
+    rec = pending.result()
     assert rec.client_id == C1 and store.get("public", rec.ip) == rec

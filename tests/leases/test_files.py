@@ -194,11 +194,14 @@ def test_group_commit_shares_fsyncs(open_store):
     assert all(fresh.get("public", ip).expiry == NOW + 5 + 60 for ip in ips)
 
 
-def test_deferred_acks_resolve_in_order_of_durability(open_store):
+def test_a_batch_of_pending_acks_takes_one_flush_and_no_thread(open_store):
     store = open_store()
-    futures = [store.ack_later("public", IP(f"10.0.0.{10 + i}"), cid(i), NOW, 60) for i in range(10)]
-    recs = [f.result(timeout=5) for f in futures]
-    assert store._commit._durable == store._commit._written
+    flushes = store._commit.flushes
+    pending = [store.ack_pending("public", IP(f"10.0.0.{10 + i}"), cid(i), NOW, 60) for i in range(10)]
+    assert store._commit.flushes == flushes  # written, not yet durable
+    recs = [p.result() for p in pending]  # the first leads a flush that covers all ten
+    assert store._commit.flushes == flushes + 1 and store._commit._durable == store._commit._written
+    assert store._commit._thread is None  # nobody queued behind a flush: no flusher thread
     fresh = open_store((B,))
     assert all(fresh.get("public", r.ip) == r for r in recs)
 
@@ -245,20 +248,6 @@ def test_compaction_copies_lines_appended_while_it_wrote(open_store, monkeypatch
     assert fresh.records() == a.records() == b.records()
 
 
-def test_a_commit_from_a_deferred_callback_does_not_deadlock(open_store):
-    store = open_store()
-    chained = []
-
-    def then_bind(_future):  # runs on the flusher thread
-        chained.append(store.bind("public", "10.0.0.70", cid(3), "chained"))
-
-    store.ack_later("public", IP("10.0.0.10"), cid(1), NOW, 60).add_done_callback(then_bind)
-    deadline = time.monotonic() + 5
-    while not chained and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert chained and open_store((B,)).get("public", IP("10.0.0.70")) == chained[0]
-
-
 def test_reader_sees_a_line_that_replaced_a_torn_tail_of_the_same_length(open_store, monkeypatch):
     import bootsrv.leases.files as files
 
@@ -295,11 +284,11 @@ def test_failed_fsync_is_never_acknowledged(open_store, monkeypatch):
         store.ack("public", IP("10.0.0.10"), cid(1), NOW, 60)
     # the next commits are synced by a later flush and acknowledged
     assert store.ack("public", IP("10.0.0.11"), cid(2), NOW, 60).client_id == cid(2)
-    assert store.ack_later("public", IP("10.0.0.12"), cid(3), NOW, 60).result(timeout=5).client_id == cid(3)
+    assert store.ack_pending("public", IP("10.0.0.12"), cid(3), NOW, 60).result().client_id == cid(3)
     calls.clear()
-    deferred = store.ack_later("public", IP("10.0.0.13"), cid(4), NOW, 60)
+    pending = store.ack_pending("public", IP("10.0.0.13"), cid(4), NOW, 60)
     with pytest.raises(OSError, match="simulated"):
-        deferred.result(timeout=5)
+        pending.result()
 
 
 def test_ack_returns_only_after_an_fsync_covering_its_line(open_store, monkeypatch):
@@ -320,10 +309,10 @@ def test_ack_returns_only_after_an_fsync_covering_its_line(open_store, monkeypat
         store.offer("public", cid(i), NOW, 30)  # appended, not waited for
         store.ack("public", IP(f"10.0.0.{10 + i}"), cid(i), NOW, 60)
         assert synced and max(synced) >= path.stat().st_size  # the ACK's line is at the end
-    futures = [store.ack_later("public", IP(f"10.0.0.{10 + i}"), cid(i), NOW + 1, 60) for i in range(5)]
+    pending = [store.ack_pending("public", IP(f"10.0.0.{10 + i}"), cid(i), NOW + 1, 60) for i in range(5)]
     end = path.stat().st_size
-    for f in futures:
-        f.result(timeout=5)
+    for p in pending:
+        p.result()
     assert max(synced) >= end
 
 
@@ -341,7 +330,7 @@ def test_compactions_leak_no_descriptors(open_store):
     for j in range(50):
         a.compact()  # b's table file is replaced under it each time
         b.ack("public", ip, cid(1), NOW + 10 + j, 60)
-        b.ack_later("public", ip, cid(1), NOW + 10 + j, 61).result(timeout=5)
+        b.ack_pending("public", ip, cid(1), NOW + 10 + j, 61).result()
         a.rescan()
     assert open_fds() <= before + 2
     assert open_store().get("public", ip) == b.get("public", ip)

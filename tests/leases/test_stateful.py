@@ -80,7 +80,7 @@ class SharedDirectory(RuleBasedStateMachine):
     def ack_deferred(self, h, c):  # the DHCP loop's way: the flusher thread resolves the future
         held = self.models[h].find("public", CLIENTS[c], self.now)
         ip = held.ip if held is not None else IP("10.0.0.14")
-        self.both(h, lambda s: s.ack_later("public", ip, CLIENTS[c], self.now, 90).result(timeout=10))
+        self.both(h, lambda s: s.ack_pending("public", ip, CLIENTS[c], self.now, 90).result())
 
     @rule(h=handle, c=client, ip=st.sampled_from(ADDRESSES))
     def ack_any(self, h, c, ip):
