@@ -30,7 +30,7 @@ log = logging.getLogger("bootsrv.dhcp")
 SIOCGIFADDR = 0x8915  # linux/sockios.h
 # A DISCOVER that waited longer than this in the kernel's receive buffer is dropped (load shedding:
 # see engine_handler). Far below the client's 4 s retransmission; never reached when keeping up.
-DISCOVER_MAX_WAIT = 0.5
+DISCOVER_MAX_WAIT = 0.05
 
 
 def interface_address(ifname: str) -> IPv4Address | None:
