@@ -39,6 +39,7 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from ipaddress import IPv4Address
+from typing import NamedTuple
 
 from bootsrv.config import Config, NetworkSection
 from bootsrv.dhcp import packet as P
@@ -53,14 +54,13 @@ log = logging.getLogger("bootsrv.dhcp")
 SERVER_PORT, CLIENT_PORT = 67, 68
 BROADCAST_ADDRESS = IPv4Address("255.255.255.255")
 ZERO = IPv4Address(0)
-INFINITE = 0xFFFFFFFF
+INFINITE = 0xFFFFFFFF  # RFC 2132 9.2: a lease time of all ones never expires
 _INFINITE = struct.pack("!I", INFINITE)
 RELEASED_HINTS = 65536
-ICMP_ATTEMPTS = 4  # addresses probed per DISCOVER before giving up (dhcp.icmp_check)  # RFC 2132 9.2: a lease time of all ones never expires
+ICMP_ATTEMPTS = 4  # addresses probed per DISCOVER before giving up (dhcp.icmp_check)
 
 
-@dataclass(frozen=True)
-class Destination:
+class Destination(NamedTuple):  # one per reply: a NamedTuple is cheaper to make than a frozen dataclass
     """Where a reply goes (RFC 2131 4.1); `hwaddr` asks the loop for a neighbour entry first."""
 
     address: IPv4Address

@@ -225,6 +225,8 @@ class LeaseStore:
 
     def effective_owner(self, owner: IPv4Address) -> IPv4Address:
         adopted = self.adoptions()
+        if not adopted:
+            return owner  # the common case, asked several times per DORA
         seen = set()
         while owner in adopted and owner not in seen:  # chains: A adopted B, then C adopted A
             seen.add(owner)
