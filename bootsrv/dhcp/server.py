@@ -33,9 +33,11 @@ reach the process that holds its offer. The kernel runs the program on the UDP p
 Process 0 binds first and starts the others in order, so the group's index k is process k.
 
 That steers unicast (relays, renewals). A broadcast datagram the kernel copies to every socket
-of the port (net/ipv4/udp.c __udp4_lib_mcast_deliver knows no reuseport groups), so for one sent
-to 255.255.255.255 (IP_PKTINFO says) each process applies the same rule itself and only the
-process the MAC picks answers.
+of the port (net/ipv4/udp.c __udp4_lib_mcast_deliver knows no reuseport groups), so each socket
+also has a filter (SO_ATTACH_FILTER) that keeps only the broadcasts the same rule gives to its
+process: the other copies are dropped in the kernel and wake nobody. The filter lets unicast
+through: the group chose the socket for that, and the index a socket has in the group is not
+fixed (below).
 
 When a process is gone its index is out of range and the kernel falls back to its hash for
 unicast; broadcasts for it wait for its restart (the client retransmits, RFC 2131 4.1) instead
@@ -84,9 +86,7 @@ SIOCSARP = 0x8955  # linux/sockios.h
 ATF_COM = 0x02  # completed entry (linux/if_arp.h)
 ARPHRD_ETHER = 1
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # asm-generic/socket.h; SCM_TIMESTAMPNS is the same
-ANCILLARY = socket.CMSG_SPACE(16) + socket.CMSG_SPACE(12)  # struct timespec, struct in_pktinfo
-IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)  # linux/in.h; Python 3.11 does not export it
-LIMITED_BROADCAST = b"\xff\xff\xff\xff"
+ANCILLARY = socket.CMSG_SPACE(16)  # struct timespec
 BATCH = 32  # datagrams decided per flush, at most (see "Batches")
 
 
@@ -167,32 +167,62 @@ def set_neighbour(sock: socket.socket, interface: str, ip: IPv4Address, mac: byt
     return True
 
 
-SO_ATTACH_REUSEPORT_CBPF = 51  # asm-generic/socket.h
+SO_ATTACH_FILTER = 26  # asm-generic/socket.h
+SO_ATTACH_REUSEPORT_CBPF = 51
 CHADDR_LAST = 28 + 5  # the last byte of an Ethernet chaddr, from the start of the UDP payload
+UDP_HEADER = 8
+SKF_NET_OFF = (-0x100000) & 0xFFFFFFFF  # linux/filter.h: offsets from the network (IP) header
+
+
+def _bpf(*instructions: tuple[int, int, int, int]) -> bytes:
+    """struct sock_filter[]: (code, jump if true, jump if false, k) each."""
+    return b"".join(struct.pack("=HBBI", *insn) for insn in instructions)
 
 
 def steering_program(processes: int) -> bytes:
-    """Classic BPF: A = payload[CHADDR_LAST]; A %= processes; return A (the socket's index)."""
-    return b"".join(struct.pack("=HBBI", code, 0, 0, k) for code, k in (
-        (0x30, CHADDR_LAST),  # BPF_LD | BPF_B | BPF_ABS (a packet too short for it returns 0)
-        (0x94, processes),  # BPF_ALU | BPF_MOD | BPF_K
-        (0x16, 0),  # BPF_RET | BPF_A
-    ))
+    """For the SO_REUSEPORT group: the index of the socket to take a datagram. The kernel runs it
+    with the UDP header pulled (net/core/sock_reuseport.c), so offsets count from the payload."""
+    return _bpf(
+        (0x30, 0, 0, CHADDR_LAST),  # BPF_LD | BPF_B | BPF_ABS: A = chaddr's last byte (short packet: 0)
+        (0x94, 0, 0, processes),  # BPF_ALU | BPF_MOD | BPF_K: A %= processes
+        (0x16, 0, 0, 0),  # BPF_RET | BPF_A
+    )
 
 
-def steered_to(raw: bytes, processes: int) -> int:
-    """The process `steering_program` picks for this payload (0 for a packet too short)."""
-    return raw[CHADDR_LAST] % processes if len(raw) > CHADDR_LAST else 0
+def broadcast_filter(processes: int, process: int) -> bytes:
+    """For one process' socket: of the datagrams sent to 255.255.255.255, keep those whose MAC
+    `steering_program` gives to this process and drop the others in the kernel; keep every
+    unicast datagram (the group already chose this socket for it). UDP runs socket filters on
+    the datagram from its UDP header (net/ipv4/udp.c, sk_filter_trim_cap), so the payload starts
+    8 bytes in, and the IP header is reached through SKF_NET_OFF. A broadcast too short to hold
+    a chaddr is dropped (it is no DHCP message)."""
+    return _bpf(
+        (0x20, 0, 0, SKF_NET_OFF + 16),  # BPF_LD | BPF_W | BPF_ABS: A = the IP destination
+        (0x15, 0, 3, 0xFFFFFFFF),  # BPF_JMP | BPF_JEQ | BPF_K: broadcast? go on : keep
+        (0x30, 0, 0, UDP_HEADER + CHADDR_LAST),
+        (0x94, 0, 0, processes),
+        (0x15, 0, 1, process),  # ours? keep : drop
+        (0x06, 0, 0, 0xFFFFFFFF),  # BPF_RET | BPF_K: keep all of it
+        (0x06, 0, 0, 0),  # drop
+    )
 
 
-def steer_by_mac(sock: socket.socket, processes: int) -> None:
-    """Attach `steering_program` to the SO_REUSEPORT group of `sock` (struct sock_fprog)."""
-    program = ctypes.create_string_buffer(steering_program(processes))
-    fprog = struct.pack("@HP", len(program.raw) // 8, ctypes.addressof(program))
-    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, fprog)
+def _attach(sock: socket.socket, option: int, program: bytes) -> None:
+    code = ctypes.create_string_buffer(program, len(program))
+    fprog = struct.pack("@HP", len(program) // 8, ctypes.addressof(code))  # struct sock_fprog
+    sock.setsockopt(socket.SOL_SOCKET, option, fprog)  # the kernel copies the program
 
 
-def open_socket(port: int, interface: str | None, address: str = "0.0.0.0", processes: int = 1) -> socket.socket:
+def share_by_mac(sock: socket.socket, processes: int, process: int) -> None:
+    """Unicast: the group hands each datagram to the socket its MAC picks. Broadcast: the kernel
+    copies it to every socket of the port; the filter drops the copies of other processes before
+    they wake anyone."""
+    _attach(sock, SO_ATTACH_REUSEPORT_CBPF, steering_program(processes))
+    _attach(sock, SO_ATTACH_FILTER, broadcast_filter(processes, process))
+
+
+def open_socket(port: int, interface: str | None, address: str = "0.0.0.0", processes: int = 1,
+                process: int = 0) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     if processes > 1:
@@ -207,15 +237,13 @@ def open_socket(port: int, interface: str | None, address: str = "0.0.0.0", proc
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, interface.encode())
         sock.bind((address, port))
         if processes > 1:
-            steer_by_mac(sock, processes)
+            share_by_mac(sock, processes, process)
     except OSError as exc:
         sock.close()
         exc.interface = interface  # which configured interface failed, for the caller's error
         raise
     sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)  # Arrival.queued
-    if processes > 1:
-        sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)  # broadcast or not: "Several processes"
-    sock.setblocking(False)  # workers wait in poll() (socket and outbox), see DhcpServer._serve
+    sock.setblocking(False)  # workers wait in poll(), see DhcpServer._serve
     return sock
 
 
@@ -241,9 +269,9 @@ class DhcpServer:
     def start(self) -> None:
         try:
             for ifname in self.interfaces:
-                self._sockets.append((ifname, open_socket(self.port, ifname, self.address, self.processes)))
+                self._sockets.append((ifname, open_socket(self.port, ifname, self.address, self.processes, self.process)))
             if self.relay_socket:
-                self._sockets.append((None, open_socket(self.port, None, self.address, self.processes)))
+                self._sockets.append((None, open_socket(self.port, None, self.address, self.processes, self.process)))
         except OSError:
             self._close_sockets()
             raise
@@ -299,13 +327,9 @@ class DhcpServer:
                     if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= 16:
                         sec, nsec = struct.unpack("=qq", data[:16])
                         queued = sec + nsec / 1e9
-                    elif level == socket.IPPROTO_IP and kind == IP_PKTINFO and data[8:12] == LIMITED_BROADCAST \
-                            and steered_to(raw, self.processes) != self.process:
-                        break  # every process got this broadcast; another answers it
-                else:
-                    later = self._handle(ifname, sock, raw, peer, queued)
-                    if later is not None:
-                        deferred.append(later)
+                later = self._handle(ifname, sock, raw, peer, queued)
+                if later is not None:
+                    deferred.append(later)
             for arrival, raw, later in deferred:
                 self._finish(sock, arrival, raw, later)
             if taken < BATCH:
