@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from ipaddress import IPv4Address as IP
 
 import pytest
