@@ -160,28 +160,26 @@ def decode(raw: bytes) -> Packet:
     if len(raw) < HEADER_LEN + 4 or raw[HEADER_LEN:HEADER_LEN + 4] != MAGIC:
         return packet  # BOOTP (RFC 951): the vendor area is not RFC 1048 options
     packet.dhcp = True
-    parts: dict[int, list[bytes]] = {}
-    _read_options(raw, HEADER_LEN + 4, len(raw), "options", parts, must_end=True)
-    overload = parts.get(OVERLOAD)
-    if overload is not None:
-        value = b"".join(overload)
+    options = packet.options
+    _read_options(raw, HEADER_LEN + 4, len(raw), "options", options, must_end=True)
+    value = options.get(OVERLOAD)
+    if value is not None:
         if len(value) != 1 or not 1 <= value[0] <= 3:
             raise MalformedPacket(f"option 52 (overload) is {value.hex() or 'empty'}, expected one octet 1, 2 or 3")
         # RFC 2131 4.1: options field first, then file, then sname.
         if value[0] & 1:
-            _read_options(raw, 108, 236, "file", parts, must_end=False)
+            _read_options(raw, 108, 236, "file", options, must_end=False)
             packet.file = b""
         if value[0] & 2:
-            _read_options(raw, 44, 108, "sname", parts, must_end=False)
+            _read_options(raw, 44, 108, "sname", options, must_end=False)
             packet.sname = b""
-    options = packet.options
-    for code, chunks in parts.items():
-        options[code] = chunks[0] if len(chunks) == 1 else b"".join(chunks)
     _check_sizes(options)
     return packet
 
 
-def _read_options(raw: bytes, pos: int, stop: int, where: str, parts: dict[int, list[bytes]], must_end: bool) -> None:
+def _read_options(raw: bytes, pos: int, stop: int, where: str, options: dict[int, bytes], must_end: bool) -> None:
+    """Options from raw[pos:stop] into `options`; a code seen again is appended to what it had
+    (RFC 3396: a long option comes as several of the same code, concatenated in order)."""
     while pos < stop:
         code = raw[pos]
         if code == PAD:
@@ -197,11 +195,8 @@ def _read_options(raw: bytes, pos: int, stop: int, where: str, parts: dict[int, 
             raise MalformedPacket(f"option {code} in {where} claims {length} bytes, {stop - pos - 2} left")
         if code == OVERLOAD and where != "options":
             raise MalformedPacket(f"option 52 (overload) inside {where} (RFC 2132 9.3: only in the options field)")
-        chunks = parts.get(code)
-        if chunks is None:
-            parts[code] = [raw[pos + 2:end]]
-        else:
-            chunks.append(raw[pos + 2:end])
+        seen = options.get(code)
+        options[code] = raw[pos + 2:end] if seen is None else seen + raw[pos + 2:end]
         pos = end
     if must_end:
         raise MalformedPacket(f"{where} field ends without the end option (255)")
@@ -243,6 +238,9 @@ def _option_bytes(code: int, value: bytes) -> bytes:
     return b"".join(bytes((code, len(value[i:i + 255]))) + value[i:i + 255] for i in range(0, len(value), 255))
 
 
+_NOT_OPTIONS = frozenset((PAD, END, OVERLOAD))  # never taken from Packet.options as they are
+
+
 def encode(packet: Packet, max_size: int = MIN_MESSAGE - IP_UDP_HEADERS) -> bytes:
     """The packet as bytes, no longer than `max_size` (a UDP payload; see the module doc)."""
     sname, file = packet.sname, packet.file
@@ -254,13 +252,19 @@ def encode(packet: Packet, max_size: int = MIN_MESSAGE - IP_UDP_HEADERS) -> byte
     if not packet.dhcp:
         return head + bytes(MIN_REPLY - HEADER_LEN)
     room = max(max_size, MIN_MESSAGE - IP_UDP_HEADERS) - HEADER_LEN - 4 - 1  # cookie, end option
+    # Nearly every reply: short options that all fit. Built in one pass, then checked.
+    body = b"".join([bytes((code, len(value))) + value if len(value) <= 255 else _option_bytes(code, value)
+                     for code, value in packet.options.items() if code not in _NOT_OPTIONS])
+    if len(body) <= room:
+        out = head + MAGIC + body + b"\xff"
+        return out if len(out) >= MIN_REPLY else out + bytes(MIN_REPLY - len(out))
     main: list[bytes] = []
     spill: list[bytes] = []
     used = 0
     # Room for option 52 itself is kept back only when some option has to spill.
     can_spill = not sname and not file
     for code, value in packet.options.items():
-        if code in (PAD, END, OVERLOAD):
+        if code in _NOT_OPTIONS:
             continue
         chunk = _option_bytes(code, value)
         if used + len(chunk) <= room - (3 if spill else 0):
