@@ -53,10 +53,10 @@ durability, which leads one group flush (fdatasync) covering the whole batch, an
 in order. An ACK whose commit failed is never sent. The worker thread itself flushes: an ACK
 completed by the store's flusher thread, as before, cost two GIL hand-offs and a thread wake-up
 per ACK, and the hand-offs made every system call of the worker slower (lockf and pwrite took
-9-16 us instead of 1-3). One process, `/tmp`-style lab run of perfdhcp: 368 us of CPU per DORA
-and 5 % loss at 3,000 offered/s with the flusher thread; 174 us and 0.2 % loss at 5,000/s with
-batches. While the worker waits for the disk, datagrams queue in the socket (a quarter second
-of room, see above) and make the next batch larger, so the fsyncs per second fall as load rises.
+9-16 us instead of 1-3). One process against perfdhcp in the bench's lab: 368 us of CPU per
+DORA and 5 % loss at 3,000 offered/s with the flusher thread; 174 us and 0.2 % loss at 5,000/s
+with batches. While the worker waits for the disk, datagrams queue in the socket (about 0.2 s
+of room, see above) and make the next batch larger, so the fsyncs per ACK fall as load rises.
 """
 
 from __future__ import annotations
