@@ -22,8 +22,9 @@ default: several only fight over the GIL (bench/bench_dhcp.py on 2 cores: 1 work
 at <= 1 % loss, 8 workers 1,742). More help only when a handler blocks (dhcp.icmp_check waits
 for an echo). No queue in between: a hand-off between Python threads costs more than the work
 for a DISCOVER. Under overload the socket's receive buffer fills and the kernel drops the newest
-packets (clients retransmit); the buffer is kept to about a quarter second of traffic so we do
-not answer requests their clients gave up on long ago.
+packets (clients retransmit); the buffer is kept to a fraction of a second of traffic so we do
+not answer requests their clients gave up on long ago, and the handler sheds DISCOVERs while it
+is more than half full (Arrival.backlog, service.py).
 
 Several processes (dhcp.processes, bootsrv/dhcp/workers.py). Every process binds the same
 sockets with SO_REUSEPORT and the group gets a classic BPF program that picks the socket by the
@@ -85,8 +86,7 @@ RECV_SIZE = 65535
 SIOCSARP = 0x8955  # linux/sockios.h
 ATF_COM = 0x02  # completed entry (linux/if_arp.h)
 ARPHRD_ETHER = 1
-SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # asm-generic/socket.h; SCM_TIMESTAMPNS is the same
-ANCILLARY = socket.CMSG_SPACE(16)  # struct timespec
+SO_MEMINFO = 55  # asm-generic/socket.h: u32 sk_meminfo[], [0] rmem_alloc, [1] rcvbuf (linux/sock_diag.h)
 BATCH = 32  # datagrams decided per flush, at most (see "Batches")
 
 
@@ -98,9 +98,9 @@ class Arrival(NamedTuple):
     interface: str | None
     peer: tuple[str, int]
     received: float  # time.monotonic() at receipt; the handler's clock is its own
-    # Wall-clock time the kernel queued the datagram (SO_TIMESTAMPNS), 0.0 when unknown: how long
-    # it waited in the receive buffer, which is how a handler sees that it is behind.
-    queued: float = 0.0
+    # How full the socket's receive buffer was (0..1) when this datagram's batch began: how a
+    # handler sees that it is behind. Read only after a full batch (see DhcpServer._serve).
+    backlog: float = 0.0
 
 
 class Outgoing(NamedTuple):
@@ -221,6 +221,13 @@ def share_by_mac(sock: socket.socket, processes: int, process: int) -> None:
     _attach(sock, SO_ATTACH_FILTER, broadcast_filter(processes, process))
 
 
+def receive_backlog(sock: socket.socket) -> float:
+    """How full the receive buffer is, 0..1: the bytes queued (as the kernel counts them, with
+    their overhead) against the limit at which it drops datagrams (SO_MEMINFO)."""
+    queued, limit = struct.unpack("=II", sock.getsockopt(socket.SOL_SOCKET, SO_MEMINFO, 8))
+    return queued / limit if limit else 0.0
+
+
 def open_socket(port: int, interface: str | None, address: str = "0.0.0.0", processes: int = 1,
                 process: int = 0) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -242,7 +249,6 @@ def open_socket(port: int, interface: str | None, address: str = "0.0.0.0", proc
         sock.close()
         exc.interface = interface  # which configured interface failed, for the caller's error
         raise
-    sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)  # Arrival.queued
     sock.setblocking(False)  # workers wait in poll(), see DhcpServer._serve
     return sock
 
@@ -304,15 +310,19 @@ class DhcpServer:
     def _serve(self, ifname: str | None, sock: socket.socket) -> None:
         poller = select.poll()
         poller.register(sock, select.POLLIN)
+        taken = 0
         while not self._stop.is_set():
             # A batch: decide every datagram waiting (up to BATCH), sending what needs no disk at
             # once, then make the batch's leases durable with one flush and send its ACKs (see
             # "Batches" in the module doc).
+            # After a full batch more may be waiting: how much tells the handler whether it is
+            # behind. After a short one the socket was empty a moment ago (no system call).
+            backlog = receive_backlog(sock) if taken == BATCH else 0.0
             taken = 0
             deferred: list[tuple[Arrival, bytes, Deferred]] = []
             while taken < BATCH:
                 try:
-                    raw, ancillary, _flags, peer = sock.recvmsg(RECV_SIZE, ANCILLARY)
+                    raw, peer = sock.recvfrom(RECV_SIZE)
                 except BlockingIOError:
                     break
                 except OSError as exc:
@@ -322,12 +332,7 @@ class DhcpServer:
                     time.sleep(0.05)
                     break
                 taken += 1
-                queued = 0.0
-                for level, kind, data in ancillary:
-                    if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= 16:
-                        sec, nsec = struct.unpack("=qq", data[:16])
-                        queued = sec + nsec / 1e9
-                later = self._handle(ifname, sock, raw, peer, queued)
+                later = self._handle(ifname, sock, raw, peer, backlog)
                 if later is not None:
                     deferred.append(later)
             for arrival, raw, later in deferred:
@@ -335,10 +340,10 @@ class DhcpServer:
             if taken < BATCH:
                 poller.poll(500)  # wake to notice stop()
 
-    def _handle(self, ifname: str | None, sock: socket.socket, raw: bytes, peer, queued: float):
+    def _handle(self, ifname: str | None, sock: socket.socket, raw: bytes, peer, backlog: float):
         """Decide on one datagram and reply now; a reply that must wait for its lease to be
         durable comes back as (arrival, raw, Deferred) for the end of the batch."""
-        arrival = Arrival(ifname, peer, time.monotonic(), queued)
+        arrival = Arrival(ifname, peer, time.monotonic(), backlog)
         try:
             out = self.handler(raw, arrival)
         except Exception as exc:  # a packet the handler could not take costs one log line

@@ -10,7 +10,7 @@ from bootsrv.config import parse
 from bootsrv.dhcp import packet as P
 from bootsrv.dhcp.packet import decode, encode
 from bootsrv.dhcp.server import Arrival, Deferred, Outgoing
-from bootsrv.dhcp.service import DISCOVER_MAX_WAIT, engine_handler
+from bootsrv.dhcp.service import SHED_BACKLOG, engine_handler
 from bootsrv.wiring import Wiring
 
 from .conftest import request
@@ -50,24 +50,24 @@ def test_relayed_dora_through_the_handler(tmp_path):
     assert f"{offer.yiaddr}|01525400000001|" in (tmp_path / "leases.far").read_text()
 
 
-def test_discovers_that_waited_are_shed_while_requests_come_in(tmp_path):
+def test_discovers_are_shed_while_the_buffer_fills_and_requests_come_in(tmp_path):
     handle = handler(tmp_path)
     now = time.monotonic()
-    fresh = Arrival(None, (RELAY, 67), now, time.time())
-    stale = Arrival(None, (RELAY, 67), now, time.time() - 2 * DISCOVER_MAX_WAIT)
-    # No REQUEST in flight: a late DISCOVER is still answered (a stalled server answers late).
+    fresh = Arrival(None, (RELAY, 67), now, SHED_BACKLOG / 2)
+    stale = Arrival(None, (RELAY, 67), now, (1 + SHED_BACKLOG) / 2)
+    # No REQUEST in flight: a DISCOVER is still answered (a stalled server answers late).
     first = handle(encode(request(P.DISCOVER, giaddr=RELAY)), stale)
     assert first is not None and handle.shed[0] == 0
     offer = decode(first.payload)
     req = request(P.REQUEST, giaddr=RELAY, o50=offer.yiaddr.packed, o54=offer.options[54])
     assert decode(handle(encode(req), stale).result().payload).message_type == P.ACK
-    # A REQUEST just came in: late DISCOVERs give way, fresh ones do not.
+    # A REQUEST just came in: DISCOVERs from a filling buffer give way, others do not.
     assert handle(encode(request(P.DISCOVER, b"\x52\0\0\0\0\x07", giaddr=RELAY)), stale) is None
     assert handle.shed[0] == 1
     assert handle(encode(request(P.DISCOVER, b"\x52\0\0\0\0\x08", giaddr=RELAY)), fresh) is not None
-    unknown = Arrival(None, (RELAY, 67), now)  # no kernel timestamp: never shed
+    unknown = Arrival(None, (RELAY, 67), now)  # not measured (after a short batch): never shed
     assert handle(encode(request(P.DISCOVER, b"\x52\0\0\0\0\x09", giaddr=RELAY)), unknown) is not None
-    later = Arrival(None, (RELAY, 67), now + 5, time.time() - 2 * DISCOVER_MAX_WAIT)  # REQUESTs stopped
+    later = Arrival(None, (RELAY, 67), now + 5, (1 + SHED_BACKLOG) / 2)  # REQUESTs stopped
     assert handle(encode(request(P.DISCOVER, b"\x52\0\0\0\0\x0a", giaddr=RELAY)), later) is not None
 
 

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from bootsrv.dhcp.server import Arrival, Deferred, DhcpServer, Outgoing, set_neighbour
+from bootsrv.dhcp.server import BATCH, Arrival, Deferred, DhcpServer, Outgoing, set_neighbour
+from bootsrv.dhcp.service import SHED_BACKLOG
 
 pytestmark = pytest.mark.integration
 
@@ -280,11 +281,15 @@ def test_a_batch_is_decided_before_its_acks_wait_for_the_disk(two_segments):
         srv.stop()
 
 
-def test_arrival_carries_the_kernel_receive_time(two_segments):
+def test_arrival_tells_how_full_the_receive_buffer_was(two_segments):
     server, ca, _ = two_segments
     seen: list[Arrival] = []
+    inside, go = threading.Event(), threading.Event()
 
     def handler(raw: bytes, arrival: Arrival):
+        if not seen:
+            inside.set()
+            go.wait(5)  # the rest queue up in the socket meanwhile
         seen.append(arrival)
         return None
 
@@ -292,9 +297,18 @@ def test_arrival_carries_the_kernel_receive_time(two_segments):
     in_netns(server.ns, srv.start)
     try:
         sa = client_socket(ca.ns, "net0")
-        sent = time.time()
-        sa.sendto(b"stamp", ("255.255.255.255", 67))
-        assert wait_for(lambda: seen, 3)
-        assert abs(seen[0].queued - sent) < 0.5  # SO_TIMESTAMPNS: wall clock at the kernel's receipt
+        sa.sendto(b"first", ("255.255.255.255", 67))
+        assert inside.wait(3)
+        backlog = 3 * BATCH
+        for i in range(backlog):
+            sa.sendto(i.to_bytes(2, "big") * 500, ("255.255.255.255", 67))
+        time.sleep(0.3)
+        go.set()
+        assert wait_for(lambda: len(seen) == 1 + backlog, 5)
+        # The first batch found an empty socket; the ones after a full batch measured the queue
+        # (SO_MEMINFO): about 2 x BATCH datagrams of 1 kB, a few percent of the buffer, then less.
+        assert all(a.backlog == 0 for a in seen[:BATCH])
+        later = [a.backlog for a in seen[BATCH:]]
+        assert 0 < later[0] < SHED_BACKLOG and later[0] >= max(later)
     finally:
         srv.stop()
