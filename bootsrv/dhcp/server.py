@@ -16,7 +16,7 @@ Ethernet/IP/UDP frames (a packet socket would also bypass the kernel's routing a
 the ioctl fails (no address of ours on that subnet, a non-Ethernet hardware type) we broadcast
 instead, which every client must accept (RFC 2131 4.1, RFC 1542 3.1.1).
 
-Threads. Each socket has `workers` threads that wait in poll() on it; a non-blocking recvmsg()
+Threads. Each socket has `workers` threads that wait in poll() on it; a non-blocking recvfrom()
 hands each datagram to exactly one of them, which decodes, decides and replies. One is the
 default: several only fight over the GIL (bench/bench_dhcp.py on 2 cores: 1 worker 2,436 DORA/s
 at <= 1 % loss, 8 workers 1,742). More help only when a handler blocks (dhcp.icmp_check waits
@@ -274,10 +274,11 @@ class DhcpServer:
 
     def start(self) -> None:
         try:
+            group = (self.address, self.processes, self.process)
             for ifname in self.interfaces:
-                self._sockets.append((ifname, open_socket(self.port, ifname, self.address, self.processes, self.process)))
+                self._sockets.append((ifname, open_socket(self.port, ifname, *group)))
             if self.relay_socket:
-                self._sockets.append((None, open_socket(self.port, None, self.address, self.processes, self.process)))
+                self._sockets.append((None, open_socket(self.port, None, *group)))
         except OSError:
             self._close_sockets()
             raise
@@ -314,9 +315,9 @@ class DhcpServer:
         while not self._stop.is_set():
             # A batch: decide every datagram waiting (up to BATCH), sending what needs no disk at
             # once, then make the batch's leases durable with one flush and send its ACKs (see
-            # "Batches" in the module doc).
-            # After a full batch more may be waiting: how much tells the handler whether it is
-            # behind. After a short one the socket was empty a moment ago (no system call).
+            # "Batches" in the module doc). After a full batch more may be waiting, and how much
+            # tells the handler whether it is behind; after a short one the socket was empty a
+            # moment ago (no system call).
             backlog = receive_backlog(sock) if taken == BATCH else 0.0
             taken = 0
             deferred: list[tuple[Arrival, bytes, Deferred]] = []
