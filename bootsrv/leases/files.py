@@ -350,7 +350,8 @@ class GroupCommit:
     before it began. Who flushes:
     - a committer in `wait(n)` when no flush is running does it itself (the leader): no thread
       switch when it commits alone, and the DHCP loop, which writes a batch of ACKs and then
-      waits for the last one, pays one fsync per batch and no GIL hand-off at all;
+      waits for each in turn, pays one fsync per batch (the first wait leads it, the others
+      find it done) and no GIL hand-off at all;
     - otherwise the flusher thread (started on first use) flushes for all that queued behind
       the running flush and releases each one's own lock.
     Each waiter is woken on its own, not by a broadcast: with 64 committers a shared condition
