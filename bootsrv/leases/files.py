@@ -149,16 +149,6 @@ def tombstone(ip: IPv4Address) -> bytes:
 _new = object.__new__
 
 
-def _record(network, ip, client_id, flags, owner, expiry, signature, macro, comment, hostname) -> Record:
-    # Record is a frozen dataclass; its generated __init__ costs twice this. Loading 100,000
-    # records in well under a second is a target (docs/lease-store.md), and the fields come from
-    # a line whose checksum was just verified and whose values were parsed below.
-    rec = _new(Record)
-    rec.__dict__.update(network=network, ip=ip, client_id=client_id, flags=flags, owner=owner, expiry=expiry,
-                        signature=signature, macro=macro, hostname=hostname, comment=comment)
-    return rec
-
-
 def resigned(rec: Record, signature: int) -> Record:
     out = _new(Record)
     out.__dict__.update(rec.__dict__)
@@ -187,8 +177,8 @@ def decode(network: str, line: bytes) -> tuple[IPv4Address, Record | None]:
     if not 0 <= flags < 16:
         raise ValueError(f"flags {flags}")
     cid = f[1]
-    return ip, _record(network, ip, "" if cid == NO_CLIENT else cid, _FLAGS[flags], _ip(f[3]), int(f[4]),
-                       signature, f[6], f[7], f[8])
+    return ip, Record(network, ip, "" if cid == NO_CLIENT else cid, _FLAGS[flags], _ip(f[3]), int(f[4]),
+                      signature, macro=f[6], comment=f[7], hostname=f[8])
 
 
 # ---- per-process lock files -------------------------------------------------------------------
