@@ -783,6 +783,10 @@ class FileStore(LeaseStore):
 
     def _write(self, record: Record, expect: int) -> tuple[Record, object]:
         log = self._logs[record.network]
+        # The line is made before the lock: only the compare-and-swap needs the table, and the
+        # shorter the lock is held the less the other processes of the pair wait for it.
+        stored = resigned(record, random.getrandbits(62) | 1)
+        line = encode(stored)
         log.gate.lock()
         try:
             self._catch_up_locked(log)
@@ -790,8 +794,7 @@ class FileStore(LeaseStore):
             found = current.signature if current is not None else 0
             if found != expect:
                 raise Collision(record.network, record.ip, expect, found)
-            stored = resigned(record, random.getrandbits(62) | 1)
-            seq = self._append(log, encode(stored))
+            seq = self._append(log, line)
             log.table.put(stored)
         finally:
             self._unlock(log)
