@@ -79,11 +79,11 @@ class Reply:
     def message_type(self) -> int | None:
         return self.packet.message_type
 
-    def settled(self, stored: object) -> Packet:
+    def settled(self, stored: Record) -> Packet:
         """The packet to send once `durable` resolved to `stored` (the record the commit wrote):
         a permanent binding (MANUAL) gets its infinite lease here, as only the stored record
         tells (the engine skips reading it when no macros are configured, see `Engine._ack`)."""
-        if isinstance(stored, Record) and stored.permanent and self.packet.options.get(P.LEASE_TIME) != _INFINITE:
+        if stored.permanent and self.packet.options.get(P.LEASE_TIME) != _INFINITE:
             self.packet.options = {code: _INFINITE if code == P.LEASE_TIME else value
                                    for code, value in self.packet.options.items()
                                    if code not in (P.RENEWAL_TIME, P.REBINDING_TIME)}

@@ -7,8 +7,8 @@ client's MAC picks the process: server.py "Several processes") and the same leas
 keeps them apart is what keeps the pair apart: every write is a compare-and-swap under the store's
 lock, and each process allocates from its own stripe of the ranges (LeaseStore.stripe), so the
 offers they hold in memory do not name the same address (until a stripe is full: then a process
-lends from the others' and a rare double offer ends in a NAK, see LeaseStore._allocate). DNS, TFTP, HTTP and lease housekeeping
-stay in process 0.
+lends from the others' and a rare double offer ends in a NAK, see LeaseStore._allocate). DNS,
+TFTP, HTTP and lease housekeeping stay in process 0.
 
 A child is `python -m bootsrv.dhcp.workers`; it reads the config (as JSON), its number and the
 log settings from stdin, serves, and prints "ready" once its sockets are bound. It gets SIGTERM

@@ -285,7 +285,7 @@ class LeaseStore:
         return stored
 
     def ack_pending(self, network: str, ip: IPv4Address, client_id: str, now: float, lease_time: int,
-                    hostname: str | None = None) -> "Pending":
+                    hostname: str | None = None) -> Pending:
         """`ack` that returns once the lease is written, before it is durable: `result()` on the
         returned Pending makes it durable (see Pending) and returns the record. The DHCP loop
         decides a whole batch of datagrams, then one `result()` flushes every ACK of the batch."""
