@@ -11,7 +11,9 @@ so each server is configured for that relay.
 
 For each server, on a fresh lease directory each step, the script:
   1. finds the highest offered rate whose DORA loss is <= 1 % (doubling, then bisecting) and
-     reports the completed DORA/s there (ACKs received / test period);
+     reports the completed DORA/s there (ACKs received / test period); a step above the limit is
+     measured once more before it counts as failed, for every server alike (on a shared machine
+     one noisy step otherwise ended a server's search at half its rate);
   2. offers three times that rate ("overload"; at most 30,000/s: perfdhcp itself tops out near
      20,000/s here) and reports what still completes;
 then prints bootsrv's ratio to each reference server.
@@ -378,12 +380,21 @@ def measure(lab: Lab, server: Host, client: Host, target: Target, rate: int, sec
 
 def sustained(lab, server, client, target, seconds, clients, start_rate, max_rate, log) -> Step:
     """The highest offered rate with loss <= 1 % (doubling, then 3 bisection steps)."""
+
+    def trial(rate: int) -> Step:
+        step = measure(lab, server, client, target, rate, seconds, clients)
+        log(step.line(target.name))
+        if step.loss > LOSS_LIMIT:  # once more before the search turns on it (see the module doc)
+            again = measure(lab, server, client, target, rate, seconds, clients)
+            log(again.line(target.name) + "  (again)")
+            step = min(step, again, key=lambda st: st.loss)
+        return step
+
     good: Step | None = None
     bad_rate = None
     rate = start_rate
     while rate <= max_rate:
-        step = measure(lab, server, client, target, rate, seconds, clients)
-        log(step.line(target.name))
+        step = trial(rate)
         if step.loss <= LOSS_LIMIT:
             good = step
             rate = max_rate if rate < max_rate < 2 * rate else 2 * rate
@@ -398,8 +409,7 @@ def sustained(lab, server, client, target, seconds, clients, start_rate, max_rat
             mid = (low + high) // 2
             if mid <= low:
                 break
-            step = measure(lab, server, client, target, mid, seconds, clients)
-            log(step.line(target.name))
+            step = trial(mid)
             if step.loss <= LOSS_LIMIT:
                 good, low = step, mid
             else:
