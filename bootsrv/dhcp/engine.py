@@ -269,7 +269,7 @@ class Engine:
     def _lease_reply(self, req, net, server, cid, rec: Record, mtype: int, now, values=None) -> Reply:
         if values is None:
             values = self._values(req, net, rec, cid)
-        lease, times = lease_times(values)
+        _, times = lease_times(values)
         if rec.permanent:
             times = {P.LEASE_TIME: _INFINITE}
         out = reply_to(req, mtype)

@@ -20,10 +20,12 @@ maximum message size is reached, so this order is also the priority.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import struct
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from bootsrv.errors import ConfigError
@@ -137,13 +139,20 @@ def _is_client_id(name: str) -> bool:
     return len(name) % 2 == 0 and all(c in "0123456789abcdefABCDEF" for c in name)
 
 
-def lease_times(values: dict[int, bytes]) -> tuple[int, dict[int, bytes]]:
-    """The lease time and options 51/58/59; T1/T2 from RFC 2131 4.4.5 unless a layer sets them."""
-    lease = struct.unpack("!I", values[51])[0]
-    out = {51: values[51]}
-    out[58] = values.get(58) or struct.pack("!I", int(lease * T1_FRACTION))
-    out[59] = values.get(59) or struct.pack("!I", int(lease * T2_FRACTION))
-    return lease, out
+def lease_times(values: Mapping[int, bytes]) -> tuple[int, Mapping[int, bytes]]:
+    """The lease time and options 51/58/59; T1/T2 from RFC 2131 4.4.5 unless a layer sets them.
+    The mapping is shared between callers (read-only)."""
+    return _lease_times(values[51], values.get(58), values.get(59))
+
+
+@functools.lru_cache(maxsize=256)
+def _lease_times(lease_time: bytes, renewal: bytes | None, rebinding: bytes | None):
+    # Cached: every OFFER and ACK asks (the ACK twice), and the layers of a site give a handful
+    # of distinct lease times; packing them again cost ~1 us per call.
+    lease = struct.unpack("!I", lease_time)[0]
+    return lease, MappingProxyType({51: lease_time,
+                                    58: renewal or struct.pack("!I", int(lease * T1_FRACTION)),
+                                    59: rebinding or struct.pack("!I", int(lease * T2_FRACTION))})
 
 
 def ordered(first: Mapping[int, bytes], values: Mapping[int, bytes], requested: bytes | None,

@@ -173,6 +173,11 @@ def test_bad_option_values_are_config_errors(code, value, rule):
 def test_lease_times_and_order():
     lease, times = lease_times({51: struct.pack("!I", 1000)})
     assert lease == 1000 and struct.unpack("!I", times[58])[0] == 500 and struct.unpack("!I", times[59])[0] == 875
+    # A layer's own T1 wins over RFC 2131's default, also once the default was asked (cached).
+    _, times = lease_times({51: struct.pack("!I", 1000), 58: struct.pack("!I", 100)})
+    assert struct.unpack("!I", times[58])[0] == 100 and struct.unpack("!I", times[59])[0] == 875
+    with pytest.raises(TypeError):
+        times[58] = b"\0\0\0\1"  # shared between replies: read-only
     out = ordered({53: b"\x02"}, {1: b"a", 3: b"b", 6: b"c", 60: b"d"}, bytes([6, 1, 99]), forced=[60])
     assert list(out) == [53, 6, 1, 60]
 
