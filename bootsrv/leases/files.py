@@ -209,11 +209,12 @@ class _Gate:
         self.streak = 0  # hand-offs since the lock was last really released
 
     def lock(self) -> None:
-        with self.guard:
-            self.waiting += 1
-        self.mutex.acquire()
-        with self.guard:
-            self.waiting -= 1
+        if not self.mutex.acquire(blocking=False):  # taken: count ourselves in for a hand-off
+            with self.guard:
+                self.waiting += 1
+            self.mutex.acquire()
+            with self.guard:
+                self.waiting -= 1
         if self.held:
             self.held = False  # handed over: the process holds the lock already
             return

@@ -154,18 +154,20 @@ class Range:
     start: IPv4Address
     end: IPv4Address
     owner: IPv4Address
+    # The bounds as ints, made once: int(IPv4Address) is a Python call, a DORA asks `ip in range`
+    # about four times, and the allocator walks the range by number.
+    first: int = field(init=False, repr=False, compare=False)
+    last: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        # Bounds as ints once: int(IPv4Address) is a Python call, and a DORA asks `ip in range`
-        # about four times.
-        object.__setattr__(self, "_first", int(self.start))
-        object.__setattr__(self, "_last", int(self.end))
+        object.__setattr__(self, "first", int(self.start))
+        object.__setattr__(self, "last", int(self.end))
 
     def __contains__(self, ip: IPv4Address) -> bool:
-        return self._first <= int(ip) <= self._last
+        return self.first <= int(ip) <= self.last
 
     def __len__(self) -> int:
-        return self._last - self._first + 1
+        return self.last - self.first + 1
 
 
 @dataclass(frozen=True)

@@ -569,9 +569,10 @@ class LeaseStore:
         index, count = self.stripe
         for own_stripe in ((True, False) if count > 1 else (False,)):
             for i in _rotation(start, total):
-                ip = _nth(ranges, i)
-                if own_stripe and int(ip) % count != index:
+                n = _nth(ranges, i)
+                if own_stripe and n % count != index:
                     continue
+                ip = IPv4Address(n)
                 if ip in pool.reserved or self._held_by_other(pool.network, ip, now):
                     continue
                 rec = records.get(ip)
@@ -588,12 +589,13 @@ class LeaseStore:
         raise PoolExhausted(pool.network)
 
 
-def _nth(ranges: list[Range], i: int) -> IPv4Address:
-    """The i-th address of the ranges taken one after another."""
+def _nth(ranges: list[Range], i: int) -> int:
+    """The i-th address (as an int) of the ranges taken one after another."""
     for rng in ranges:
-        if i < len(rng):
-            return IPv4Address(int(rng.start) + i)
-        i -= len(rng)
+        size = len(rng)
+        if i < size:
+            return rng.first + i
+        i -= size
     raise IndexError(i)
 
 
