@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""DHCP throughput: bootsrv against Kea and dnsmasq, same run, same namespaces, same load tool.
+"""DHCP throughput: bootsrv against Kea, ISC dhcpd and dnsmasq, same run, same namespaces, same load tool.
 
-    sudo python bench/bench_dhcp.py                 # all three servers
+    sudo python bench/bench_dhcp.py                 # all four servers
     sudo python bench/bench_dhcp.py --servers bootsrv,kea --seconds 4
 
 Topology (bootsrv.lab, nothing outside our namespaces): one segment, a `server` host (10.60.0.1/16)
@@ -19,7 +19,8 @@ For each server, on a fresh lease directory each step, the script:
 then prints bootsrv's ratio to each reference server.
 
 Durability differs and is printed: bootsrv fsyncs every ACKed lease before sending it (group
-commit); Kea's memfile appends without fsync; dnsmasq rewrites its lease file on every change.
+commit); Kea's memfile appends without fsync; dhcpd appends and fsyncs each commit; dnsmasq
+rewrites its lease file on every change.
 """
 
 from __future__ import annotations
@@ -105,6 +106,33 @@ class Dnsmasq(Target):
             "--interface=net0", "--bind-interfaces", "--dhcp-lease-max=200000", "--dhcp-authoritative",
             "--quiet-dhcp", f"--pid-file={workdir}/pid",
         ]
+        return host.popen(argv, stderr=open(workdir / "stderr", "w"))
+
+
+class IscDhcpd(Target):
+    """ISC dhcpd 4.4 (end of life since 2022, still the server many sites run): the issue's
+    floor, "never below dhcpd". No ping check, as dnsmasq runs with --no-ping."""
+
+    name = "dhcpd"
+    durability = "lease file append, fsync per commit"
+
+    def available(self):
+        return None if shutil.which("dhcpd") else "dhcpd not installed (Debian isc-dhcp-server)"
+
+    def start(self, host, workdir):
+        (workdir / "dhcpd.conf").write_text(f"""
+ddns-update-style none;
+authoritative;
+ping-check false;
+default-lease-time 3600;
+max-lease-time 3600;
+subnet 10.60.0.0 netmask 255.255.0.0 {{ range {POOL[0]} {POOL[1]}; }}
+""")
+        (workdir / "dhcpd.leases").touch()
+        # -f: foreground, logging to syslog (none runs in the lab: one failed send per line, as
+        # a site without syslog would pay); -d would write every DISCOVER to stderr.
+        argv = ["dhcpd", "-f", "-4", "-q", "-cf", str(workdir / "dhcpd.conf"), "-lf", str(workdir / "dhcpd.leases"),
+                "-pf", str(workdir / "pid"), "net0"]
         return host.popen(argv, stderr=open(workdir / "stderr", "w"))
 
 
@@ -269,7 +297,7 @@ def serve_loop_only(interface: str, durable_log: str | None = None) -> int:
     return 0
 
 
-TARGETS = {t.name: t for t in (Bootsrv(), Kea(), Dnsmasq(), BootsrvLoop(), BootsrvLoopDurable())}
+TARGETS = {t.name: t for t in (Bootsrv(), Kea(), IscDhcpd(), Dnsmasq(), BootsrvLoop(), BootsrvLoopDurable())}
 
 
 def _load() -> str:
@@ -419,7 +447,7 @@ def sustained(lab, server, client, target, seconds, clients, start_rate, max_rat
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--servers", default="bootsrv,kea,dnsmasq")
+    ap.add_argument("--servers", default="bootsrv,kea,dhcpd,dnsmasq")
     ap.add_argument("--seconds", type=int, default=4, help="perfdhcp test period per step")
     ap.add_argument("--clients", type=int, default=50000, help="perfdhcp -R: distinct client MACs")
     ap.add_argument("--start-rate", type=int, default=125)
