@@ -494,10 +494,14 @@ def main(argv: list[str] | None = None) -> int:
                         log(f"{name}: skipped: {why}")
                     continue
                 log(f"{name} ({target.durability}) round {round_no + 1}/{args.rounds}  load {_load()}")
-                best = sustained(lab, server, client, target, args.seconds, args.clients, args.start_rate,
-                                 args.max_rate, log)
-                over_rate = min(max(3 * best.offered, 2 * args.start_rate), 30000)
-                over = measure(lab, server, client, target, over_rate, args.seconds, args.clients)
+                try:
+                    best = sustained(lab, server, client, target, args.seconds, args.clients, args.start_rate,
+                                     args.max_rate, log)
+                    over_rate = min(max(3 * best.offered, 2 * args.start_rate), 30000)
+                    over = measure(lab, server, client, target, over_rate, args.seconds, args.clients)
+                except RuntimeError as exc:  # did not start or died (e.g. an AppArmor profile): the others go on
+                    log(f"{name}: failed, left out of this round: {exc}")
+                    continue
                 log(f"  {name:8} overload offered {over_rate}/s  DORA {over.dora_per_s:.1f}/s  loss {over.loss:.2%}")
                 runs.setdefault(name, []).append((best, over))
         for name, got in runs.items():
