@@ -146,7 +146,8 @@ def lease_times(values: Mapping[int, bytes]) -> tuple[int, Mapping[int, bytes]]:
 
 
 @functools.lru_cache(maxsize=256)
-def _lease_times(lease_time: bytes, renewal: bytes | None, rebinding: bytes | None):
+def _lease_times(lease_time: bytes, renewal: bytes | None,
+                 rebinding: bytes | None) -> tuple[int, Mapping[int, bytes]]:
     # Cached: every OFFER and ACK asks (the ACK twice), and the layers of a site give a handful
     # of distinct lease times; packing them again cost ~1 us per call.
     lease = struct.unpack("!I", lease_time)[0]
