@@ -11,7 +11,7 @@ from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
 from bootsrv import labvm
-from bootsrv.lab import Host, Lab
+from bootsrv.lab import Host, Lab, Segment
 from bootsrv.virt.bindings import AddressPlan, MemoryBindings
 from bootsrv.virt.guests import Boot, Guests
 from bootsrv.virt.hosts import MemoryHypervisors
@@ -45,16 +45,28 @@ def hypervisor(lab: Lab, workdir: Path, name: str, index: int, segments: dict, p
     """A lab host with bridges fe0/be0 (each enslaving a veth to its lab segment), address
     <prefix>.1<index> on fe0 for migration traffic, and its own libvirtd."""
     host = lab.host(name)
-    for br, seg in segments.items():
-        up = lab.plug(host, seg, f"up-{br}")
-        host.run(["ip", "link", "add", br, "type", "bridge", "stp_state", "0", "forward_delay", "0"])
-        host.run(["ip", "link", "set", up, "master", br])
-        host.run(["ip", "link", "set", br, "up"])
+    for n, (br, seg) in enumerate(segments.items()):
+        bridge(lab, host, seg, br, f"02:b5:00:00:{index:02x}:{n:02x}")
     address = f"{prefix}.{10 + index}"
     host.run(["ip", "addr", "add", f"{address}/24", "dev", "fe0"])
     daemon = Libvirtd(host, workdir / name, name).start()
     info = HypervisorInfo(name, "odd", daemon.uri, cpus=2, memory_mib=16384, address=address)
     return Hv(info, daemon, host)
+
+
+def bridge(lab: Lab, host: Host, segment: Segment, name: str, mac: str) -> None:
+    """Bridge `name` in `host` with a veth uplink to `segment`, both with `mac`.
+
+    The bridge's MAC is set, as the install profile sets it (bridge_hw). Left alone, a Linux
+    bridge takes its lowest port MAC: a random veth MAC above fe:54:... then gives way to the tap
+    of an incoming guest (libvirt names taps fe:54:00:<guest>), which is also the MAC of that
+    guest's tap on the source hypervisor, and the source's bridge drops every reply as coming
+    from its own address. Live migration then failed with "No route to host" about once in 20
+    lab runs."""
+    up = lab.plug(host, segment, f"up-{name}", mac=mac)
+    host.run(["ip", "link", "add", name, "type", "bridge", "stp_state", "0", "forward_delay", "0"])
+    host.run(["ip", "link", "set", up, "master", name])
+    host.run(["ip", "link", "set", name, "address", mac, "up"])
 
 
 def settings(storage_dir: Path, **changes) -> GuestSettings:

@@ -58,6 +58,17 @@ def pool(lab, tmp_path):
             hv.daemon.stop()
 
 
+def test_a_hypervisor_bridge_keeps_its_mac_when_a_lower_port_joins(lab):
+    # A guest's tap joining must not change the bridge's MAC (see guestlab.bridge: live
+    # migration lost its replies when it did). A Linux bridge left alone takes its lowest port MAC.
+    host = lab.host("hv")
+    guestlab.bridge(lab, host, lab.segment("fe"), "fe0", "02:b5:00:00:01:00")
+    host.run(["ip", "link", "add", "tap0", "address", "02:00:00:00:00:01", "type", "veth", "peer", "name", "tap0p"])
+    host.run(["ip", "link", "set", "tap0", "master", "fe0", "up"])
+    mac = host.run(["cat", "/sys/class/net/fe0/address"]).stdout.strip()
+    assert mac == "02:b5:00:00:01:00"
+
+
 def provision(g, boot, workdir: Path) -> tuple[GuestRef, Path]:
     seen = []
     ref, console, _host = guestlab.provision(g, boot, workdir, progress=lambda d, t: seen.append((d, t)))
