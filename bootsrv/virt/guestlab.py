@@ -61,8 +61,8 @@ def bridge(lab: Lab, host: Host, segment: Segment, name: str, mac: str) -> None:
     bridge takes its lowest port MAC: a random veth MAC above fe:54:... then gives way to the tap
     of an incoming guest (libvirt names taps fe:54:00:<guest>), which is also the MAC of that
     guest's tap on the source hypervisor, and the source's bridge drops every reply as coming
-    from its own address. Live migration then failed with "No route to host" about once in 20
-    lab runs."""
+    from its own address. Live migration then failed with "No route to host" (3 of 39 runs of
+    the migration tests here)."""
     up = lab.plug(host, segment, f"up-{name}", mac=mac)
     host.run(["ip", "link", "add", name, "type", "bridge", "stp_state", "0", "forward_delay", "0"])
     host.run(["ip", "link", "set", up, "master", name])
