@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""DHCP throughput: bootsrv against Kea, ISC dhcpd and dnsmasq, same run, same namespaces, same load tool.
+"""DHCP throughput: bootsrv against Kea, ISC dhcpd and dnsmasq: same run, namespaces and load tool.
 
     sudo python bench/bench_dhcp.py                 # all four servers
     sudo python bench/bench_dhcp.py --servers bootsrv,kea --seconds 4
