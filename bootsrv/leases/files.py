@@ -49,7 +49,7 @@ from pathlib import Path
 from socket import inet_aton, inet_ntoa
 
 from bootsrv.errors import BootsrvError
-from bootsrv.leases.model import Collision, Flag, Pool, Record
+from bootsrv.leases.model import Collision, Flag, Pool, Record, evolve
 from bootsrv.leases.store import LeaseStore, Table
 from bootsrv.log import event
 
@@ -144,16 +144,6 @@ def encode(rec: Record) -> bytes:
 def tombstone(ip: IPv4Address) -> bytes:
     body = f"{_ip_text(ip)}|{NO_CLIENT}|00|0.0.0.0|0|0|||".encode()
     return b"%s|%08x\n" % (body, zlib.crc32(body))
-
-
-_new = object.__new__
-
-
-def resigned(rec: Record, signature: int) -> Record:
-    out = _new(Record)
-    out.__dict__.update(rec.__dict__)
-    out.__dict__["signature"] = signature
-    return out
 
 
 def decode(network: str, line: bytes) -> tuple[IPv4Address, Record | None]:
@@ -786,7 +776,7 @@ class FileStore(LeaseStore):
         log = self._logs[record.network]
         # The line is made before the lock: only the compare-and-swap needs the table, and the
         # shorter the lock is held the less the other processes of the pair wait for it.
-        stored = resigned(record, random.getrandbits(62) | 1)
+        stored = evolve(record, signature=random.getrandbits(62) | 1)
         line = encode(stored)
         log.gate.lock()
         try:
