@@ -138,7 +138,7 @@ def engine_handler(wiring: Wiring) -> Handler:
     from bootsrv.dhcp.packet import DISCOVER as DISCOVER_TYPE
     from bootsrv.dhcp.packet import REQUEST as REQUEST_TYPE
     from bootsrv.dhcp import packet as P
-    from bootsrv.dhcp.packet import decode, encode
+    from bootsrv.dhcp.packet import decode, encode, looks_like_discover
     from bootsrv.dhcp.pxe import RegistryBooter
 
     cfg = wiring.config
@@ -150,16 +150,24 @@ def engine_handler(wiring: Wiring) -> Handler:
     last_request = [0.0]  # Arrival.received of the last REQUEST
 
     def handle(raw: bytes, arrival: Arrival):
+        # Behind, with exchanges to finish: the receive buffer is filling while REQUESTs are
+        # coming in. DISCOVERs are dropped then and the time goes to the REQUESTs, which complete
+        # exchanges (an OFFER costs as much as an ACK and completes nothing); the client
+        # retransmits in ~4 s (RFC 2131 4.1). With no REQUEST in flight nothing is shed, so a
+        # server stalled by a busy machine answers late instead of not at all.
+        behind = arrival.backlog > SHED_BACKLOG and arrival.received - last_request[0] < 1.0
+        if behind and looks_like_discover(raw):
+            # Before decoding: under a storm most datagrams are shed DISCOVERs (2 processes at
+            # 20,000 offered/s shed ~18,000/s), and the handler drops one in 0.4 us instead of
+            # the 2.3 us a decode took (~3 % of a core at that rate). One that would not have
+            # decoded is dropped all the same, only not counted as malformed.
+            shed[0] += 1
+            return None
         request = decode(raw)
         mtype = request.message_type
         if mtype == REQUEST_TYPE:
             last_request[0] = arrival.received
-        elif mtype == DISCOVER_TYPE and arrival.backlog > SHED_BACKLOG and arrival.received - last_request[0] < 1.0:
-            # Behind, with exchanges to finish: the receive buffer is filling while REQUESTs are
-            # coming in. Drop this DISCOVER and spend the time on the REQUESTs, which complete
-            # exchanges (an OFFER costs as much as an ACK and completes nothing); the client
-            # retransmits in ~4 s (RFC 2131 4.1). With no REQUEST in flight nothing is shed, so a
-            # server stalled by a busy machine answers late instead of not at all.
+        elif mtype == DISCOVER_TYPE and behind:  # option 53 not first: found by the decode
             shed[0] += 1
             return None
         reply = engine.decide(request, arrival.interface, clock())

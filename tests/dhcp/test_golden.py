@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bootsrv.dhcp import packet as P
-from bootsrv.dhcp.packet import decode, encode
+from bootsrv.dhcp.packet import decode, encode, looks_like_discover
 from bootsrv.dhcp.pxe import classify
 
 GOLDEN = sorted((Path(__file__).parent / "golden").glob("*.hex"))
@@ -34,6 +34,12 @@ def test_decode_and_reencode_equal(path):
     assert P.MESSAGE_NAMES[pkt.message_type].lower() == mtype
     again = encode(pkt, max_size=len(raw))
     assert again.ljust(len(raw), b"\0") == raw
+
+
+@pytest.mark.parametrize("path", GOLDEN, ids=[p.stem for p in GOLDEN])
+def test_every_real_client_puts_the_message_type_first(path):
+    # What load shedding relies on to drop a DISCOVER without decoding it (packet.looks_like_discover).
+    assert looks_like_discover(load(path)) == path.stem.endswith("req-discover")
 
 
 def by_name(prefix: str) -> list[bytes]:

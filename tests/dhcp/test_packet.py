@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bootsrv.dhcp import packet as P
-from bootsrv.dhcp.packet import MalformedPacket, Packet, decode, encode
+from bootsrv.dhcp.packet import MalformedPacket, Packet, decode, encode, looks_like_discover
 
 
 def raw_request(options: bytes = b"\x35\x01\x01", *, magic: bytes = P.MAGIC, sname: bytes = b"", file: bytes = b"",
@@ -155,3 +155,29 @@ def test_decode_raises_only_malformed_on_mutated_requests(tail, pos, byte):
     again = decode(encode(pkt, max_size=65000)) if pkt.dhcp else None
     if again is not None and len(pkt.sname) == 64 and len(pkt.file) == 128:
         assert again.options.keys() >= {k for k in pkt.options if k not in (0, 52, 255)}
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.binary(max_size=80), st.integers(0, 300), st.integers(0, 255), st.booleans())
+def test_a_glance_that_says_discover_is_never_another_message(tail, pos, byte, second_53):
+    # looks_like_discover lets load shedding drop a datagram undecoded: whatever it takes for a
+    # DISCOVER must decode as one or not at all (MalformedPacket), never as a REQUEST.
+    extra = b"\x35\x01\x03" if second_53 else b""
+    base = bytearray(raw_request(b"\x35\x01\x01" + extra + b"\x37\x02\x01\x03") + tail)
+    if pos < len(base):
+        base[pos] = byte
+    raw = bytes(base)
+    if not looks_like_discover(raw):
+        return
+    try:
+        pkt = decode(raw)
+    except MalformedPacket:
+        return
+    assert pkt.message_type == P.DISCOVER
+
+
+def test_the_glance_wants_option_53_first():
+    assert looks_like_discover(raw_request(b"\x35\x01\x01"))
+    assert not looks_like_discover(raw_request(b"\x35\x01\x03"))  # a REQUEST
+    assert not looks_like_discover(raw_request(b"\x37\x01\x01\x35\x01\x01"))  # 53 second: decode finds it
+    assert not looks_like_discover(raw_request(b"\x35\x01\x01")[:242])  # cut short

@@ -86,3 +86,24 @@ def test_one_debug_line_per_reply_only_at_debug_level(tmp_path, caplog):
     fields = lines[0].bootsrv_fields
     assert (fields["type"], fields["mac"], fields["to"]) == ("OFFER", "52:54:00:00:00:01", f"{RELAY}:67")
     assert IPv4Address(fields["ip"]) in IPv4Network("10.72.0.0/24")
+
+
+def test_a_shed_discover_is_not_decoded(tmp_path, monkeypatch):
+    # Under a storm most datagrams are DISCOVERs to shed: they are recognised at fixed offsets,
+    # the decode is kept for the ones answered.
+    decoded = []
+    real = P.decode
+    monkeypatch.setattr(P, "decode", lambda raw: decoded.append(raw) or real(raw))
+    handle = handler(tmp_path)
+    behind = Arrival(None, (RELAY, 67), time.monotonic(), (1 + SHED_BACKLOG) / 2)
+    offer = decode(handle(encode(request(P.DISCOVER, giaddr=RELAY)), behind).payload)
+    req = encode(request(P.REQUEST, giaddr=RELAY, o50=offer.yiaddr.packed, o54=offer.options[54]))
+    assert handle(req, behind) is not None
+    decoded.clear()
+    assert handle(encode(request(P.DISCOVER, b"\x52\0\0\0\0\x07", giaddr=RELAY)), behind) is None
+    assert handle.shed[0] == 1 and decoded == []
+    # Option 53 not first: the decode finds the DISCOVER and it is shed all the same.
+    late_53 = request(P.DISCOVER, b"\x52\0\0\0\0\x08", giaddr=RELAY)
+    late_53.options = {P.PARAMETER_LIST: b"\x01\x03", **late_53.options}
+    assert handle(encode(late_53), behind) is None
+    assert handle.shed[0] == 2 and len(decoded) == 1
