@@ -153,8 +153,9 @@ def looks_like_discover(raw: bytes) -> bool:
     shedding under load (bootsrv.dhcp.service): a shed DISCOVER then costs a few byte reads
     instead of a decode. When it is True, `decode` gives a DISCOVER or raises (a second 53 would
     be joined to this one, RFC 3396, and fail the length check): never another message type."""
-    return (len(raw) > HEADER_LEN + 6 and raw[0] == BOOTREQUEST and raw[HEADER_LEN + 4] == MESSAGE_TYPE
-            and raw[HEADER_LEN + 5] == 1 and raw[HEADER_LEN + 6] == DISCOVER and raw[HEADER_LEN:HEADER_LEN + 4] == MAGIC)
+    first = HEADER_LEN + 4  # the first option, after the cookie
+    return (len(raw) > first + 2 and raw[0] == BOOTREQUEST and raw[HEADER_LEN:first] == MAGIC
+            and raw[first] == MESSAGE_TYPE and raw[first + 1] == 1 and raw[first + 2] == DISCOVER)
 
 
 def decode(raw: bytes) -> Packet:
