@@ -26,10 +26,10 @@ sys.path.insert(0, str(REPO))
 
 from waitress.server import create_server  # noqa: E402
 
+from bootsrv.app.wiring import Wiring  # noqa: E402
 from bootsrv.config import parse  # noqa: E402
 from bootsrv.http.app import create_app  # noqa: E402
-from bootsrv.machines import Machine, State  # noqa: E402
-from bootsrv.wiring import Wiring  # noqa: E402
+from bootsrv.machines.model import Machine, State  # noqa: E402
 
 
 def fetch_all(port: int, paths: list[str], clients: int) -> tuple[float, list[str]]:

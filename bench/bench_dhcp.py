@@ -4,7 +4,7 @@
     sudo python bench/bench_dhcp.py                 # all four servers
     sudo python bench/bench_dhcp.py --servers bootsrv,kea --seconds 4
 
-Topology (bootsrv.lab, nothing outside our namespaces): one segment, a `server` host (10.60.0.1/16)
+Topology (bootsrv.lab.netns, nothing outside our namespaces): one segment, a `server` host (10.60.0.1/16)
 and a `client` host (10.60.0.2/16) running perfdhcp (Debian kea-admin) with `-g single`. perfdhcp
 plays a relay agent: every packet carries giaddr 10.60.0.2 and replies go unicast to its port 67,
 so each server is configured for that relay.
@@ -40,7 +40,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bootsrv.lab import Host, Lab, cpu_seconds, descendants  # noqa: E402
+from bootsrv.lab.netns import Host, Lab, cpu_seconds, descendants  # noqa: E402
 
 SERVER_IP, CLIENT_IP, PREFIX = "10.60.0.1", "10.60.0.2", 16
 POOL = ("10.60.1.0", "10.60.250.255")  # ~63,000 addresses: never the bottleneck

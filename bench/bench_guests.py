@@ -79,7 +79,7 @@ def report(name: str, samples: list[float], used: int | None, n: int, base: floa
 
 def settings_for(storage: Path, per_host: int):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from bootsrv.virt import guestlab
+    from bootsrv.lab import guests as guestlab
 
     return guestlab.settings(storage, guests_per_host=per_host)
 
@@ -129,8 +129,8 @@ def run_test_driver(args, work: Path) -> list[float]:
 
 
 def run_libvirtd(args, work: Path, copy: bool) -> tuple[list[float], int, float]:
-    from bootsrv import lab as labmod
-    from bootsrv.virt import guestlab
+    from bootsrv.lab import guests as guestlab
+    from bootsrv.lab import netns as labmod
 
     with labmod.Lab() as lab:
         segs = {"fe0": lab.segment("fe"), "be0": lab.segment("be")}
@@ -171,9 +171,9 @@ def run_libvirtd(args, work: Path, copy: bool) -> tuple[list[float], int, float]
 
 def run_migrations(args, work: Path) -> list[float]:
     """One running guest (qemu TCG, 256 MiB) live-migrated back and forth between two libvirtd."""
-    from bootsrv import lab as labmod
+    from bootsrv.lab import guests as guestlab
+    from bootsrv.lab import netns as labmod
     from bootsrv.virt.guests import Boot
-    from bootsrv.virt import guestlab
 
     with labmod.Lab() as lab:
         segs = {"fe0": lab.segment("fe"), "be0": lab.segment("be")}

@@ -23,7 +23,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bootsrv import demo, lab as labmod, labvm  # noqa: E402
+from bootsrv.lab import demo  # noqa: E402
+from bootsrv.lab import netns as labmod
+from bootsrv.lab import vm as labvm
 
 MARKER = "PXE-BENCH-MARKER"
 IPXE = Path("/usr/lib/ipxe")

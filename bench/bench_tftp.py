@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bootsrv.lab import descendants
+from bootsrv.lab.netns import descendants
 
 REPO = Path(__file__).resolve().parent.parent
 ATFTPD = REPO / ".cache/atftpd/usr/sbin/atftpd"

@@ -16,11 +16,11 @@ import statistics
 import tempfile
 import time
 
-from bootsrv.enroll import enroll, start_install
-from bootsrv.machines import Machine, State, update
-from bootsrv.machines_admin import discover
-from bootsrv.machines_pool import pool
-from bootsrv.machines_store import FileRegistry
+from bootsrv.machines.admin import discover
+from bootsrv.machines.enrollment import enroll, start_install
+from bootsrv.machines.model import Machine, State, update
+from bootsrv.machines.pool import pool
+from bootsrv.machines.store import FileRegistry
 
 
 def mac(i: int) -> str:

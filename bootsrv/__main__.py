@@ -1,3 +1,3 @@
-from bootsrv.cli import main
+from bootsrv.cli.main import main
 
 main()

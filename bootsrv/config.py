@@ -180,7 +180,7 @@ class BootSection(Section):
     # What an unknown machine gets: "local" (boot from disk), "discover" (record it, then local).
     unknown_machines: Literal["local", "discover"] = "discover"
     # Profile given to a machine the moment it is discovered, so it installs without an admin
-    # (bootsrv.machines_admin.discover). Off by default: any unknown PXE client would be installed.
+    # (bootsrv.machines.admin.discover). Off by default: any unknown PXE client would be installed.
     auto_profile: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
     @field_validator("files")

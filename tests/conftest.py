@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from bootsrv import lab as labmod
+from bootsrv.lab import netns as labmod
 
 REQUIRE = os.environ.get("BOOTSRV_REQUIRE_INTEGRATION") == "1"
 

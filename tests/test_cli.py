@@ -12,7 +12,7 @@ import urllib.request
 
 from click.testing import CliRunner
 
-from bootsrv.cli import main
+from bootsrv.cli.main import main
 
 
 def run(*args: str):

@@ -1,4 +1,4 @@
-"""bootsrv.lab's process helpers for benchmarks: a server's process tree and the CPU it used."""
+"""bootsrv.lab.netns's process helpers for benchmarks: a server's process tree and the CPU it used."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import subprocess
 import sys
 import time
 
-from bootsrv.lab import cpu_seconds, descendants
+from bootsrv.lab.netns import cpu_seconds, descendants
 
 
 def test_descendants_finds_grandchildren_and_cpu_seconds_counts_them():

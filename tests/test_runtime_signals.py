@@ -13,11 +13,11 @@ import subprocess
 import sys
 import threading
 
-from bootsrv.runtime import on_signals, wait_until_stopped
+from bootsrv.app.runtime import on_signals, wait_until_stopped
 
 CHILD = """
 import os, sys, threading
-from bootsrv.runtime import on_signals, wait_until_stopped
+from bootsrv.app.runtime import on_signals, wait_until_stopped
 signalled = on_signals()
 os.write(1, b"ready\\n")
 wait_until_stopped(threading.Event(), signalled)

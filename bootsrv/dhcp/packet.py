@@ -150,7 +150,7 @@ def looks_like_discover(raw: bytes) -> bool:
     """A BOOTREQUEST with the magic cookie whose first option is message type DISCOVER, read at
     fixed offsets without decoding. RFC 2131 fixes no option order, but every client captured
     here puts 53 first (dhclient, udhcpc, iPXE, OVMF: tests/dhcp/golden; perfdhcp too). For
-    shedding under load (bootsrv.dhcp.service): a shed DISCOVER then costs a few byte reads
+    shedding under load (bootsrv.app.dhcp): a shed DISCOVER then costs a few byte reads
     instead of a decode. When it is True, `decode` gives a DISCOVER or raises (a second 53 would
     be joined to this one, RFC 3396, and fail the length check): never another message type."""
     first = HEADER_LEN + 4  # the first option, after the cookie

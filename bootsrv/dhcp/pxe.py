@@ -47,7 +47,6 @@ from ipaddress import IPv4Address
 from typing import Protocol
 
 from bootsrv.config import ARCH_NAMES, BootSection
-from bootsrv.errors import InvalidInput
 from bootsrv.dhcp.packet import (
     BOOTFILE,
     CLIENT_ARCH,
@@ -60,6 +59,7 @@ from bootsrv.dhcp.packet import (
     VENDOR_SPECIFIC,
     Packet,
 )
+from bootsrv.errors import InvalidInput
 from bootsrv.log import event
 
 log = logging.getLogger("bootsrv.dhcp")
@@ -192,8 +192,8 @@ class RegistryBooter:
         self.boot = boot
 
     def action(self, mac: str, fw: Firmware, now: float) -> str:
-        from bootsrv.machines import boot_action, netboot
-        from bootsrv.machines_admin import discover
+        from bootsrv.machines.admin import discover
+        from bootsrv.machines.model import boot_action, netboot
 
         try:
             known = netboot(self.registry, mac)

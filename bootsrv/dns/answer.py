@@ -6,9 +6,7 @@ our zones is REFUSED, so the server cannot be used as an open resolver or an amp
 
 from __future__ import annotations
 
-from dnslib import (
-    A, DNSHeader, DNSQuestion, DNSRecord, EDNS0, NS, OPCODE, PTR, QTYPE, RCODE, RR, SOA,
-)
+from dnslib import EDNS0, NS, OPCODE, PTR, QTYPE, RCODE, RR, SOA, A, DNSHeader, DNSQuestion, DNSRecord
 
 from bootsrv.dns.zone import Apex, ZoneData, normalize
 

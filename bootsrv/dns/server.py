@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 
-from dnslib import DNSRecord, RCODE
+from dnslib import RCODE, DNSRecord
 
 from bootsrv.config import Config
 from bootsrv.dns.answer import CLASSIC_UDP, answer, error, max_udp_size, truncate

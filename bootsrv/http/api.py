@@ -23,11 +23,13 @@ import hmac
 
 from flask import Blueprint, current_app, jsonify, request
 
-from bootsrv import enroll as enrollmod
-from bootsrv import machines_admin, machines_pool, machines_wiring
 from bootsrv.errors import BootsrvError, Forbidden, InvalidInput
-from bootsrv.machines import State, normalize_mac, require, to_record
-from bootsrv.wiring import Wiring
+from bootsrv.http.site import Site
+from bootsrv.machines import admin as machines_admin
+from bootsrv.machines import enrollment as enrollmod
+from bootsrv.machines import pool as machines_pool
+from bootsrv.machines.model import State, require, to_record
+from bootsrv.values import normalize_mac
 
 MAX_BODY = 64 * 1024  # an enrollment with 64 NICs and 256 disks is ~30 KiB of JSON
 
@@ -39,7 +41,7 @@ class Unauthorized(BootsrvError):
     http_status = 401
 
 
-def _wiring() -> Wiring:
+def _site() -> Site:
     return current_app.extensions["bootsrv"]
 
 
@@ -79,7 +81,7 @@ def _machine_json(machine) -> dict:
 
 @bp.post("/enroll")
 def enroll():
-    w = _wiring()
+    w = _site()
     machine = enrollmod.enroll(w.machines, _json_body(), w.clock())
     current_app.logger.info("enrolled %s %s", machine.mac, machine.hostname)
     return jsonify(status="enrolled", mac=machine.mac, hostname=machine.hostname, boot="local")
@@ -92,7 +94,7 @@ def enroll():
 def admin(view):
     @functools.wraps(view)
     def guarded(*args, **kwargs):
-        expected = _wiring().config.api.admin_token
+        expected = _site().config.api.admin_token
         if expected is None:
             raise Forbidden("admin API is disabled: set api.admin_token in the config")
         header = request.headers.get("Authorization", "")
@@ -122,8 +124,8 @@ def _strings(data: dict, allowed: set[str], required: set[str]) -> dict:
     return data
 
 
-def _profiles(w: Wiring):
-    return machines_wiring.known_profiles(w)
+def _profiles(w: Site):
+    return w.known_profiles()
 
 
 @bp.get("/machines")
@@ -132,21 +134,21 @@ def machines_list():
     state = request.args.get("state")
     if state is not None and state not in {s.value for s in State}:
         raise InvalidInput("state", f"{state!r} is not one of {', '.join(s.value for s in State)}")
-    machines = [m for m in _wiring().machines.list() if state is None or m.state.value == state]
+    machines = [m for m in _site().machines.list() if state is None or m.state.value == state]
     return jsonify(machines=[_machine_json(m) for m in machines])
 
 
 @bp.post("/machines")
 @admin
 def machines_add():
-    w = _wiring()
+    w = _site()
     data = _strings(
         _json_body(),
         {"mac", "hostname", "profile", "addresses", "guid", "serial", "segment", "comment"},
         {"mac", "hostname", "profile"},
     )
     machine = machines_admin.add(
-        w.machines, machines_wiring.address_book(w), w.config.networks, now=w.clock(), profiles=_profiles(w), **data
+        w.machines, w.address_book, w.config.networks, now=w.clock(), profiles=_profiles(w), **data
     )
     return jsonify(_machine_json(machine)), 201
 
@@ -154,18 +156,18 @@ def machines_add():
 @bp.get("/machines/<mac>")
 @admin
 def machines_show(mac: str):
-    return jsonify(_machine_json(require(_wiring().machines, normalize_mac(mac))))
+    return jsonify(_machine_json(require(_site().machines, normalize_mac(mac))))
 
 
 @bp.post("/machines/<mac>/adopt")
 @admin
 def machines_adopt(mac: str):
-    w = _wiring()
+    w = _site()
     data = _strings(
         _json_body(), {"hostname", "profile", "addresses", "segment", "comment"}, {"hostname", "profile"}
     )
     machine = machines_admin.adopt(
-        w.machines, machines_wiring.address_book(w), w.config.networks, mac=mac, now=w.clock(),
+        w.machines, w.address_book, w.config.networks, mac=mac, now=w.clock(),
         profiles=_profiles(w), **data,
     )
     return jsonify(_machine_json(machine))
@@ -174,14 +176,14 @@ def machines_adopt(mac: str):
 @bp.post("/machines/<mac>/reinstall")
 @admin
 def machines_reinstall(mac: str):
-    w = _wiring()
+    w = _site()
     return jsonify(_machine_json(machines_admin.reinstall(w.machines, mac, w.clock())))
 
 
 @bp.post("/machines/<mac>/retire")
 @admin
 def machines_retire(mac: str):
-    w = _wiring()
+    w = _site()
     return jsonify(_machine_json(machines_admin.retire(w.machines, mac, w.clock())))
 
 
@@ -191,20 +193,20 @@ def hypervisors_list():
     flag = request.args.get("all", "0")
     if flag not in ("0", "1"):
         raise InvalidInput("all", f"{flag!r} must be 0 or 1")
-    hosts = machines_pool.pool(_wiring().machines, include_drained=flag == "1")
+    hosts = machines_pool.pool(_site().machines, include_drained=flag == "1")
     return jsonify(hypervisors=[h.to_dict() for h in hosts], totals=machines_pool.totals(hosts))
 
 
 @bp.get("/hypervisors/<key>")
 @admin
 def hypervisors_show(key: str):
-    return jsonify(machines_pool.hypervisor(_wiring().machines, key).to_dict())
+    return jsonify(machines_pool.hypervisor(_site().machines, key).to_dict())
 
 
 @bp.post("/hypervisors/<key>/<action>")
 @admin
 def hypervisors_action(key: str, action: str):
-    w = _wiring()
+    w = _site()
     if action in ("drain", "undrain"):
         return jsonify(machines_pool.drain(w.machines, key, w.clock(), drained=action == "drain").to_dict())
     if action == "retire":

@@ -6,25 +6,22 @@ from flask import Flask, jsonify
 
 from bootsrv import __version__
 from bootsrv.errors import BootsrvError
-from bootsrv.wiring import Wiring
+from bootsrv.http.api import bp as api_bp
+from bootsrv.http.boot import bp as boot_bp
+from bootsrv.http.site import Site
 
 
-def create_app(wiring: Wiring) -> Flask:
-    """The WSGI app. Blueprints get their collaborators from `wiring` (one per process)."""
-    config = wiring.config
+def create_app(site: Site) -> Flask:
+    """The WSGI app. Blueprints get their collaborators from `site` (one per process)."""
+    config = site.config
     app = Flask("bootsrv")
-    app.extensions["bootsrv"] = wiring
+    app.extensions["bootsrv"] = site
 
     @app.get("/healthz")
     def healthz():
         return jsonify(status="ok", server=config.server.name, version=__version__)
 
-    from bootsrv.http.api import bp as api_bp
-
     app.register_blueprint(api_bp)
-
-    from bootsrv.http.boot import bp as boot_bp
-
     app.register_blueprint(boot_bp)
 
     @app.errorhandler(BootsrvError)

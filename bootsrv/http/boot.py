@@ -8,12 +8,12 @@
                                   Range (206/416) and conditional GET (ETag/Last-Modified, 304)
 
 Netboot once: the script is install only while the machine is due for install
-(bootsrv.machines_planner.RegistryPlanner, which also issues the token); enrolled, retired and
+(bootsrv.machines.planner.RegistryPlanner, which also issues the token); enrolled, retired and
 discovered machines get local boot. An unknown MAC gets local boot, after being recorded as
 discovered when `boot.unknown_machines = "discover"` (with `boot.auto_profile` it is then due for
 install and gets the install script at once).
 
-The token is the answer's credential (bootsrv.profiles.plan.check_answer_token): the boot script
+The token is the answer's credential (bootsrv.machines.plan.check_answer_token): the boot script
 is the only place it is given out, the answer needs it, and it dies when the machine enrolls.
 Anyone who can fetch /boot/<mac>.ipxe for a machine being installed gets a token for it: the
 same trust PXE itself puts in the boot network (a MAC can be spoofed as easily in DHCP).
@@ -31,10 +31,10 @@ from pathlib import Path
 from flask import Blueprint, Response, current_app, request, send_file
 
 from bootsrv.errors import BootsrvError, InvalidInput, NotFound
+from bootsrv.http.site import Site
 from bootsrv.log import event
-from bootsrv.machines import normalize_mac
-from bootsrv.profiles.plan import PlanBuilder, boot_decision, builder, check_answer_token, planner
-from bootsrv.wiring import Wiring
+from bootsrv.machines.plan import boot_decision, check_answer_token
+from bootsrv.values import normalize_mac
 
 log = logging.getLogger("bootsrv.http.boot")
 
@@ -43,25 +43,8 @@ bp = Blueprint("boot", __name__)
 TEXT = "text/plain; charset=utf-8"
 
 
-class BootSide:
-    """What the views share for the app's lifetime: the plan builder (Jinja's template cache
-    lives in its renderer) and the netboot-once planner over the machine registry."""
-
-    def __init__(self, wiring: Wiring):
-        self.wiring = wiring
-        self.build: PlanBuilder = builder(wiring)
-        self.planner = planner(wiring, self.build)
-
-
-def _wiring() -> Wiring:
+def _site() -> Site:
     return current_app.extensions["bootsrv"]
-
-
-def _side() -> BootSide:
-    side = current_app.extensions.get("bootsrv.boot")
-    if side is None:
-        side = current_app.extensions["bootsrv.boot"] = BootSide(_wiring())
-    return side
 
 
 @bp.errorhandler(BootsrvError)
@@ -87,9 +70,9 @@ def boot_script(name: str):
     if request.method == "HEAD":
         # A probe (curl -I, a health check) must not issue a token or move the machine.
         return _private("")
-    side = _side()
-    plan, reason = boot_decision(side.wiring, side.planner, mac)
-    script = side.build.boot_script("ipxe", plan, mac, reason)
+    site = _site()
+    plan, reason = boot_decision(site, site.planner, mac)
+    script = site.plans.boot_script("ipxe", plan, mac, reason)
     if plan is None:
         event(log, "boot.script", mac=mac, action="local", reason=reason)
     else:
@@ -104,12 +87,11 @@ def boot_script(name: str):
 @bp.get("/profiles/<mac>/<name>")
 def answer_file(mac: str, name: str):
     mac = normalize_mac(mac)
-    side = _side()
-    w = side.wiring
-    machine = w.machines.get(mac)
-    check_answer_token(machine, mac, request.args.get("token"), w.clock())
-    plan = side.build.build(machine, request.args["token"])
-    body = side.build.answer(plan, name)
+    site = _site()
+    machine = site.machines.get(mac)
+    check_answer_token(machine, mac, request.args.get("token"), site.clock())
+    plan = site.plans.build(machine, request.args["token"])
+    body = site.plans.answer(plan, name)
     event(log, "boot.answer", mac=mac, profile=plan.profile.name, file=name)
     return _private(body)
 
@@ -136,7 +118,7 @@ def resolve(root: Path, subpath: str) -> Path:
 
 @bp.get("/files/<path:subpath>")
 def static_file(subpath: str):
-    path = resolve(_wiring().config.boot.files_root, subpath)
+    path = resolve(_site().config.boot.files_root, subpath)
     # conditional=True: Werkzeug answers Range (206, 416) and If-None-Match/If-Modified-Since
     # (304) itself, streaming the file from disk.
     return send_file(path, conditional=True, etag=True)
@@ -147,5 +129,5 @@ def tftp_file(subpath: str):
     """The TFTP root over HTTP, read-only: UEFI HTTP boot (arch 16) is handed
     `{http_base_url}/tftp/<boot file>` by DHCP (bootsrv.dhcp.pxe), the same iPXE binary PXE
     clients fetch by TFTP."""
-    path = resolve(_wiring().config.boot.tftp_root, subpath)
+    path = resolve(_site().config.boot.tftp_root, subpath)
     return send_file(path, conditional=True, etag=True)

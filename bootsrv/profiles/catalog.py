@@ -134,7 +134,7 @@ class Answer(_Strict):
 class ProfileData(_Strict):
     description: str = Field(min_length=1, max_length=200)
     os: Literal["debian12", "alma9", "lab"]
-    hypervisor: Literal["xen", "kvm"]  # what the installed machine reports (bootsrv.enroll)
+    hypervisor: Literal["xen", "kvm"]  # what the installed machine reports (bootsrv.machines.enrollment)
     boot: Boot
     answer: Answer
     # Free-form values for this profile's templates (`settings.<key>`).

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bootsrv.errors import Conflict, InvalidInput, NotFound
+from bootsrv.values import normalize_hostname
 from bootsrv.virt import domain as domainmod
 from bootsrv.virt.bindings import Binding, Bindings, check_hostname_free, choose_address, require_network
 from bootsrv.virt.domain import DomainFacts, DomainSpec, check_request
@@ -238,8 +239,6 @@ class Guests:
     # -- addresses ----------------------------------------------------------------------------------
 
     def assign_ip(self, guest: GuestRef, nic: str, hostname: str, address: str | None = None) -> Binding:
-        from bootsrv.machines import normalize_hostname  # one hostname rule for machines and guests
-
         check_nic_name(nic)
         hostname = normalize_hostname(hostname)
         if self.bindings is None:

@@ -21,10 +21,6 @@ class LeaseBindings:
             self._store = self._store()
         return self._store
 
-    @classmethod
-    def from_wiring(cls, wiring) -> "LeaseBindings":
-        return cls(lambda: wiring.leases, wiring.clock)
-
     def used(self, network: str) -> list[Used]:
         now = self.clock()
         return [Used(r.ip, mac_of_client_id(r.client_id), r.hostname) for r in self.store.records(network)

@@ -22,9 +22,10 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
 
-from bootsrv.dhcp.packet import MESSAGE_NAMES, decode  # noqa: E402
-from bootsrv.lab import Lab  # noqa: E402
 from test_dhcp_clients import DHCLIENT_SCRIPT, UDHCPC_SCRIPT, _script, start_server  # noqa: E402
+
+from bootsrv.dhcp.packet import MESSAGE_NAMES, decode  # noqa: E402
+from bootsrv.lab.netns import Lab  # noqa: E402
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -48,7 +49,7 @@ def run_udhcpc(lab, client, workdir):
 
 def run_vm(firmware: str, wait: float):
     def run(lab, client, workdir):
-        from bootsrv.labvm import Vm
+        from bootsrv.lab.vm import Vm
 
         seg = lab.segments["lan"]
         vm = Vm(seg, f"vm{firmware[:4]}", workdir, "52:54:00:12:34:56", firmware=firmware, memory_mib=256)

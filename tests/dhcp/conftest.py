@@ -15,7 +15,7 @@ from bootsrv.dhcp.packet import Packet, decode, encode
 from bootsrv.dhcp.pxe import RegistryBooter
 from bootsrv.leases import pools_from_config
 from bootsrv.leases.memory import MemoryBackend, MemoryStore
-from bootsrv.machines import Machine, MemoryRegistry, State
+from bootsrv.machines.model import Machine, MemoryRegistry, State
 
 NOW = 1_800_000_000.0
 S1, S2 = IPv4Address("10.70.0.1"), IPv4Address("10.70.0.2")

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from bootsrv.dhcp import packet as P
 from bootsrv.dhcp.packet import MalformedPacket, decode, encode
-from bootsrv.machines import MemoryRegistry
+from bootsrv.machines.model import MemoryRegistry
 
 from .conftest import RELAY, S1, World
 

@@ -12,7 +12,7 @@ from bootsrv.dhcp import packet as P
 from bootsrv.dhcp.options import Layers, encode_value, lease_times, ordered
 from bootsrv.dhcp.pxe import classify
 from bootsrv.errors import ConfigError
-from bootsrv.machines import MemoryRegistry, State
+from bootsrv.machines.model import MemoryRegistry, State
 
 from .conftest import MAC, S1, World, config, machine, request
 

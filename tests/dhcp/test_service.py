@@ -6,12 +6,12 @@ from __future__ import annotations
 import time
 from ipaddress import IPv4Address, IPv4Network
 
+from bootsrv.app.dhcp import SHED_BACKLOG, engine_handler
+from bootsrv.app.wiring import Wiring
 from bootsrv.config import parse
 from bootsrv.dhcp import packet as P
 from bootsrv.dhcp.packet import decode, encode
 from bootsrv.dhcp.server import Arrival, Deferred, Outgoing
-from bootsrv.dhcp.service import SHED_BACKLOG, engine_handler
-from bootsrv.wiring import Wiring
 
 from .conftest import request
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from bootsrv.app.dhcp_processes import Processes, WorkerFailed
 from bootsrv.config import parse
 from bootsrv.dhcp.server import CHADDR_LAST, open_socket
-from bootsrv.dhcp.workers import Processes, WorkerFailed
 
 
 @pytest.mark.parametrize("processes", [2, 3])

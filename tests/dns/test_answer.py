@@ -5,7 +5,7 @@ from __future__ import annotations
 from ipaddress import IPv4Address, IPv4Network
 
 import pytest
-from dnslib import CLASS, DNSRecord, EDNS0, OPCODE, QTYPE, RCODE
+from dnslib import CLASS, EDNS0, OPCODE, QTYPE, RCODE, DNSRecord
 
 from bootsrv.config import parse
 from bootsrv.dns.answer import answer, max_udp_size, truncate
@@ -238,7 +238,8 @@ def test_loopback_listener_gets_no_glue():
 # Any question name and type: an answer with a sane rcode, never an exception; REFUSED exactly
 # when the name is outside our zones.
 from dnslib import DNSLabel, DNSQuestion  # noqa: E402
-from hypothesis import given, settings, strategies as st  # noqa: E402
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st
 
 _labels = st.lists(st.binary(min_size=1, max_size=63), min_size=0, max_size=6)
 _suffix = st.sampled_from([(), (b"lab", b"example"), (b"be", b"lab", b"example"), (b"1", b"20", b"10", b"in-addr", b"arpa"),

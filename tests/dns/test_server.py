@@ -8,12 +8,13 @@ import struct
 from ipaddress import IPv4Address
 
 import pytest
-from dnslib import DNSRecord, QTYPE, RCODE
-from hypothesis import given, settings, strategies as st
+from dnslib import QTYPE, RCODE, DNSRecord
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from bootsrv.app.dns import store_hosts
 from bootsrv.config import parse
 from bootsrv.dns.server import DnsServer, ZoneCache, respond
-from bootsrv.dns.service import store_hosts
 from bootsrv.dns.zone import Host, build_zones
 
 CONFIG = parse(

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bootsrv.app.wiring import Wiring
 from bootsrv.config import parse
-from bootsrv.machines import MemoryRegistry
-from bootsrv.wiring import Wiring
+from bootsrv.machines.model import MemoryRegistry
 
 REPO = Path(__file__).resolve().parents[2]
 NOW = 1_800_000_000.0

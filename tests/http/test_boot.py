@@ -6,12 +6,12 @@ from __future__ import annotations
 import re
 
 import pytest
-
-from bootsrv.enroll import digest, enroll
-from bootsrv.http.app import create_app
-from bootsrv.machines import Machine, State
-from bootsrv.machines_admin import reinstall, retire
 from boot_builders import BASE, NOW, make_wiring
+
+from bootsrv.http.app import create_app
+from bootsrv.machines.admin import reinstall, retire
+from bootsrv.machines.enrollment import digest, enroll
+from bootsrv.machines.model import Machine, State
 
 MAC = "52:54:00:12:34:56"
 OTHER = "52:54:00:ab:cd:ef"

@@ -18,14 +18,14 @@ import time
 from pathlib import Path
 
 import pytest
+from boot_builders import REPO, lab_serve_config
 from click.testing import CliRunner
 
-from bootsrv import labvm
-from bootsrv.cli import main
-from bootsrv.machines import Machine, State
-from bootsrv.machines_store import FileRegistry
-from bootsrv.profiles.cli import DI_SOURCE
-from boot_builders import REPO, lab_serve_config
+from bootsrv.cli.main import main
+from bootsrv.cli.profiles import DI_SOURCE
+from bootsrv.lab import vm as labvm
+from bootsrv.machines.model import Machine, State
+from bootsrv.machines.store import FileRegistry
 from tests.conftest import need
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

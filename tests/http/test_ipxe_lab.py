@@ -14,11 +14,11 @@ import time
 from pathlib import Path
 
 import pytest
-
-from bootsrv import labvm
-from bootsrv.machines import Machine, State
-from bootsrv.machines_store import FileRegistry
 from boot_builders import REPO, lab_serve_config
+
+from bootsrv.lab import vm as labvm
+from bootsrv.machines.model import Machine, State
+from bootsrv.machines.store import FileRegistry
 from tests.conftest import need
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -10,11 +10,11 @@ import subprocess
 import threading
 
 import pytest
+from boot_builders import NOW, REPO, make_wiring
 from waitress.server import create_server
 
 from bootsrv.http.app import create_app
-from bootsrv.machines import Machine, State
-from boot_builders import NOW, REPO, make_wiring
+from bootsrv.machines.model import Machine, State
 
 MAC = "52:54:00:12:34:56"
 

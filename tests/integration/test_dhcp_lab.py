@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from bootsrv.app.dhcp import SHED_BACKLOG
 from bootsrv.dhcp.server import BATCH, Arrival, Deferred, DhcpServer, Outgoing, set_neighbour
-from bootsrv.dhcp.service import SHED_BACKLOG
 
 pytestmark = pytest.mark.integration
 
@@ -204,9 +204,9 @@ def test_subprocess_in_netns_helper(two_segments):
 
 
 def test_service_sockets_follow_the_config(two_segments, tmp_path):
+    from bootsrv.app.dhcp import dhcp_services, interface_address, relayed, served_interfaces
+    from bootsrv.app.wiring import Wiring
     from bootsrv.config import parse
-    from bootsrv.dhcp.service import dhcp_services, interface_address, relayed, served_interfaces
-    from bootsrv.wiring import Wiring
 
     server, *_ = two_segments
     assert in_netns(server.ns, interface_address, "net0") == IPv4Address("10.61.0.1")
@@ -221,8 +221,8 @@ def test_service_sockets_follow_the_config(two_segments, tmp_path):
 
 
 def test_a_missing_interface_is_a_config_error(two_segments):
+    from bootsrv.app.dhcp import DhcpService
     from bootsrv.config import parse
-    from bootsrv.dhcp.service import DhcpService
     from bootsrv.errors import ConfigError
 
     server, *_ = two_segments

@@ -20,8 +20,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from tests.conftest import need  # noqa: E402
 from test_dhcp_clients import UDHCPC_SCRIPT, _script, config_text, launch, records  # noqa: E402
+
+from tests.conftest import need  # noqa: E402
 
 # These need the engine behind `bootsrv serve`'s DHCP service; until it is in the tree they skip
 # with this reason (the socket loop itself is tested in test_dhcp_lab.py).

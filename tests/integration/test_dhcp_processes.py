@@ -23,8 +23,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from tests.conftest import need  # noqa: E402
 from test_dhcp_clients import config_text, launch, udhcpc_once  # noqa: E402
+
+from tests.conftest import need  # noqa: E402
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

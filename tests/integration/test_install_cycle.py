@@ -10,7 +10,7 @@ import shutil
 
 import pytest
 
-from bootsrv import demo
+from bootsrv.lab import demo
 from tests.conftest import need
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

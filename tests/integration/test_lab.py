@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from bootsrv import lab as labmod
+from bootsrv.lab import netns as labmod
 
 pytestmark = pytest.mark.integration
 
@@ -59,7 +59,7 @@ def test_stale_lab_of_a_killed_owner_is_swept():
     if not ok:
         pytest.skip(reason)
     script = (
-        "import time\nfrom bootsrv import lab\nl = lab.Lab()\ns = l.segment('x')\nh = l.host('y')\n"
+        "import time\nfrom bootsrv.lab import netns as lab\nl = lab.Lab()\ns = l.segment('x')\nh = l.host('y')\n"
         "l.plug(h, s, 'net0', '10.79.0.1/24')\nh.popen(['sleep', '300'])\nprint(l.tag, flush=True)\ntime.sleep(300)\n"
     )
     owner = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from bootsrv import labvm
+from bootsrv.lab import vm as labvm
 
 from ..conftest import need
 

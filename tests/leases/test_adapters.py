@@ -10,7 +10,7 @@ from bootsrv import config as configmod
 from bootsrv.errors import Conflict
 from bootsrv.leases import Flag, client_id_of_mac, pools_from_config
 from bootsrv.leases.memory import MemoryStore
-from bootsrv.machines_leases import LeaseAddressBook
+from bootsrv.machines.addressbook import LeaseAddressBook
 from bootsrv.virt.bindings import Binding
 from bootsrv.virt.leasebind import LeaseBindings
 

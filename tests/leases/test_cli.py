@@ -8,7 +8,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from bootsrv.cli import main
+from bootsrv.cli.main import main
 from bootsrv.config import load
 from bootsrv.leases import open_store, sunwfiles
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from bootsrv import config as configmod
 from bootsrv.leases import client_id_of_mac
-from bootsrv.leases.service import ExpiryService
-from bootsrv.wiring import Wiring
+from bootsrv.app.housekeeping import ExpiryService
+from bootsrv.app.wiring import Wiring
 
 SITE = """
 [server]

@@ -13,7 +13,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from bootsrv.machines import MemoryRegistry  # noqa: E402
+from bootsrv.machines.model import MemoryRegistry  # noqa: E402
 
 
 @pytest.fixture

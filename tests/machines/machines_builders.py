@@ -5,7 +5,7 @@ from __future__ import annotations
 from ipaddress import IPv4Network
 
 from bootsrv.config import NetworkSection
-from bootsrv.machines import Machine, State
+from bootsrv.machines.model import Machine, State
 
 NOW = 1_800_000_000.0
 MAC = "52:54:00:12:34:56"

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from machines_builders import MAC, NETWORKS, NOW, OTHER_MAC
 
 from bootsrv.errors import Conflict, InvalidInput, NotFound
-from bootsrv.machines import IllegalTransition, State, boot_action
-from bootsrv.machines_admin import MemoryAddressBook, add, adopt, discover, reinstall, retire
-from bootsrv.machines_store import FileRegistry
-from machines_builders import MAC, NETWORKS, NOW, OTHER_MAC
+from bootsrv.machines.admin import MemoryAddressBook, add, adopt, discover, reinstall, retire
+from bootsrv.machines.model import IllegalTransition, State, boot_action
+from bootsrv.machines.store import FileRegistry
 
 GUID = "01234567-89ab-cdef-0123-456789abcdef"
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from bootsrv.config import parse
-from bootsrv.enroll import start_install
-from bootsrv.http.app import create_app
-from bootsrv.machines import State
-from bootsrv.machines_admin import discover
-from bootsrv.wiring import Wiring
 from machines_builders import MAC, NOW, OTHER_MAC, facts, machine
+
+from bootsrv.app.wiring import Wiring
+from bootsrv.config import parse
+from bootsrv.http.app import create_app
+from bootsrv.machines.admin import discover
+from bootsrv.machines.enrollment import start_install
+from bootsrv.machines.model import State
 
 ADMIN = "s3cret-admin-token-0123456789"
 TOKEN = "T" * 43

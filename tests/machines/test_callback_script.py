@@ -8,15 +8,15 @@ import subprocess
 import threading
 
 import pytest
+from machines_builders import MAC, machine
 from werkzeug.serving import make_server
 
+from bootsrv.app.wiring import Wiring
 from bootsrv.config import parse
-from bootsrv.enroll import callback_script, start_install
 from bootsrv.errors import InvalidInput
 from bootsrv.http.app import create_app
-from bootsrv.machines import State
-from bootsrv.wiring import Wiring
-from machines_builders import MAC, machine
+from bootsrv.machines.enrollment import callback_script, start_install
+from bootsrv.machines.model import State
 
 BE_MAC = "52:54:00:00:00:02"
 

@@ -6,14 +6,14 @@ import json
 
 import pytest
 from click.testing import CliRunner
-
-from bootsrv.cli import main
-from bootsrv.config import load
-from bootsrv.enroll import enroll, start_install
-from bootsrv.machines import State
-from bootsrv.machines_admin import discover
-from bootsrv.machines_store import FileRegistry
 from machines_builders import MAC, NOW, OTHER_MAC, facts
+
+from bootsrv.cli.main import main
+from bootsrv.config import load
+from bootsrv.machines.admin import discover
+from bootsrv.machines.enrollment import enroll, start_install
+from bootsrv.machines.model import State
+from bootsrv.machines.store import FileRegistry
 
 
 @pytest.fixture
@@ -119,7 +119,7 @@ def test_address_held_by_another_client_leaves_nothing_behind(site, registry):
 
 
 def test_profile_must_be_in_the_catalog(tmp_path, registry):
-    from bootsrv.demo import REPO
+    from bootsrv.lab.demo import REPO
 
     path = tmp_path / "with-catalog.toml"
     path.write_text(f'[store]\ndirectory = "{tmp_path}/store"\n[profiles]\nprofiles_dir = "{REPO / "profiles"}"\n'
@@ -169,8 +169,8 @@ def test_hypervisor_commands(site, registry):
     enrolled(registry)
     enrolled(registry, OTHER_MAC, cpus=32, memory_mib=131072, hypervisor="xen", libvirt_uri="xen+ssh://hv2/system")
     lines = run(site, "hypervisor", "list").splitlines()
-    assert lines[0].split() == ["NAME", "SEGMENT", "STATE", "TYPE", "CPUS", "MEMORY", "GUESTS", "LIBVIRT", "URI"]
-    assert lines[1].split() == ["hv1", "odd", "active", "kvm", "16", "64.0G", "-", "qemu+ssh://hv1.lab.example/system"]
+    assert lines[0].split() == ["NAME", "SEGMENT", "STATE", "TYPE", "CPUS", "MEMORY", "LIBVIRT", "URI"]
+    assert lines[1].split() == ["hv1", "odd", "active", "kvm", "16", "64.0G", "qemu+ssh://hv1.lab.example/system"]
     assert lines[2].split()[:6] == ["hv2", "odd", "active", "xen", "32", "128.0G"]
     assert lines[3] == "2 hypervisors (2 active), 48 cpus, 192.0G memory"
     data = json.loads(run(site, "hypervisor", "list", "--json"))

@@ -5,13 +5,13 @@ from __future__ import annotations
 import copy
 
 import pytest
-
-from bootsrv.enroll import MAX_TOKENS, TokenRejected, TokenReplayed, digest, enroll, start_install
-from bootsrv.errors import Conflict, InvalidInput
-from bootsrv.machines import IllegalTransition, MemoryRegistry, State, boot_action
-from bootsrv.machines_admin import reinstall, retire
-from bootsrv.machines_store import FileRegistry
 from machines_builders import MAC, NOW, OTHER_MAC, facts, machine
+
+from bootsrv.errors import Conflict, InvalidInput
+from bootsrv.machines.admin import reinstall, retire
+from bootsrv.machines.enrollment import MAX_TOKENS, TokenRejected, TokenReplayed, digest, enroll, start_install
+from bootsrv.machines.model import IllegalTransition, MemoryRegistry, State, boot_action
+from bootsrv.machines.store import FileRegistry
 
 TTL = 3600
 TOKEN_A = "A" * 43
@@ -289,9 +289,10 @@ def test_expired_tokens_are_forgotten_at_the_next_issue(registry):
 
 # --- fuzz: any JSON value is either a request or an InvalidInput naming a field ---------------
 
-from hypothesis import given, settings, strategies as st  # noqa: E402
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st
 
-from bootsrv.enroll import parse_request  # noqa: E402
+from bootsrv.machines.enrollment import parse_request  # noqa: E402
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
-
-from bootsrv.enroll import digest, enroll
-from bootsrv.machines import MemoryRegistry, State
-from bootsrv.machines_admin import discover, reinstall, retire
-from bootsrv.machines_planner import RegistryPlanner, decide
 from machines_builders import MAC, NOW, OTHER_MAC, facts, machine
+
+from bootsrv.machines.admin import discover, reinstall, retire
+from bootsrv.machines.enrollment import digest, enroll
+from bootsrv.machines.model import MemoryRegistry, State
+from bootsrv.machines.planner import RegistryPlanner, decide
 
 TTL = 600
 
@@ -102,8 +102,9 @@ def test_plan_adapter_gets_the_install():
 
 
 def test_discovered_then_adopted_then_planned():
-    from bootsrv.machines_admin import MemoryAddressBook, adopt
     from machines_builders import NETWORKS
+
+    from bootsrv.machines.admin import MemoryAddressBook, adopt
 
     registry = MemoryRegistry()
     discover(registry, MAC, 7, None, None, NOW)

@@ -9,12 +9,11 @@ import sys
 import threading
 
 import pytest
+from machines_builders import MAC, NOW, OTHER_MAC, facts, machine
 
 from bootsrv.errors import Conflict
-from bootsrv.machines import MemoryRegistry, StaleWrite, State, from_record, to_record, update
-from bootsrv.machines_store import FILE_NAME, HEADER, LOCK_NAME, FileRegistry, RegistryCorrupt
-
-from machines_builders import MAC, NOW, OTHER_MAC, facts, machine
+from bootsrv.machines.model import MemoryRegistry, StaleWrite, State, from_record, to_record, update
+from bootsrv.machines.store import FILE_NAME, HEADER, LOCK_NAME, FileRegistry, RegistryCorrupt
 
 
 @pytest.fixture(params=["memory", "file"])
@@ -52,8 +51,8 @@ def test_update_of_removed_machine(any_registry):
 
 
 def test_record_round_trip_keeps_every_field():
-    from bootsrv.enroll import parse_facts
-    from bootsrv.machines import Token
+    from bootsrv.machines.enrollment import parse_facts
+    from bootsrv.machines.model import Token
 
     full = machine(
         state=State.ENROLLED, guid="01234567-89ab-cdef-0123-456789abcdef", serial="SN1", arch="efi-x64",
@@ -155,8 +154,8 @@ def test_threads_lose_no_update(any_registry):
 # in-process mutex and the cross-process lockf lock must both hold.
 CHILD = """
 import dataclasses, sys, threading
-from bootsrv.machines import Machine, State, update
-from bootsrv.machines_store import FileRegistry
+from bootsrv.machines.model import Machine, State, update
+from bootsrv.machines.store import FileRegistry
 directory, worker = sys.argv[1], int(sys.argv[2])
 def bump(reg, w):
     for _ in range(%d):

@@ -7,7 +7,7 @@ import itertools
 import pytest
 
 from bootsrv.errors import Conflict, InvalidInput
-from bootsrv.machines import (
+from bootsrv.machines.model import (
     INSTALL_STATES,
     TRANSITIONS,
     Event,
@@ -97,7 +97,7 @@ def test_machine_wants_normalized_mac():
 
 
 def test_netboot_reads_the_registry_without_writing():
-    from bootsrv.machines import MemoryRegistry, netboot
+    from bootsrv.machines.model import MemoryRegistry, netboot
 
     registry = MemoryRegistry([Machine(mac="52:54:00:12:34:56", hostname="hv1", state=S.INSTALLING, profile="p")])
     before = registry.list()
@@ -108,7 +108,8 @@ def test_netboot_reads_the_registry_without_writing():
 
 # --- properties over random event sequences --------------------------------------------------
 
-from hypothesis import given, strategies as st  # noqa: E402
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st
 
 MACHINE_EVENTS = (E.INSTALL, E.ENROLL)  # what a machine can cause by itself
 ADMIN_EVENTS = (E.ADOPT, E.REINSTALL, E.RETIRE)
@@ -135,7 +136,7 @@ def test_netboot_once_holds_for_any_sequence(start, events):
 
 @given(st.binary(min_size=6, max_size=6), st.sampled_from([":", "-", "", "."]), st.booleans())
 def test_mac_spellings_normalize_to_one_form(raw, sep, upper):
-    from bootsrv.machines import normalize_mac
+    from bootsrv.values import normalize_mac
 
     raw = bytes([raw[0] & 0xFE]) + raw[1:]  # unicast
     hexes = raw.hex()

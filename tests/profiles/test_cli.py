@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from bootsrv.cli import main
-from bootsrv.machines import Machine, State
-from bootsrv.machines_store import FileRegistry
+from bootsrv.cli.main import main
+from bootsrv.machines.model import Machine, State
+from bootsrv.machines.store import FileRegistry
 
 REPO = Path(__file__).resolve().parents[2]
 MAC = "52:54:00:12:34:56"
@@ -112,7 +112,7 @@ def test_fetch_installer(site):
 def test_fetch_installer_from_the_debian_package(site):
     """The real package's files, when installed (setup installs debian-installer-12-netboot-amd64)."""
     tmp_path, cfg = site
-    from bootsrv.profiles.cli import DI_SOURCE
+    from bootsrv.cli.profiles import DI_SOURCE
 
     if not (DI_SOURCE / "linux").is_file():
         pytest.skip("debian-installer-12-netboot-amd64 is not installed")

@@ -13,10 +13,10 @@ import pytest
 
 from bootsrv.config import parse
 from bootsrv.errors import NotFound
-from bootsrv.machines import Machine, State
+from bootsrv.machines.model import Machine, State
+from bootsrv.machines.plan import PlanBuilder
 from bootsrv.profiles import catalog
 from bootsrv.profiles.catalog import ProfileError
-from bootsrv.profiles.plan import PlanBuilder
 from bootsrv.profiles.render import Renderer, RenderError
 
 REPO = Path(__file__).resolve().parents[2]

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from bootsrv.config import parse
-from bootsrv.machines import Machine, State
+from bootsrv.machines.model import Machine, State
+from bootsrv.machines.plan import BOOT_FORMATS, PlanBuilder
 from bootsrv.profiles import catalog
-from bootsrv.profiles.plan import BOOT_FORMATS, PlanBuilder
 from bootsrv.profiles.render import Renderer
 
 REPO = Path(__file__).resolve().parents[2]

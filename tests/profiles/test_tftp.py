@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from bootsrv.app.wiring import Wiring
 from bootsrv.config import parse
-from bootsrv.enroll import digest
-from bootsrv.machines import Machine, MemoryRegistry, State
-from bootsrv.profiles.tftp import dynamic_files, match
-from bootsrv.wiring import Wiring
+from bootsrv.machines.enrollment import digest
+from bootsrv.machines.model import Machine, MemoryRegistry, State
+from bootsrv.machines.tftpfiles import dynamic_files, match
 
 REPO = Path(__file__).resolve().parents[2]
 MAC = "52:54:00:12:34:56"

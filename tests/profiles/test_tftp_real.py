@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from bootsrv.app.wiring import Wiring
 from bootsrv.config import parse
-from bootsrv.enroll import digest
-from bootsrv.machines import Machine, MemoryRegistry, State
+from bootsrv.machines.enrollment import digest
+from bootsrv.machines.model import Machine, MemoryRegistry, State
 from bootsrv.tftp.server import TftpServer
-from bootsrv.wiring import Wiring
 
 REPO = Path(__file__).resolve().parents[2]
 MAC = "52:54:00:12:34:56"

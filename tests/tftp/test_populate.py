@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from bootsrv.cli import main
+from bootsrv.cli.main import main
 from bootsrv.errors import NotFound
 from bootsrv.tftp.populate import BOOT_FILES, populate
 

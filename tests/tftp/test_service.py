@@ -6,10 +6,11 @@ import socket
 
 import pytest
 
-from bootsrv import config as configmod, runtime
+from bootsrv import config as configmod
+from bootsrv.app import runtime
 from bootsrv.errors import ConfigError
-from bootsrv.tftp.service import TftpService, tftp_services
-from bootsrv.wiring import Wiring
+from bootsrv.app.tftp import TftpService, tftp_services
+from bootsrv.app.wiring import Wiring
 from tests.tftp.wire import fetch, request
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from bootsrv.cli import main
-from bootsrv.virt import commands
+from bootsrv.cli.main import main
+from bootsrv.cli import guests as commands
 
 HERE = Path(__file__).parent
 

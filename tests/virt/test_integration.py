@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bootsrv.virt import guestlab
+from bootsrv.lab import guests as guestlab
 from bootsrv.virt.guests import Boot, MigrationRefused
 from bootsrv.virt.names import GuestRef
 from tests.conftest import need
@@ -136,9 +136,9 @@ def test_migration_preflight_names_what_is_wrong_on_a_real_host(pool, lab, tmp_p
     host.run(["ip", "link", "add", "fe0", "type", "bridge"])
     host.run(["ip", "link", "set", up, "master", "fe0"])
     host.run(["ip", "link", "set", "fe0", "up"])
-    from bootsrv.virt.labd import Libvirtd
-    from bootsrv.virt.placement import HypervisorInfo
+    from bootsrv.lab.libvirtd import Libvirtd
     from bootsrv.virt.hosts import MemoryHypervisors
+    from bootsrv.virt.placement import HypervisorInfo
 
     d3 = Libvirtd(host, tmp_path / "hv3", "hv3").start()
     try:
@@ -157,8 +157,8 @@ def test_original_commands_on_real_libvirtd(pool, tmp_path):
     """The domu-* scripts and `bootsrv guest` in separate invocations: state lives in libvirtd."""
     from click.testing import CliRunner
 
-    from bootsrv.cli import main
-    from bootsrv.virt import commands
+    from bootsrv.cli.main import main
+    from bootsrv.cli import guests as commands
 
     g, hvs, boot, workdir, _ = pool
     shared = workdir / "shared"
@@ -235,8 +235,8 @@ def test_guest_gets_its_bound_address_and_name_from_bootsrv(lab, tmp_path):
     name resolves through bootsrv's DNS."""
     import shutil
 
-    from bootsrv import demo
     from bootsrv.config import load
+    from bootsrv.lab import demo
     from bootsrv.leases import open_store
     from bootsrv.virt.leasebind import LeaseBindings
 

@@ -59,7 +59,8 @@ def test_fills_one_host_before_the_next():
     assert order == ["a"] * 5 + ["b"] * 5 + ["c"] * 2
 
 
-from hypothesis import given, settings, strategies as st  # noqa: E402
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st
 
 _load = st.builds(
     lambda name, seg, state, mem, guests, used, err: HostLoad(hv(name, seg, mem, state), guests, used, err),

@@ -10,12 +10,12 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
-from bootsrv import labvm
-from bootsrv.lab import Host, Lab, Segment
+from bootsrv.lab import vm as labvm
+from bootsrv.lab.libvirtd import Libvirtd
+from bootsrv.lab.netns import Host, Lab, Segment
 from bootsrv.virt.bindings import AddressPlan, MemoryBindings
 from bootsrv.virt.guests import Boot, Guests
 from bootsrv.virt.hosts import MemoryHypervisors
-from bootsrv.virt.labd import Libvirtd
 from bootsrv.virt.libvirt_adapter import Connections
 from bootsrv.virt.names import GuestRef, VersionRef
 from bootsrv.virt.placement import HypervisorInfo

@@ -6,55 +6,21 @@ are BootsrvErrors, which the main group turns into `error: <field>: <rule>` and 
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Iterable, Sequence
 
 import click
 
-from bootsrv import machines_admin, machines_pool, machines_wiring
-from bootsrv.machines import Machine, State, find, to_record
-from bootsrv.wiring import Wiring
+from bootsrv.cli.common import age, emit_json, gib, table, wiring_of
+from bootsrv.machines import admin as machines_admin
+from bootsrv.machines import pool as machines_pool
+from bootsrv.machines.model import Machine, State, find, to_record
 
 STATES = [s.value for s in State]
 
 
-def _wiring(ctx: click.Context) -> Wiring:
-    obj = ctx.find_root().obj
-    wiring = getattr(obj, "wiring", None)  # a Context that already built one
-    return wiring if isinstance(wiring, Wiring) else Wiring(obj.config)
-
-
-def table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
-    """Left-aligned columns, two spaces apart; empty values shown as "-"."""
-    text_rows = [[("-" if v in (None, "") else str(v)) for v in row] for row in rows]
-    widths = [max([len(h)] + [len(r[i]) for r in text_rows]) for i, h in enumerate(headers)]
-    lines = ["  ".join(h.upper().ljust(w) for h, w in zip(headers, widths)).rstrip()]
-    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in text_rows]
-    return "\n".join(lines)
-
-
-def _age(ts: float | None, now: float) -> str:
-    if not ts:
-        return "-"
-    seconds = max(0, int(now - ts))
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds // size}{unit} ago"
-    return f"{seconds}s ago"
-
-
-def _gib(mib: int) -> str:
-    return f"{mib / 1024:.1f}G"
-
-
-def _emit_json(data: object) -> None:
-    click.echo(json.dumps(data, indent=2, sort_keys=True))
-
-
 def _show_machine(machine: Machine, as_json: bool) -> None:
     if as_json:
-        _emit_json(to_record(machine, secrets=False))
+        emit_json(to_record(machine, secrets=False))
         return
     now = time.time()
     fields = [
@@ -64,14 +30,14 @@ def _show_machine(machine: Machine, as_json: bool) -> None:
         ("guid", machine.guid), ("serial", machine.serial), ("arch", machine.arch),
         ("vendor class", machine.vendor_class), ("libvirt uri", machine.libvirt_uri),
         ("drained", "yes" if machine.drained else None), ("comment", machine.comment),
-        ("created", _age(machine.created, now)), ("updated", _age(machine.updated, now)),
-        ("enrolled", _age(machine.enrolled_at, now)),
+        ("created", age(machine.created, now)), ("updated", age(machine.updated, now)),
+        ("enrolled", age(machine.enrolled_at, now)),
         ("tokens", f"{sum(1 for t in machine.tokens if not t.used and t.expires > now)} live" if machine.tokens else None),
     ]
     if machine.facts:
         f = machine.facts
         fields += [
-            ("cpus", f.cpus), ("memory", _gib(f.memory_mib)), ("hypervisor", f.hypervisor),
+            ("cpus", f.cpus), ("memory", gib(f.memory_mib)), ("hypervisor", f.hypervisor),
             ("nics", ", ".join(f"{n.name}={n.mac}" for n in f.nics)),
             ("disks", ", ".join(f"{d.name}={d.size_bytes / 1e9:.0f}GB" for d in f.disks)),
         ]
@@ -108,12 +74,12 @@ _address_option = click.option(
 @click.pass_context
 def machine_add(ctx, mac, hostname, profile, addresses, guid, serial, segment, comment, as_json):
     """Register MAC for install: it gets PROFILE at its next netboot, once."""
-    w = _wiring(ctx)
+    w = wiring_of(ctx)
     machine = machines_admin.add(
-        w.machines, machines_wiring.address_book(w), w.config.networks,
+        w.machines, w.address_book, w.config.networks,
         mac=mac, hostname=hostname, profile=profile, now=w.clock(),
         addresses=machines_admin.parse_address_options(addresses), guid=guid, serial=serial,
-        segment=segment, comment=comment, profiles=machines_wiring.known_profiles(w),
+        segment=segment, comment=comment, profiles=w.known_profiles(),
     )
     _done(machine, as_json, "added")
 
@@ -129,12 +95,12 @@ def machine_add(ctx, mac, hostname, profile, addresses, guid, serial, segment, c
 @click.pass_context
 def machine_adopt(ctx, mac, hostname, profile, addresses, segment, comment, as_json):
     """Take a discovered MAC into service with PROFILE (it installs at its next netboot)."""
-    w = _wiring(ctx)
+    w = wiring_of(ctx)
     machine = machines_admin.adopt(
-        w.machines, machines_wiring.address_book(w), w.config.networks,
+        w.machines, w.address_book, w.config.networks,
         mac=mac, hostname=hostname, profile=profile, now=w.clock(),
         addresses=machines_admin.parse_address_options(addresses), segment=segment, comment=comment,
-        profiles=machines_wiring.known_profiles(w),
+        profiles=w.known_profiles(),
     )
     _done(machine, as_json, "adopted")
 
@@ -145,14 +111,14 @@ def machine_adopt(ctx, mac, hostname, profile, addresses, segment, comment, as_j
 @click.pass_context
 def machine_list(ctx, state, as_json):
     """All machines, by MAC."""
-    machines = [m for m in _wiring(ctx).machines.list() if state is None or m.state.value == state]
+    machines = [m for m in wiring_of(ctx).machines.list() if state is None or m.state.value == state]
     if as_json:
-        _emit_json([to_record(m, secrets=False) for m in machines])
+        emit_json([to_record(m, secrets=False) for m in machines])
         return
     now = time.time()
     rows = [
         (m.mac, m.hostname, m.state.value, m.profile, m.segment, " ".join(ip for _, ip in m.addresses),
-         m.arch, _age(m.updated, now))
+         m.arch, age(m.updated, now))
         for m in machines
     ]
     click.echo(table(["mac", "hostname", "state", "profile", "segment", "addresses", "arch", "updated"], rows))
@@ -164,7 +130,7 @@ def machine_list(ctx, state, as_json):
 @click.pass_context
 def machine_show(ctx, machine, as_json):
     """One machine by MAC or hostname."""
-    _show_machine(find(_wiring(ctx).machines, machine), as_json)
+    _show_machine(find(wiring_of(ctx).machines, machine), as_json)
 
 
 @machine_group.command("reinstall")
@@ -173,7 +139,7 @@ def machine_show(ctx, machine, as_json):
 @click.pass_context
 def machine_reinstall(ctx, machine, as_json):
     """Install MACHINE again at its next netboot (its old enrollment tokens stop working)."""
-    w = _wiring(ctx)
+    w = wiring_of(ctx)
     _done(machines_admin.reinstall(w.machines, find(w.machines, machine).mac, w.clock()), as_json, "reinstall requested for")
 
 
@@ -183,13 +149,13 @@ def machine_reinstall(ctx, machine, as_json):
 @click.pass_context
 def machine_retire(ctx, machine, as_json):
     """Take MACHINE out of service: it boots from disk and leaves the pool."""
-    w = _wiring(ctx)
+    w = wiring_of(ctx)
     _done(machines_admin.retire(w.machines, find(w.machines, machine).mac, w.clock()), as_json, "retired")
 
 
 def _done(machine: Machine, as_json: bool, verb: str) -> None:
     if as_json:
-        _emit_json(to_record(machine, secrets=False))
+        emit_json(to_record(machine, secrets=False))
     else:
         click.echo(f"{verb} {machine.mac} ({machine.hostname or 'no hostname'}): state {machine.state.value}")
 
@@ -210,22 +176,20 @@ def hypervisor_group() -> None:
 @click.pass_context
 def hypervisor_list(ctx, include_drained, segment, as_json):
     """Enrolled hypervisors, by segment and name (drained ones only with --all)."""
-    w = _wiring(ctx)
-    counts = machines_wiring.guest_counts(w)
-    hosts = machines_pool.pool(w.machines, guests=counts, include_drained=include_drained)
+    w = wiring_of(ctx)
+    hosts = machines_pool.pool(w.machines, include_drained=include_drained)
     if segment is not None:
         hosts = [h for h in hosts if h.segment == segment]
     if as_json:
-        _emit_json({"hypervisors": [h.to_dict() for h in hosts], "totals": machines_pool.totals(hosts)})
+        emit_json({"hypervisors": [h.to_dict() for h in hosts], "totals": machines_pool.totals(hosts)})
         return
     rows = [
-        (h.name, h.segment, h.state, h.hypervisor, h.cpus, _gib(h.memory_mib), h.guests if counts is not None else None,
-         h.libvirt_uri)
+        (h.name, h.segment, h.state, h.hypervisor, h.cpus, gib(h.memory_mib), h.libvirt_uri)
         for h in hosts
     ]
-    click.echo(table(["name", "segment", "state", "type", "cpus", "memory", "guests", "libvirt uri"], rows))
+    click.echo(table(["name", "segment", "state", "type", "cpus", "memory", "libvirt uri"], rows))
     t = machines_pool.totals(hosts)
-    click.echo(f"{t['hypervisors']} hypervisors ({t['active']} active), {t['cpus']} cpus, {_gib(t['memory_mib'])} memory")
+    click.echo(f"{t['hypervisors']} hypervisors ({t['active']} active), {t['cpus']} cpus, {gib(t['memory_mib'])} memory")
 
 
 @hypervisor_group.command("show")
@@ -234,14 +198,13 @@ def hypervisor_list(ctx, include_drained, segment, as_json):
 @click.pass_context
 def hypervisor_show(ctx, name, as_json):
     """One hypervisor by name or MAC."""
-    w = _wiring(ctx)
-    counts = machines_wiring.guest_counts(w)
-    host = machines_pool.hypervisor(w.machines, name, guests=counts)
+    w = wiring_of(ctx)
+    host = machines_pool.hypervisor(w.machines, name)
     if as_json:
-        _emit_json(host.to_dict())
+        emit_json(host.to_dict())
         return
     _show_machine(find(w.machines, host.mac), False)
-    click.echo(f"{'pool:':14}{host.state}, {host.guests if counts is not None else '-'} guests")
+    click.echo(f"{'pool:':14}{host.state}")
 
 
 @hypervisor_group.command("drain")
@@ -249,7 +212,7 @@ def hypervisor_show(ctx, name, as_json):
 @click.pass_context
 def hypervisor_drain(ctx, name):
     """Keep NAME out of guest placement (its guests keep running)."""
-    w = _wiring(ctx)
+    w = wiring_of(ctx)
     host = machines_pool.drain(w.machines, name, w.clock())
     click.echo(f"drained {host.name}: no new guests are placed on it")
 
@@ -259,7 +222,7 @@ def hypervisor_drain(ctx, name):
 @click.pass_context
 def hypervisor_undrain(ctx, name):
     """Put NAME back into guest placement."""
-    w = _wiring(ctx)
+    w = wiring_of(ctx)
     host = machines_pool.drain(w.machines, name, w.clock(), drained=False)
     click.echo(f"{host.name} is active again")
 
@@ -269,7 +232,7 @@ def hypervisor_undrain(ctx, name):
 @click.pass_context
 def hypervisor_retire(ctx, name):
     """Remove NAME from the pool for good (the machine is retired; reinstall brings it back)."""
-    w = _wiring(ctx)
+    w = wiring_of(ctx)
     host = machines_pool.hypervisor(w.machines, name)
     machines_admin.retire(w.machines, host.mac, w.clock())
     click.echo(f"retired {host.name} ({host.mac})")

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 LIBVIRTD_CONF = """\
-# Written by bootsrv.virt.labd for one lab daemon.
+# Written by bootsrv.lab.libvirtd for one lab daemon.
 listen_tls = 0
 listen_tcp = 0
 unix_sock_group = "root"
@@ -35,7 +35,7 @@ log_outputs = "3:file:/var/log/libvirt/libvirtd.log"
 """
 
 QEMU_CONF = """\
-# Written by bootsrv.virt.labd: qemu as root, no cgroups (no systemd-machined), no private /dev.
+# Written by bootsrv.lab.libvirtd: qemu as root, no cgroups (no systemd-machined), no private /dev.
 user = "root"
 group = "root"
 dynamic_ownership = 0

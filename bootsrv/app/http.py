@@ -7,9 +7,9 @@ import threading
 
 from waitress.server import create_server
 
+from bootsrv.app.wiring import Wiring
 from bootsrv.http.app import create_app
 from bootsrv.log import event
-from bootsrv.wiring import Wiring
 
 log = logging.getLogger("bootsrv.http")
 

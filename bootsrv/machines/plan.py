@@ -3,8 +3,8 @@
 `Planner.plan(mac)` answers "install or local boot?" for the boot chain: None means boot from
 the local disk (enrolled, retired, discovered or unknown machines); an InstallPlan carries the
 profile, the machine, its one-time enrollment token and the URLs derived from them.
-bootsrv.machines_planner.RegistryPlanner is the Planner over the machine registry (it moves the
-machine to "installing" and issues the token); `planner(wiring)` builds it with this module's
+bootsrv.machines.planner.RegistryPlanner is the Planner over the machine registry (it moves the
+machine to "installing" and issues the token); the Wiring builds it with this module's
 `PlanBuilder.from_install` as its `to_plan`.
 
 The token travels in the answer URL (`/profiles/<mac>/<file>?token=...`) on the installer's
@@ -24,11 +24,21 @@ from ipaddress import IPv4Interface
 from typing import Any, Protocol
 
 from bootsrv.config import Config
-from bootsrv.enroll import _TOKEN_TEXT, HYPERVISOR_DRIVERS, TokenRejected, TokenReplayed, _iso, callback_script, digest
 from bootsrv.errors import BootsrvError, Conflict, InvalidInput, NotFound
-from bootsrv.machines import Machine, boot_action, normalize_mac
+from bootsrv.machines import admin
+from bootsrv.machines.enrollment import (
+    HYPERVISOR_DRIVERS,
+    TOKEN_TEXT,
+    TokenRejected,
+    TokenReplayed,
+    callback_script,
+    digest,
+    iso_time,
+)
+from bootsrv.machines.model import Machine, boot_action
 from bootsrv.profiles.catalog import Catalog, Profile
 from bootsrv.profiles.render import Renderer
+from bootsrv.values import normalize_mac
 
 BOOT_FORMATS = ("ipxe", "pxelinux", "grub")
 # What `bootsrv profile render` puts where a real token would be: never valid (enroll refuses
@@ -169,7 +179,7 @@ class PlanBuilder:
         ctx = self._base_context(plan)
         ctx["cmdline"] = plan.cmdline
         ctx["args"] = list(plan.args)
-        # The installer's last step (bootsrv.enroll): POSIX sh, values validated and quoted there.
+        # The installer's last step (bootsrv.machines.enrollment): POSIX sh, values validated and quoted there.
         ctx["enroll_script"] = callback_script(plan.urls.base, plan.token, plan.machine.mac,
                                                ctx["machine"]["fqdn"], plan.profile.hypervisor, ctx["libvirt_uri"])
         return ctx
@@ -203,13 +213,11 @@ def boot_decision(wiring, planner_: Planner, mac: str) -> tuple[InstallPlan | No
     as discovered (as the DHCP engine does; idempotent), and with `boot.auto_profile` that makes
     it a new machine that installs at this very boot.
     """
-    from bootsrv import machines_admin
-
     mac = normalize_mac(mac)
     known = wiring.machines.get(mac)
     if known is None and wiring.config.boot.unknown_machines == "discover":
-        known = machines_admin.discover(wiring.machines, mac, None, None, None, wiring.clock(),
-                                        wiring.config.boot.auto_profile)
+        known = admin.discover(wiring.machines, mac, None, None, None, wiring.clock(),
+                              wiring.config.boot.auto_profile)
     if known is not None and boot_action(known.state) == "install" and known.profile not in wiring.profiles:
         # Refused before the planner issues a token and moves the machine: nothing changes.
         raise UnknownProfile(f"profile: machine {mac} has profile {known.profile!r}, which is not in the "
@@ -221,22 +229,10 @@ def boot_decision(wiring, planner_: Planner, mac: str) -> tuple[InstallPlan | No
     return None, "unknown machine" if now is None else f"machine is {now.state.value}"
 
 
-def builder(wiring) -> PlanBuilder:
-    return PlanBuilder(wiring.profiles, Renderer(wiring.profiles.templates_dir), wiring.config)
-
-
-def planner(wiring, build: PlanBuilder | None = None) -> Planner:
-    """The netboot-once Planner of this process: registry decision + this module's plans."""
-    from bootsrv.machines_planner import RegistryPlanner
-
-    build = build or builder(wiring)
-    return RegistryPlanner(wiring.machines, wiring.clock, wiring.config.api.enroll_token_ttl, build.from_install)
-
-
 def check_answer_token(machine: Machine | None, mac: str, token: str | None, now: float) -> None:
     """May the holder of `token` fetch `mac`'s answer files now? Raises the refusal; pure.
 
-    Within bootsrv.enroll's token rules: the answer carries the token the boot script issued, so
+    Within bootsrv.machines.enrollment's token rules: the answer carries the token the boot script issued, so
     fetching it needs that very token (a stranger without the boot script gets nothing, and one
     machine's token never opens another's answer). A live token may fetch again and again (an
     installer retries, d-i and the late command fetch two files); once the machine enrolled every
@@ -244,7 +240,7 @@ def check_answer_token(machine: Machine | None, mac: str, token: str | None, now
     """
     if not token:
         raise TokenRejected("token", "missing: the answer URL carries ?token= from the machine's boot script")
-    if not _TOKEN_TEXT.match(token):
+    if not TOKEN_TEXT.match(token):
         raise TokenRejected("token", "malformed: not a token bootsrv issues")
     wanted = digest(token)
     record = None
@@ -256,6 +252,6 @@ def check_answer_token(machine: Machine | None, mac: str, token: str | None, now
     if record.used:
         raise TokenReplayed(f"already used: machine {mac} enrolled with it ({machine.state.value} now)")
     if now >= record.expires:
-        raise TokenRejected("token", f"expired at {_iso(record.expires)}")
+        raise TokenRejected("token", f"expired at {iso_time(record.expires)}")
     if boot_action(machine.state) != "install":
         raise Conflict(f"machine {mac} is {machine.state.value}: it is not being installed")

@@ -2,7 +2,7 @@
 
 For guest placement (bootsrv.virt):
 
-    from bootsrv.machines_pool import pool
+    from bootsrv.machines.pool import pool
     hosts = pool(wiring.machines, guests={"hv1": 4})      # placeable hypervisors only
     everything = pool(wiring.machines, include_drained=True)
 
@@ -22,7 +22,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from bootsrv.errors import Conflict, InvalidInput, NotFound
-from bootsrv.machines import Machine, MachineRegistry, State, find, update
+from bootsrv.machines.model import Machine, MachineRegistry, State, find, update
+from bootsrv.virt.placement import HypervisorInfo
 
 
 @dataclass(frozen=True)
@@ -103,3 +104,18 @@ def totals(hosts: list[Hypervisor]) -> dict[str, int]:
         "memory_mib": sum(h.memory_mib for h in hosts),
         "guests": sum(h.guests for h in hosts),
     }
+
+
+class MachineHypervisors:
+    """Enrolled machines of the bootsrv.machines.model registry (issue 6), through its pool view.
+
+    Drained hypervisors are included with state "drained": placement then says why it skips them.
+    The pool does not record a migration address, so migration traffic goes to the host name.
+    """
+
+    def __init__(self, registry: MachineRegistry):
+        self._registry = registry
+
+    def hypervisors(self) -> list[HypervisorInfo]:
+        return [HypervisorInfo(h.name, h.segment, h.libvirt_uri, h.cpus, h.memory_mib, h.state)
+                for h in pool(self._registry, include_drained=True) if h.libvirt_uri]

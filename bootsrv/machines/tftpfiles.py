@@ -14,7 +14,7 @@ its root, or "file not found"). `client` is the peer's address, for the log only
 
 Each is the install config while the machine is due for install (its token issued by the
 netboot-once planner, exactly as over HTTP), else local boot; an unknown MAC gets local boot
-(see bootsrv.profiles.plan.boot_decision). A render failure is logged and answered with None
+(see bootsrv.machines.plan.boot_decision). A render failure is logged and answered with None
 rather than a half-written config.
 """
 
@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
 from collections.abc import Callable
 
 from bootsrv.errors import BootsrvError
 from bootsrv.log import event
+from bootsrv.machines.plan import boot_decision
 
 log = logging.getLogger("bootsrv.tftp.dynamic")
 
@@ -55,20 +55,8 @@ def match(path: str) -> tuple[str, str] | None:
 
 
 def dynamic_files(wiring) -> Callable[[str, str], bytes | None]:
-    from bootsrv.profiles.plan import boot_decision, builder, planner
-
-    lock = threading.Lock()
-    parts: dict[str, object] = {}
-
-    def side():
-        # Built on the first machine request, so a TFTP server that only serves static boot
-        # files never loads the profile catalog.
-        with lock:
-            if not parts:
-                parts["build"] = builder(wiring)
-                parts["planner"] = planner(wiring, parts["build"])
-            return parts["build"], parts["planner"]
-
+    # wiring.plans and wiring.planner are built on the first machine request, so a TFTP server
+    # that only serves static boot files never loads the profile catalog.
     def fetch(path: str, client: str) -> bytes | None:
         found = match(path)
         if found is None:
@@ -76,14 +64,13 @@ def dynamic_files(wiring) -> Callable[[str, str], bytes | None]:
         fmt, mac = found
         if fmt == "chain":
             try:
-                return side()[0].renderer.render("(grub chain)", "boot/chain.grub.j2", {}).encode()
+                return wiring.plans.renderer.render("(grub chain)", "boot/chain.grub.j2", {}).encode()
             except BootsrvError as exc:
                 event(log, "tftp.render_failed", level=logging.ERROR, path=path, client=client, error=str(exc))
                 return None
         try:
-            build, plan_for = side()
-            plan, reason = boot_decision(wiring, plan_for, mac)
-            text = build.boot_script(fmt, plan, mac, reason)
+            plan, reason = boot_decision(wiring, wiring.planner, mac)
+            text = wiring.plans.boot_script(fmt, plan, mac, reason)
         except BootsrvError as exc:
             event(log, "tftp.render_failed", level=logging.ERROR, path=path, client=client, error=str(exc))
             return None

@@ -31,9 +31,7 @@ FLAG_HELP = "DYNAMIC, PERMANENT, MANUAL, UNUSABLE, BOOTP joined by '+', or their
 
 
 def _store(obj):
-    from bootsrv.leases import open_store
-
-    return open_store(obj.config)
+    return obj.wiring.leases
 
 
 def parse_flags(text: str) -> Flag:

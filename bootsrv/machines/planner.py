@@ -1,8 +1,8 @@
 """Netboot once, as the boot chain sees it: install or local boot for a MAC, from the registry.
 
-`RegistryPlanner.plan(mac)` is the Planner of bootsrv.profiles.plan over the machine registry:
+`RegistryPlanner.plan(mac)` is the Planner of bootsrv.machines.plan over the machine registry:
 None (boot from local disk) unless the machine is due for install; for a machine due for
-install it moves the machine to "installing", issues a one-time enrollment token (bootsrv.enroll)
+install it moves the machine to "installing", issues a one-time enrollment token (bootsrv.machines.enrollment)
 and returns the install plan carrying it, for the boot script and the answer file.
 
 It is called where a plan is rendered (the iPXE script, the answer file), never per DHCP packet:
@@ -15,8 +15,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bootsrv.enroll import start_install
-from bootsrv.machines import IllegalTransition, Machine, MachineRegistry, boot_action, normalize_mac
+from bootsrv.machines.enrollment import start_install
+from bootsrv.machines.model import IllegalTransition, Machine, MachineRegistry, boot_action
+from bootsrv.values import normalize_mac
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from bootsrv.errors import BootsrvError, InvalidInput
-from bootsrv.machines import Machine, check_revision, from_record, to_record
+from bootsrv.machines.model import Machine, check_revision, from_record, to_record
 
 FILE_NAME = "machines.jsonl"
 LOCK_NAME = "machines.lock"

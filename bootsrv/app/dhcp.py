@@ -19,11 +19,11 @@ import time
 from collections.abc import Callable
 from ipaddress import IPv4Address
 
+from bootsrv.app.wiring import Wiring
 from bootsrv.config import Config
 from bootsrv.dhcp.server import Arrival, Deferred, DhcpServer, Handler, Outgoing
 from bootsrv.errors import ConfigError
 from bootsrv.log import event
-from bootsrv.wiring import Wiring
 
 log = logging.getLogger("bootsrv.dhcp")
 
@@ -93,7 +93,7 @@ class DhcpService:
         except OSError as exc:
             raise socket_error(self.config, exc) from None
         if self.process == 0 and self.config.dhcp.processes > 1:
-            from bootsrv.dhcp.workers import Processes
+            from bootsrv.app.dhcp_processes import Processes
 
             self.others = Processes(self.config)
             try:
@@ -134,10 +134,10 @@ def dhcp_services(wiring: Wiring) -> list[DhcpService]:
 def engine_handler(wiring: Wiring) -> Handler:
     """The handler over the DHCP engine and the lease store of this process: decode, decide, encode.
     An ACK comes back Deferred until its lease is durable (see server.py)."""
+    from bootsrv.dhcp import packet as P
     from bootsrv.dhcp.engine import Engine, ServerAddresses
     from bootsrv.dhcp.packet import DISCOVER as DISCOVER_TYPE
     from bootsrv.dhcp.packet import REQUEST as REQUEST_TYPE
-    from bootsrv.dhcp import packet as P
     from bootsrv.dhcp.packet import decode, encode, looks_like_discover
     from bootsrv.dhcp.pxe import RegistryBooter
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import logging
 import threading
 
+from bootsrv.app.wiring import Wiring
 from bootsrv.log import event
-from bootsrv.wiring import Wiring
 
 log = logging.getLogger("bootsrv.leases")
 

@@ -6,9 +6,9 @@ from collections.abc import Callable, Iterable
 from ipaddress import IPv4Address
 from typing import Any
 
+from bootsrv.app.wiring import Wiring
 from bootsrv.dns.server import DnsServer, HostSource, ZoneCache
 from bootsrv.dns.zone import Host
-from bootsrv.wiring import Wiring
 
 
 def store_hosts(records: Callable[[], Iterable[Any]]) -> HostSource:

@@ -6,35 +6,18 @@ no traceback for a user mistake.
 
 from __future__ import annotations
 
-import functools
 import sys
 
 import click
 
-from bootsrv import __version__, config as configmod
-from bootsrv.errors import BootsrvError
-
-
-class Context:
-    """What every command gets as `ctx.obj`: the config, loaded on first use."""
-
-    def __init__(self, config_path: str | None):
-        self.config_path = config_path
-
-    @functools.cached_property
-    def config(self) -> configmod.Config:
-        return configmod.load(self.config_path)
-
-
-class Group(click.Group):
-    """Turns a BootsrvError raised by any command into `error: ...` and the error's exit code."""
-
-    def invoke(self, ctx: click.Context):
-        try:
-            return super().invoke(ctx)
-        except BootsrvError as exc:
-            click.echo(f"error: {exc}", err=True)
-            ctx.exit(exc.exit_code)
+from bootsrv import __version__
+from bootsrv import config as configmod
+from bootsrv.cli.common import Context, Group
+from bootsrv.cli.guests import guest
+from bootsrv.cli.leases import lease_group
+from bootsrv.cli.machines import hypervisor_group, machine_group
+from bootsrv.cli.profiles import profile_group
+from bootsrv.cli.tftp import tftp_group
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -52,13 +35,14 @@ def main(ctx: click.Context, config_path: str | None, log_level: str, log_format
 
     log.setup(log_level, log_format)
     ctx.obj = Context(config_path)
+    ctx.call_on_close(ctx.obj.close)
 
 
 @main.command()
 @click.pass_obj
 def serve(obj: Context) -> None:
     """Run every service the config enables, until SIGTERM or SIGINT."""
-    from bootsrv import runtime
+    from bootsrv.app import runtime
 
     runtime.run(obj.config)
 
@@ -66,7 +50,7 @@ def serve(obj: Context) -> None:
 @main.command()
 def demo() -> None:
     """Run the lab demo: bootsrv serving its own namespace segment (needs root)."""
-    from bootsrv import demo as demomod
+    from bootsrv.lab import demo as demomod
 
     sys.exit(demomod.main())
 
@@ -93,26 +77,8 @@ def config_show(obj: Context, embedded: bool) -> None:
     click.echo(cfg.to_toml(), nl=False)
 
 
-from bootsrv.machines_cli import hypervisor_group, machine_group  # noqa: E402
-
-main.add_command(machine_group)
-main.add_command(hypervisor_group)
-
-from bootsrv.virt.commands import guest  # noqa: E402
-
-main.add_command(guest)
-
-from bootsrv.tftp.cli import tftp_group  # noqa: E402
-
-main.add_command(tftp_group)
-
-from bootsrv.leases.cli import lease_group  # noqa: E402
-
-main.add_command(lease_group)
-
-from bootsrv.profiles.cli import profile_group  # noqa: E402
-
-main.add_command(profile_group)
+for group in (machine_group, hypervisor_group, guest, tftp_group, lease_group, profile_group):
+    main.add_command(group)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -23,9 +23,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bootsrv import lab as labmod
+from bootsrv.lab import netns as labmod
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SERVER_IP = "10.231.0.2"
 PREFIX = "10.231.0"
 SUBNET = f"{PREFIX}.0/24"
@@ -68,7 +68,7 @@ while true; do sleep 1; done
 
 def guest_net_boot(workdir: Path, dns: str, guest: str = "vm-host1"):
     """Direct kernel boot of a guest running GUEST_NET_INIT against bootsrv's DNS at `dns`."""
-    from bootsrv import labvm
+    from bootsrv.lab import vm as labvm
     from bootsrv.virt.guests import Boot
 
     initrd = labvm.build_initramfs(workdir / "guest-initrd.gz", labvm.INIT_PRELUDE + GUEST_NET_INIT)
@@ -76,7 +76,7 @@ def guest_net_boot(workdir: Path, dns: str, guest: str = "vm-host1"):
 
 
 def installer_initrd(dest: Path, fail_macs: tuple[str, ...] = ()) -> Path:
-    from bootsrv import labvm
+    from bootsrv.lab import vm as labvm
 
     files = {"etc/fail-macs": "".join(f"{m}\n" for m in fail_macs).encode()}
     return labvm.build_initramfs(dest, labvm.INIT_PRELUDE + INSTALLER_INIT, files)
@@ -217,7 +217,7 @@ def install_cycle(lab: labmod.Lab, workdir: Path, say: Callable[[str], None] = p
                   firmware: str = "bios", second: bool = True) -> dict:
     """The full cycle with two VMs (one with `second=False`); returns what happened, for the
     integration test to check."""
-    from bootsrv import labvm
+    from bootsrv.lab import vm as labvm
 
     good, failing = "52:54:00:de:00:01", "52:54:00:de:00:02"
     initrd = installer_initrd(workdir / "installer.gz", fail_macs=(failing,))
@@ -273,8 +273,8 @@ def guest_cycle(lab: labmod.Lab, workdir: Path, site: Site, public: labmod.Segme
     import re
 
     from bootsrv.config import load
+    from bootsrv.lab import guests as guestlab
     from bootsrv.leases import open_store
-    from bootsrv.virt import guestlab
     from bootsrv.virt.bindings import AddressPlan
     from bootsrv.virt.leasebind import LeaseBindings
 

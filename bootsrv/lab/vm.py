@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bootsrv.lab import Segment
+from bootsrv.lab.netns import Segment
 
 BUSYBOX = Path("/bin/busybox")
 SGABIOS = Path("/usr/share/qemu/sgabios.bin")

@@ -18,20 +18,14 @@ from typing import Protocol
 
 from bootsrv.config import NetworkSection
 from bootsrv.errors import Conflict, InvalidInput, NotFound
-from bootsrv.machines import (
-    Event,
-    Machine,
-    MachineRegistry,
-    State,
-    StaleWrite,
+from bootsrv.machines.model import Event, Machine, MachineRegistry, StaleWrite, State, require, update
+from bootsrv.values import (
     arch_name,
     normalize_guid,
     normalize_hostname,
     normalize_mac,
     normalize_profile,
     normalize_serial,
-    require,
-    update,
 )
 
 

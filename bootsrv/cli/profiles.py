@@ -19,28 +19,18 @@ from pathlib import Path
 
 import click
 
+from bootsrv.app.wiring import Wiring
+from bootsrv.cli.common import table, wiring_of
 from bootsrv.errors import InvalidInput, NotFound
-from bootsrv.machines import Machine, State, normalize_hostname, normalize_mac
-from bootsrv.profiles.plan import BOOT_FORMATS, PREVIEW_TOKEN, PlanBuilder
+from bootsrv.machines.model import Machine, State
+from bootsrv.machines.plan import BOOT_FORMATS, PREVIEW_TOKEN, PlanBuilder
 from bootsrv.profiles.render import Renderer
-from bootsrv.wiring import Wiring
+from bootsrv.values import normalize_hostname, normalize_mac
 
 # Debian's debian-installer-12-netboot-amd64 package: the netboot installer kernel and initrd.
 DI_SOURCE = Path("/usr/lib/debian-installer/images/12/amd64/text/debian-installer/amd64")
 DI_FILES = ("linux", "initrd.gz")
 DI_DEST = "installers/debian12/amd64"  # under boot.files_root, as the debian12-* profiles name it
-
-
-def _wiring(ctx: click.Context) -> Wiring:
-    obj = ctx.find_root().obj
-    wiring = getattr(obj, "wiring", None)
-    return wiring if isinstance(wiring, Wiring) else Wiring(obj.config)
-
-
-def _table(headers, rows) -> str:
-    from bootsrv.machines_cli import table
-
-    return table(headers, rows)
 
 
 @click.group("profile")
@@ -52,9 +42,9 @@ def profile_group() -> None:
 @click.pass_context
 def profile_list(ctx: click.Context) -> None:
     """Every profile of the catalog (loading it validates all of them)."""
-    catalog = _wiring(ctx).profiles
+    catalog = wiring_of(ctx).profiles
     rows = [(p.name, p.os, p.hypervisor, ", ".join(p.answer_files), p.description) for p in catalog]
-    click.echo(_table(["name", "os", "hypervisor", "answer files", "description"], rows))
+    click.echo(table(["name", "os", "hypervisor", "answer files", "description"], rows))
 
 
 @profile_group.command("show")
@@ -62,7 +52,7 @@ def profile_list(ctx: click.Context) -> None:
 @click.pass_context
 def profile_show(ctx: click.Context, profile: str) -> None:
     """One profile: boot files (and whether they are in place), answer files, settings, site."""
-    w = _wiring(ctx)
+    w = wiring_of(ctx)
     p = w.profiles.get(profile)
     root = w.config.boot.files_root
     fields = [("name", p.name), ("file", p.source), ("description", p.description), ("os", p.os),
@@ -101,7 +91,7 @@ def _preview_machine(w: Wiring, profile: str, mac: str, hostname: str | None) ->
 @click.pass_context
 def profile_render(ctx: click.Context, profile: str, mac: str, hostname: str | None, name: str) -> None:
     """Print what MAC would get with PROFILE (no token is issued; nothing is written)."""
-    w = _wiring(ctx)
+    w = wiring_of(ctx)
     p = w.profiles.get(profile)
     mac = normalize_mac(mac, "--mac")
     if name not in BOOT_FORMATS and name not in p.answer_files:
@@ -117,7 +107,7 @@ def profile_render(ctx: click.Context, profile: str, mac: str, hostname: str | N
 def profile_check(ctx: click.Context) -> None:
     """Render every profile's boot configs and answer files for a sample machine (no token, no
     write); the first failure is reported with profile, template and line (exit 2)."""
-    w = _wiring(ctx)
+    w = wiring_of(ctx)
     build = PlanBuilder(w.profiles, Renderer(w.profiles.templates_dir), w.config)
     mac = "52:54:00:00:00:01"
     for fmt in BOOT_FORMATS:
@@ -156,7 +146,7 @@ def fetch_installer(ctx: click.Context, source: Path) -> None:
     Copies, not symlinks: /files/ serves nothing that resolves outside boot.files_root. Run it
     again after the package is upgraded (the installer must match the mirror's kernel modules).
     """
-    w = _wiring(ctx)
+    w = wiring_of(ctx)
     missing = [name for name in DI_FILES if not (source / name).is_file()]
     if missing:
         raise NotFound(f"--source: no {', '.join(missing)} in {source} (apt install debian-installer-12-netboot-amd64)")

@@ -7,7 +7,7 @@ import uuid
 import pytest
 
 from bootsrv.errors import InvalidInput
-from bootsrv.machines import arch_name, normalize_guid, normalize_hostname, normalize_mac
+from bootsrv.values import arch_name, normalize_guid, normalize_hostname, normalize_mac
 
 
 @pytest.mark.parametrize(

@@ -13,11 +13,11 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
+from bootsrv.app.wiring import Wiring
 from bootsrv.config import Config
 from bootsrv.log import event
-from bootsrv.wiring import Wiring
 
-log = logging.getLogger("bootsrv.runtime")
+log = logging.getLogger("bootsrv.app.runtime")
 
 
 class Service(Protocol):
@@ -35,19 +35,19 @@ ServiceFactory = Callable[[Wiring], Iterable[Service]]
 def service_factories() -> list[ServiceFactory]:
     """The areas' factories, imported lazily so `bootsrv config check` needs none of them."""
     factories: list[ServiceFactory] = []
-    from bootsrv.http.service import http_services
+    from bootsrv.app.http import http_services
 
     factories.append(http_services)
-    from bootsrv.dns.service import dns_services
+    from bootsrv.app.dns import dns_services
 
     factories.append(dns_services)
-    from bootsrv.dhcp.service import dhcp_services
+    from bootsrv.app.dhcp import dhcp_services
 
     factories.append(dhcp_services)
-    from bootsrv.tftp.service import tftp_services
+    from bootsrv.app.tftp import tftp_services
 
     factories.append(tftp_services)
-    from bootsrv.leases.service import lease_services
+    from bootsrv.app.housekeeping import lease_services
 
     factories.append(lease_services)
     return factories

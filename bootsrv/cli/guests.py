@@ -17,68 +17,20 @@ from pathlib import Path
 
 import click
 
-from bootsrv.errors import BootsrvError, ConfigError, InvalidInput, NotFound
+from bootsrv.cli.common import Context, Errors
+from bootsrv.errors import InvalidInput, NotFound
 from bootsrv.virt.guests import Boot, Guests
 from bootsrv.virt.names import GuestRef, VersionRef
 
-# -- building the use cases from the config -----------------------------------------------------
-
-
-class _LazyStorage:
-    """Opens the storage connection on first use: `list` or `start` never need it."""
-
-    def __init__(self, uri: str | None, connect):
-        self._uri, self._connect, self._host = uri, connect, None
-
-    def __getattr__(self, name):
-        if self._host is None:
-            if not self._uri:
-                raise ConfigError("<config>", "guests.storage_uri",
-                                  "no libvirt connection for the shared storage: set it or list a hypervisor")
-            self._host = self._connect(self._uri)
-        return getattr(self._host, name)
-
-
-def _bindings(wiring):
-    from bootsrv.virt.leasebind import LeaseBindings
-
-    return LeaseBindings.from_wiring(wiring)
-
-
-def build(config, wiring=None) -> Guests:
-    from bootsrv.virt.hosts import Chain, MachineHypervisors, MemoryHypervisors
-    from bootsrv.virt.libvirt_adapter import Connections
-    from bootsrv.virt.settings import from_config
-    from bootsrv.wiring import Wiring
-
-    wiring = wiring or Wiring(config)
-    settings = from_config(config)
-    connections = Connections()
-    sources = [MemoryHypervisors(settings.hypervisors)]
-    if Path(config.store.directory).is_dir():
-        sources.append(MachineHypervisors(wiring.machines))
-    source = Chain(*sources)
-    storage_uri = settings.storage_uri or next((h.uri for h in source.hypervisors()), None)
-    templates = Path(config.profiles.templates_dir)
-    guests = Guests(settings, _LazyStorage(storage_uri, connections), source, connections, _bindings(wiring),
-                    templates if (templates / "domains").is_dir() else None)
-    guests.connections = connections
-    return guests
-
 
 def _guests(ctx: click.Context) -> Guests:
+    """The invocation's guest use cases; a domu-* script has no root group, so its Context is
+    made here from its own --config."""
     root = ctx.find_root()
-    if "guests" not in root.meta:
-        obj = root.obj
-        if obj is not None and hasattr(obj, "config"):
-            config, wiring = obj.config, getattr(obj, "wiring", None)
-        else:
-            from bootsrv import config as configmod
-
-            config, wiring = configmod.load(root.params.get("config_path")), None
-        guests = root.meta["guests"] = build(config, wiring)
-        root.call_on_close(guests.connections.close)
-    return root.meta["guests"]
+    if root.obj is None:
+        root.obj = Context(root.params.get("config_path"))
+        root.call_on_close(root.obj.close)
+    return root.obj.wiring.guests
 
 
 # -- the operations (shared by `bootsrv guest` and the domu-* scripts) --------------------------------
@@ -235,7 +187,7 @@ def console_cmd(ctx, guest):
 @click.pass_context
 def list_cmd(ctx):
     """Every guest on every hypervisor of the pool, with its NICs."""
-    from bootsrv.machines_cli import table
+    from bootsrv.cli.machines import table
 
     rows = []
     for host, dom, error in _guests(ctx).all():
@@ -338,7 +290,7 @@ def image_list(ctx):
 # -- console scripts ------------------------------------------------------------------------------
 
 
-class Script(click.Command):
+class Script(Errors, click.Command):
     """A standalone command: --config like bootsrv, and `error: field: rule` instead of a traceback."""
 
     def __init__(self, *args, **kw):
@@ -346,13 +298,6 @@ class Script(click.Command):
         self.params.insert(0, click.Option(["--config", "-c", "config_path"], metavar="FILE",
                                            envvar="BOOTSRV_CONFIG", help="Site config (TOML)."))
         self.context_settings.setdefault("help_option_names", ["-h", "--help"])
-
-    def invoke(self, ctx):
-        try:
-            return super().invoke(ctx)
-        except BootsrvError as exc:
-            click.echo(f"error: {exc}", err=True)
-            ctx.exit(exc.exit_code)
 
 
 def _script(fn, decorators, name):

@@ -9,10 +9,10 @@ from __future__ import annotations
 import logging
 import os
 
+from bootsrv.app.wiring import Wiring
 from bootsrv.errors import ConfigError
 from bootsrv.log import event
 from bootsrv.tftp.server import Dynamic, TftpServer
-from bootsrv.wiring import Wiring
 
 log = logging.getLogger("bootsrv.tftp")
 

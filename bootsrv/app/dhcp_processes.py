@@ -10,7 +10,7 @@ offers they hold in memory do not name the same address (until a stripe is full:
 lends from the others' and a rare double offer ends in a NAK, see LeaseStore._allocate). DNS,
 TFTP, HTTP and lease housekeeping stay in process 0.
 
-A child is `python -m bootsrv.dhcp.workers`; it reads the config (as JSON), its number and the
+A child is `python -m bootsrv.app.dhcp_processes`; it reads the config (as JSON), its number and the
 log settings from stdin, serves, and prints "ready" once its sockets are bound. It gets SIGTERM
 when the thread that started it dies (PR_SET_PDEATHSIG), so a server killed with SIGKILL leaves
 no DHCP process answering behind it. Process 0 starts each child from a supervising thread that
@@ -137,7 +137,7 @@ class Processes:
 
     def _spawn(self, number: int) -> subprocess.Popen:
         # Its own session: a ^C at the terminal reaches `serve`, which stops the children itself.
-        proc = subprocess.Popen([sys.executable, "-m", "bootsrv.dhcp.workers"], stdin=subprocess.PIPE,
+        proc = subprocess.Popen([sys.executable, "-m", "bootsrv.app.dhcp_processes"], stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, start_new_session=True)
         self._children[number] = proc
         try:
@@ -184,9 +184,9 @@ def main() -> int:
     setup = json.loads(sys.stdin.buffer.read())
     _die_with_parent(setup["parent"])
     from bootsrv import log as logsetup
-    from bootsrv.dhcp.service import dhcp_services
-    from bootsrv.runtime import on_signals, wait_until_stopped
-    from bootsrv.wiring import Wiring
+    from bootsrv.app.dhcp import dhcp_services
+    from bootsrv.app.runtime import on_signals, wait_until_stopped
+    from bootsrv.app.wiring import Wiring
 
     logsetup.setup(setup["log"]["level"], setup["log"]["format"])
     number = setup["process"]

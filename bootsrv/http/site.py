@@ -1,0 +1,25 @@
+"""What the HTTP app needs of the server it runs in: a small protocol that bootsrv.app's Wiring
+fulfils, so that http/ depends on the use cases it serves and never on the wiring itself."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+from typing import Protocol
+
+from bootsrv.config import Config
+from bootsrv.machines.admin import AddressBook
+from bootsrv.machines.model import MachineRegistry
+from bootsrv.machines.plan import PlanBuilder, Planner
+from bootsrv.profiles.catalog import Catalog
+
+
+class Site(Protocol):
+    config: Config
+    clock: Callable[[], float]
+    machines: MachineRegistry
+    profiles: Catalog
+    plans: PlanBuilder
+    planner: Planner
+    address_book: AddressBook
+
+    def known_profiles(self) -> Collection[str] | None: ...
