@@ -5,23 +5,25 @@ directory, the checkout nowhere in sight.
 The venv borrows the dependencies of the interpreter running the tests through a .pth file (no
 download; libvirt-python would need a compiler), but bootsrv itself comes only from the wheel:
 that is asserted, so a checkout or an editable install on sys.path cannot make the test pass.
+
+The install README describes for a server (a venv at /opt/bootsrv with the wheel) is the one
+contrib/bootsrv.service runs, and contrib's example config works with it.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
 import time
 from importlib import metadata
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pytest
 
 from tests.conftest import need
-
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[1]
 SERVER = "10.238.0.2"
@@ -104,6 +106,8 @@ def _bootsrv(venv: Path, cwd: Path, *argv: str) -> str:
     return _must([str(venv / "bin/bootsrv"), *argv], cwd=cwd)
 
 
+@pytest.mark.integration
+@pytest.mark.slow
 def test_profiles_list_and_render_from_the_wheel(venv, elsewhere):
     listed = _bootsrv(venv, elsewhere, "profile", "list")
     for name in ("lab-test", "debian12-kvm-hypervisor", "debian12-xen-hypervisor", "alma9-kvm-hypervisor"):
@@ -118,6 +122,8 @@ def test_profiles_list_and_render_from_the_wheel(venv, elsewhere):
     assert _must([str(venv / "bin/python"), "-c", probe], cwd=elsewhere).strip() == "True"
 
 
+@pytest.mark.integration
+@pytest.mark.slow
 def test_a_configured_profiles_dir_overrides_the_packaged_one(venv, elsewhere, tmp_path):
     own = tmp_path / "site-profiles"
     own.mkdir()
@@ -129,6 +135,27 @@ def test_a_configured_profiles_dir_overrides_the_packaged_one(venv, elsewhere, t
     assert "site-only" in listed and "debian12-kvm-hypervisor" not in listed
 
 
+@pytest.mark.integration
+@pytest.mark.slow
+def test_the_example_config_of_contrib_uses_the_packaged_profiles(venv, elsewhere):
+    listed = _bootsrv(venv, elsewhere, "--config", str(REPO / "contrib/bootsrv.example.toml"), "profile", "list")
+    assert "debian12-kvm-hypervisor" in listed
+
+
+def test_the_systemd_unit_runs_the_install_readme_describes():
+    unit = (REPO / "contrib/bootsrv.service").read_text()
+    readme = (REPO / "README.md").read_text().split("## Running it for real", 1)[1].split("\n## ", 1)[0]
+    programs = re.findall(r"^ExecStart(?:Pre)?=(\S+)", unit, re.M)
+    assert programs and all(PurePosixPath(p).parts[-2:] == ("bin", "bootsrv") for p in programs), programs
+    (venv,) = {str(PurePosixPath(p).parent.parent) for p in programs}
+    config = re.search(r"^Environment=BOOTSRV_CONFIG=(\S+)", unit, re.M)[1]
+    for step in (f"python3 -m venv {venv}\n", f"{venv}/bin/pip install dist/bootsrv-*.whl",
+                 f"cp contrib/bootsrv.example.toml {config}", "cp contrib/bootsrv.service /etc/systemd/system/"):
+        assert step in readme, step
+
+
+@pytest.mark.integration
+@pytest.mark.slow
 def test_serve_from_the_wheel_answers_in_a_namespace(venv, elsewhere, tmp_path, lab):
     config = tmp_path / "site.toml"
     config.write_text(f"""
