@@ -24,6 +24,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from bootsrv.data import shipped
 from bootsrv.errors import ConfigError
 
 ENV_CONFIG = "BOOTSRV_CONFIG"
@@ -209,20 +210,17 @@ class DnsSection(Listen):
     ttl: Annotated[int, Field(ge=0, le=86400)] = 300
 
 
-# Where a checkout or an editable install keeps profiles/ and templates/ (beside the package).
-INSTALL_ROOT = Path(__file__).resolve().parents[1]
-
-
 class ProfilesSection(Section):
-    # Relative paths mean the shipped profiles/ and templates/ (INSTALL_ROOT), whatever directory
-    # `bootsrv` is started from; a site keeping its own sets absolute paths.
+    # Relative paths mean the profiles and templates shipped in the package (bootsrv.data), in a
+    # wheel's install as in a checkout, whatever directory `bootsrv` is started from; a site
+    # keeping its own sets absolute paths.
     profiles_dir: Path = Path("profiles")
     templates_dir: Path = Path("templates")
 
     @field_validator("profiles_dir", "templates_dir")
     @classmethod
     def _anchored(cls, path: Path) -> Path:
-        return path if path.is_absolute() else INSTALL_ROOT / path
+        return path if path.is_absolute() else shipped(path)
 
 
 class ApiSection(Section):

@@ -101,9 +101,20 @@ def test_show_output_round_trips():
 
 
 def test_relative_profile_dirs_mean_the_shipped_ones_whatever_the_cwd(tmp_path, monkeypatch):
-    from bootsrv.config import INSTALL_ROOT
+    from bootsrv import data
 
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "profiles").mkdir()  # a cwd's own profiles/ is not what "profiles" means
     cfg = config.parse('[profiles]\nprofiles_dir = "profiles"\ntemplates_dir = "/srv/templates"\n', "site.toml")
-    assert cfg.profiles.profiles_dir == INSTALL_ROOT / "profiles" and (cfg.profiles.profiles_dir / "site.toml").is_file()
+    assert cfg.profiles.profiles_dir == data.profiles_dir() and (cfg.profiles.profiles_dir / "site.toml").is_file()
     assert str(cfg.profiles.templates_dir) == "/srv/templates"
+    default = config.load(None, env={}).profiles
+    assert default.profiles_dir == data.profiles_dir() and default.templates_dir == data.templates_dir()
+    assert (default.templates_dir / "boot/install.ipxe.j2").is_file()
+
+
+def test_a_relative_profile_dir_must_name_shipped_data():
+    with pytest.raises(ConfigError) as info:
+        config.parse('[profiles]\ntemplates_dir = "my-templates"\n', "site.toml")
+    assert info.value.key == "profiles.templates_dir"
+    assert "'my-templates' is not shipped data" in info.value.rule and "absolute path" in info.value.rule

@@ -25,7 +25,6 @@ from pathlib import Path
 
 from bootsrv.lab import netns as labmod
 
-REPO = Path(__file__).resolve().parents[2]
 SERVER_IP = "10.231.0.2"
 PREFIX = "10.231.0"
 SUBNET = f"{PREFIX}.0/24"
@@ -126,10 +125,6 @@ end = "{p}.150"
 tftp_root = "{w}/tftp"
 files_root = "{w}/files"
 http_base_url = "http://{ip}:8080"
-
-[profiles]
-profiles_dir = "{REPO / 'profiles'}"
-templates_dir = "{REPO / 'templates'}"
 
 [api]
 admin_token = "{ADMIN_TOKEN}"

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import jinja2
 
+from bootsrv import data
 from bootsrv.errors import InvalidInput
 from bootsrv.virt.names import GuestRef
 
@@ -80,8 +81,8 @@ def check_request(kind: str, layout: str, memory_mib: int, vcpus: int) -> None:
 
 
 def default_templates_dir() -> Path:
-    """The repository's templates/ (next to the bootsrv package in a checkout or editable install)."""
-    return Path(__file__).resolve().parents[2] / "templates"
+    """The templates shipped with bootsrv (their domains/ holds the domain XML)."""
+    return data.templates_dir()
 
 
 @functools.lru_cache(maxsize=8)

@@ -1,0 +1,1 @@
+"""Makes templates/ the package bootsrv.data.templates (see pyproject.toml): the data are the *.j2."""
