@@ -9,13 +9,21 @@ them, so bootsrv needs no TOML-writing dependency.
 
 from __future__ import annotations
 
+import re
 from typing import Any
+
+# TOML 1.0 bare keys: ASCII letters, digits, "-" and "_" only ("¹".isalnum() is true in Python).
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+# TOML 1.0 basic strings: '"', "\\" and the control characters U+0000-U+001F and U+007F other
+# than tab must be escaped. Option 43 vendor strings and the like can carry any of them.
+_ESCAPES = {c: f"\\u{c:04X}" for c in (*range(0x20), 0x7F) if c != 0x09}
+_ESCAPES.update({ord("\\"): "\\\\", ord('"'): '\\"', ord("\n"): "\\n", ord("\r"): "\\r"})
 
 
 def dumps(data: dict[str, Any]) -> str:
     """`data` as a TOML document: its scalars and inline values first, then its tables."""
     lines: list[str] = []
-    scalars = {k: v for k, v in data.items() if not isinstance(v, (dict, list)) or _is_scalar_list(v)}
+    scalars = {k: v for k, v in data.items() if not isinstance(v, dict) and not _is_table_array(v)}
     for key, value in scalars.items():
         lines.append(f"{_toml_key(key)} = {_toml_value(value)}")
     for key, value in data.items():
@@ -37,7 +45,7 @@ def _dump_table(lines: list[str], path: list[str], table: dict[str, Any], array:
     for key, value in table.items():
         if isinstance(value, dict) and value and all(isinstance(v, dict) for v in value.values()):
             nested.append((key, value))
-        elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+        elif _is_table_array(value):
             nested.append((key, value))
         else:
             lines.append(f"{_toml_key(key)} = {_toml_value(value)}")
@@ -49,12 +57,14 @@ def _dump_table(lines: list[str], path: list[str], table: dict[str, Any], array:
                 _dump_table(lines, path + [key], item, array=True)
 
 
-def _is_scalar_list(value: Any) -> bool:
-    return isinstance(value, list) and not any(isinstance(v, dict) for v in value)
+def _is_table_array(value: Any) -> bool:
+    # Only a list of tables alone is an array of tables; any other list is written inline
+    # (TOML 1.0 arrays may mix types: [1, { a = 1 }]).
+    return isinstance(value, list) and bool(value) and all(isinstance(v, dict) for v in value)
 
 
 def _toml_key(key: str) -> str:
-    return key if key.replace("-", "").replace("_", "").isalnum() else _toml_value(str(key))
+    return key if _BARE_KEY.fullmatch(key) else _toml_value(str(key))
 
 
 def _toml_value(value: Any) -> str:
@@ -63,8 +73,7 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, (int, float)):
         return repr(value)
     if isinstance(value, str):
-        escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-        return f'"{escaped}"'
+        return f'"{value.translate(_ESCAPES)}"'
     if isinstance(value, list):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     if isinstance(value, dict):
