@@ -140,11 +140,12 @@ class DhcpSection(Section):
     port: Port = 67
     # How long an offered address stays reserved for the client (the pair must not offer it twice).
     offer_hold: Annotated[int, Field(ge=1, le=600)] = 30
-    # ICMP echo before offering: off by default (ISC dhcpd spends ~1 s per offer on it).
+    # ICMP echo before offering: off by default (ISC dhcpd waits its ping-timeout, 1 s by default,
+    # on every offer).
     icmp_check: bool = False
     # Processes answering DHCP for this server (SO_REUSEPORT, steered by client MAC; each
-    # allocates from its own stripe of the ranges). One Python process tops out at a few thousand
-    # exchanges a second; a busy segment wants one per core (bench/bench_dhcp.py).
+    # allocates from its own stripe of the ranges). One Python process is bound by its one core
+    # (the GIL); a busy segment wants one per core (figures: docs/dhcp.md, "Several processes").
     processes: Annotated[int, Field(ge=1, le=64)] = 1
     # Options by vendor class (option 60) prefix, between defaults and network in the layering.
     classes: dict[str, dict[str, Any]] = Field(default_factory=dict)
