@@ -1,7 +1,8 @@
 """The one config model of bootsrv, loaded from TOML.
 
 This module is the only reader of config files and of the environment. Everything else receives a
-`Config` (or the part of it that concerns it) as a parameter.
+`Config` (or the part of it that concerns it) as a parameter. `Config.to_toml` (`bootsrv config
+show`) writes the effective config back out through bootsrv.tomlwriter.
 
 An embedded default (`default.toml` in this package) lets `bootsrv serve` start with no file; it is
 safe by construction: its networks name no interface and no relay, so DHCP answers nobody, and the
@@ -24,6 +25,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from bootsrv import tomlwriter
 from bootsrv.data import shipped
 from bootsrv.errors import ConfigError
 
@@ -139,11 +141,12 @@ class DhcpSection(Section):
     port: Port = 67
     # How long an offered address stays reserved for the client (the pair must not offer it twice).
     offer_hold: Annotated[int, Field(ge=1, le=600)] = 30
-    # ICMP echo before offering: off by default (ISC dhcpd spends ~1 s per offer on it).
+    # ICMP echo before offering: off by default (ISC dhcpd waits its ping-timeout, 1 s by default,
+    # on every offer).
     icmp_check: bool = False
     # Processes answering DHCP for this server (SO_REUSEPORT, steered by client MAC; each
-    # allocates from its own stripe of the ranges). One Python process tops out at a few thousand
-    # exchanges a second; a busy segment wants one per core (bench/bench_dhcp.py).
+    # allocates from its own stripe of the ranges). One Python process is bound by its one core
+    # (the GIL); a busy segment wants one per core (figures: docs/dhcp.md, "Several processes").
     processes: Annotated[int, Field(ge=1, le=64)] = 1
     # Options by vendor class (option 60) prefix, between defaults and network in the layering.
     classes: dict[str, dict[str, Any]] = Field(default_factory=dict)
@@ -306,7 +309,7 @@ class Config(Section):
         return rng.owner or self.server.owner_ips[0]
 
     def to_toml(self) -> str:
-        return dump_toml(self.model_dump(mode="json", exclude_none=True))
+        return tomlwriter.dumps(self.model_dump(mode="json", exclude_none=True))
 
 
 def _overlapping_subnets(networks: list[NetworkSection]):
@@ -399,69 +402,6 @@ def _rule(err: dict[str, Any]) -> str:
     if "input" in err and not isinstance(err["input"], (dict, list)):
         return f"{msg} (got {err['input']!r})"
     return msg
-
-
-# ---------------------------------------------------------------------------------------------
-# Writing (for `bootsrv config show`): a small TOML emitter for the shapes Config produces.
-
-
-def dump_toml(data: dict[str, Any]) -> str:
-    lines: list[str] = []
-    scalars = {k: v for k, v in data.items() if not isinstance(v, (dict, list)) or _is_scalar_list(v)}
-    for key, value in scalars.items():
-        lines.append(f"{_toml_key(key)} = {_toml_value(value)}")
-    for key, value in data.items():
-        if key in scalars:
-            continue
-        if isinstance(value, dict):
-            _dump_table(lines, [key], value)
-        else:  # array of tables
-            for item in value:
-                _dump_table(lines, [key], item, array=True)
-    return "\n".join(lines).strip() + "\n"
-
-
-def _dump_table(lines: list[str], path: list[str], table: dict[str, Any], array: bool = False) -> None:
-    header = ".".join(_toml_key(p) for p in path)
-    lines.append("")
-    lines.append(f"[[{header}]]" if array else f"[{header}]")
-    nested = []
-    for key, value in table.items():
-        if isinstance(value, dict) and value and all(isinstance(v, dict) for v in value.values()):
-            nested.append((key, value))
-        elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
-            nested.append((key, value))
-        else:
-            lines.append(f"{_toml_key(key)} = {_toml_value(value)}")
-    for key, value in nested:
-        if isinstance(value, dict):
-            _dump_table(lines, path + [key], value)
-        else:
-            for item in value:
-                _dump_table(lines, path + [key], item, array=True)
-
-
-def _is_scalar_list(value: Any) -> bool:
-    return isinstance(value, list) and not any(isinstance(v, dict) for v in value)
-
-
-def _toml_key(key: str) -> str:
-    return key if key.replace("-", "").replace("_", "").isalnum() else _toml_value(str(key))
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, str):
-        escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-        return f'"{escaped}"'
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + " }"
-    raise TypeError(f"cannot write {type(value).__name__} as TOML")
 
 
 def is_loopback(address: IPv4Address) -> bool:

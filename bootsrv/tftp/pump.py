@@ -1,12 +1,16 @@
 """Pump processes: the data path of disk transfers, in separate processes.
 
+This module owns both ends of the hand-off: `Pump`, the server's handle on one process, and
+`main`, the process itself (`python -m bootsrv.tftp.pump FD LEVEL FORMAT`).
+
 The server decides everything (confinement, dynamic files, options) and opens the file and the
 transfer socket; a pump only moves blocks. It receives both descriptors over a Unix socket
-(SCM_RIGHTS) with the negotiated options, runs the same Transfer loop, and logs the transfer's
-one line itself. Why: CPython runs one thread at a time, and on a busy host one process serving 50
-clients gets one task's share of the CPU against those clients' own processes (see
-bench/bench_tftp.py). Pumps are fresh interpreters (not forks of a threaded `bootsrv serve`);
-dynamic files stay in the server, which holds the profiles.
+(SCM_RIGHTS) with the negotiated options, runs them in a TransferLoop like the server's, logs
+each transfer's one line itself and tells the server the client is done ("ip:port"), so the
+client's claim is released at once. Why: CPython runs one thread at a time, and on a busy host
+one process serving 50 clients gets one task's share of the CPU against those clients' own
+processes (figures in docs/tftp.md). Pumps are fresh interpreters (not forks of a threaded
+`bootsrv serve`); dynamic files stay in the server, which holds the profiles.
 """
 
 from __future__ import annotations
@@ -22,9 +26,11 @@ import sys
 import threading
 import time
 
+from bootsrv import log as logsetup
 from bootsrv.log import event
+from bootsrv.tftp.loop import TransferLoop
 from bootsrv.tftp.options import Negotiated
-from bootsrv.tftp.server import Transfer, _Worker
+from bootsrv.tftp.transfer import Transfer
 
 MAX_MESSAGE = 16384
 log = logging.getLogger("bootsrv.tftp")
@@ -72,8 +78,6 @@ class Pump:
 
 
 def main(argv: list[str]) -> int:
-    from bootsrv import log as logsetup
-
     ctrl_fd, level, fmt = int(argv[0]), argv[1], argv[2]
     logsetup.setup(level, fmt)
     # Ctrl-C reaches the whole process group; the server stops us by closing our socket.
@@ -82,7 +86,7 @@ def main(argv: list[str]) -> int:
     ctrl.setblocking(False)
     stop = threading.Event()
 
-    def on_hand_off(worker: _Worker, now: float) -> None:
+    def on_hand_off(worker: TransferLoop, now: float) -> None:
         for _ in range(16):
             try:
                 msg, ancdata, _flags, _addr = ctrl.recvmsg(MAX_MESSAGE, socket.CMSG_SPACE(2 * 4))
@@ -112,7 +116,7 @@ def main(argv: list[str]) -> int:
         except OSError:
             pass
 
-    worker = _Worker(stop, None, on_finish=finished)
+    worker = TransferLoop(stop, None, on_finish=finished)
     worker.add_source(ctrl.fileno(), on_hand_off)
     worker.run()
     return 0

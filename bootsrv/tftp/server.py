@@ -1,71 +1,50 @@
-"""The TFTP server: epoll loops over transfers, tftpy's codec for the request and replies.
+"""The TFTP server: the request socket, its worker threads, and the decision on each request.
+
+It owns the listening socket (RFC 1350: requests come to port 69, each transfer then runs from
+a fresh port, the server's TID), the table of clients with a transfer under way (so a
+retransmitted request starts nothing), and the decision on a request: refuse it with an ERROR,
+or open what it names (the `dynamic` source first, then the disk, confined by bootsrv.tftp.paths),
+negotiate its options (bootsrv.tftp.options) and start a Transfer (bootsrv.tftp.transfer) in
+this process or hand it to a pump process (bootsrv.tftp.pump).
 
 Why not tftpy's TftpServer with a subclass: its transfer state machine sends one DATA per ACK
 (no RFC 7440 window, no timeout option), selects over a list rebuilt every packet, parses every
 ACK into objects and logs (and formats) several lines per packet; its ERROR decoder logs at
-error level, so every UEFI tsize probe would read as a failure. Measured here (bench/bench_tftp.py,
-64 MiB, blksize 1468, loopback): stock tftpy 17 MiB/s lockstep and 21 MiB/s when asked for
-windowsize 16 (ignored), against atftpd's 130 MiB/s with windowsize 16. So the transfer loop is
-our own and lean; tftpy still decodes requests (TftpPacketFactory) and encodes OACK and ERROR.
-Client packets during a transfer are parsed with struct: tftpy's ERROR decoder logs at error level.
-
-Transfers: RFC 1350 (one new UDP port, the server's TID, per transfer), options per RFC 2347-2349
-and the RFC 7440 window. The hot path allocates nothing per packet: blocks are read with one
-preadv per chunk into a buffer that keeps a 4-byte DATA header in front of every block, so each
-packet is one send() of a memoryview on a connected socket.
+error level, so every UEFI tsize probe would read as a failure. Measured against atftpd and
+tftpd-hpa in docs/tftp.md. tftpy still decodes requests and encodes OACK and ERROR
+(bootsrv.tftp.packet); the data path is ours.
 """
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
-import select
 import socket
 import struct
 import threading
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
-
-from tftpy.TftpPacketFactory import TftpPacketFactory
-from tftpy.TftpPacketTypes import TftpPacketERR, TftpPacketOACK, TftpPacketRRQ, TftpPacketWRQ
-from tftpy.TftpShared import TftpException
 
 from bootsrv.log import event
 from bootsrv.tftp import paths
-from bootsrv.tftp.options import Negotiated, negotiate
+from bootsrv.tftp.loop import TransferLoop
+from bootsrv.tftp.options import negotiate
+from bootsrv.tftp.packet import OP_WRQ, decode_request, error_packet, netascii
 from bootsrv.tftp.paths import Refusal
+from bootsrv.tftp.pump import Pump
+from bootsrv.tftp.transfer import Transfer
 
 log = logging.getLogger("bootsrv.tftp")
 
 Dynamic = Callable[[str, str], "bytes | None"]
 
-OP_RRQ, OP_WRQ, OP_DATA, OP_ACK, OP_ERROR, OP_OACK = 1, 2, 3, 4, 5, 6
-MAX_RETRIES = 5  # retransmissions of one window before giving up (tftpd-hpa: 6 s at 1 s)
 MAX_TRANSFERS = 1024  # each holds a socket; beyond this a request gets ERROR 0 "busy"
 MAX_NETASCII = 16 << 20  # netascii is translated in memory; boot configs are small
-TICK = 0.05  # seconds between retransmission scans (deadlines are whole seconds)
+# A full window leaves at once; the default (208 KiB) drops nothing, but headroom is cheap.
 SNDBUF = 1 << 20
-HANDOFF_CLAIM = 5.0  # seconds a handed-off client's TID stays claimed against duplicate requests  # a full window leaves at once; the default 208 KiB drops nothing, but headroom is cheap
+HANDOFF_CLAIM = 5.0  # seconds a handed-off client's TID stays claimed against duplicate requests
 
 IP_PKTINFO = 8  # linux/in.h; not exported by Python's socket module
 _PKTINFO = struct.Struct("=i4s4s")  # struct in_pktinfo: ifindex, spec_dst (local address), addr
-_ACK = struct.Struct("!HH")
-_HEAD = struct.Struct("!HH")
-
-
-class ErrorPacket(TftpPacketERR):
-    """tftpy's ERROR packet with our message: its encoder only knows the eight stock texts."""
-
-    def __init__(self, code: int, message: str):
-        super().__init__()
-        self.errorcode, self.errmsg = code, message
-
-    def encode(self):
-        text = self.errmsg.encode("utf-8", "replace")[:200]
-        self.buffer = struct.pack(f"!HH{len(text)}sx", self.opcode, self.errorcode, text)
-        return self
 
 
 def request_address(ancdata) -> str | None:
@@ -76,225 +55,6 @@ def request_address(ancdata) -> str | None:
     return None
 
 
-def error_packet(code: int, message: str) -> bytes:
-    return ErrorPacket(code, message).encode().buffer
-
-
-def oack_packet(options: dict[str, str]) -> bytes:
-    pkt = TftpPacketOACK()
-    pkt.options = options
-    return pkt.encode().buffer
-
-
-def netascii(data: bytes) -> bytes:
-    """RFC 1350 / RFC 764 netascii: CR -> CR NUL, LF -> CR LF (CR first, or LF's CR would double)."""
-    return data.replace(b"\r", b"\r\0").replace(b"\n", b"\r\n")
-
-
-@dataclass
-class Request:
-    """A decoded RRQ/WRQ, or why it cannot be served."""
-
-    opcode: int
-    filename: str
-    mode: str
-    options: dict[str, str]
-
-
-def decode_request(packet: bytes) -> Request | Refusal:
-    try:
-        pkt = TftpPacketFactory().parse(packet)
-    except (TftpException, UnicodeDecodeError, ValueError, struct.error) as exc:
-        return Refusal(paths.ILLEGAL_OPERATION, f"malformed request: {exc}")
-    if isinstance(pkt, TftpPacketWRQ):
-        return Request(OP_WRQ, pkt.filename, pkt.mode, dict(pkt.options))
-    if not isinstance(pkt, TftpPacketRRQ):
-        return Refusal(paths.ILLEGAL_OPERATION, f"opcode {pkt.opcode} is not a request")
-    return Request(OP_RRQ, pkt.filename, pkt.mode, dict(pkt.options))
-
-
-class Transfer:
-    """One read transfer: a window of DATA blocks to one client over one connected socket.
-
-    Block numbers here are absolute (1, 2, ... beyond 65535); the wire carries them mod 2**16
-    (rollover to 0, as tftp-hpa, atftp and iPXE expect for files over 32 MiB at blksize 512).
-    """
-
-    # Slots: attribute access is most of the Python time per packet.
-    __slots__ = ("sock", "client", "filename", "fd", "data", "size", "opts", "blksize", "window", "timeout",
-                 "started", "acked", "next", "last", "waiting_oack", "sent_at", "retries", "resent", "outcome",
-                 "n", "buf", "iov", "packets", "lengths", "chunk_first", "chunk_count", "oack", "stride")
-
-    def __init__(self, sock: socket.socket, client: tuple[str, int], filename: str, fd: int | None,
-                 data: bytes | None, size: int, opts: Negotiated, now: float):
-        self.sock, self.client, self.filename = sock, client, filename
-        self.fd, self.data, self.size, self.opts = fd, (memoryview(data) if data is not None else None), size, opts
-        self.blksize, self.window, self.timeout = opts.blksize, opts.windowsize, opts.timeout
-        self.started = now
-        self.acked = 0  # highest block the client acknowledged
-        self.next = 1  # next block to send
-        self.last: int | None = None  # the final block (shorter than blksize), once read
-        self.waiting_oack = bool(opts.oack)
-        self.sent_at = now
-        self.retries = 0
-        self.resent = 0
-        self.outcome = ""
-        self.stride = self.blksize + 4
-        self.n = max(self.window, min(1024, -(-65536 // self.blksize)))
-        self.chunk_first = 0  # absolute block number of packets[0]; 0 = nothing read yet
-        self.chunk_count = 0
-        self.oack = oack_packet(opts.oack) if opts.oack else b""
-
-    def _allocate(self) -> None:
-        # Chunk: n blocks, each with its 4-byte header in front, refilled by one preadv. Made at
-        # start(), so a transfer handed to a pump costs the server no buffer.
-        stride = self.stride
-        self.buf = bytearray(self.n * stride)
-        mv = memoryview(self.buf)
-        self.iov = [mv[i * stride + 4:(i + 1) * stride] for i in range(self.n)]
-        self.packets = [mv[i * stride:(i + 1) * stride] for i in range(self.n)]
-        self.lengths = [0] * self.n
-
-    def _fill(self, first: int) -> None:
-        offset = (first - 1) * self.blksize
-        if self.fd is not None:
-            got = os.preadv(self.fd, self.iov, offset)
-        else:
-            got = max(0, min(len(self.data) - offset, self.n * self.blksize))
-            pos = offset
-            for view in self.iov:
-                take = min(self.blksize, offset + got - pos)
-                if take <= 0:
-                    break
-                view[:take] = self.data[pos:pos + take]
-                pos += take
-        full, rest = divmod(got, self.blksize)
-        self.chunk_first = first
-        if full == self.n:
-            self.chunk_count = self.n
-            self.lengths = [self.blksize] * self.n
-        else:
-            # The block after the last full one is the final block (possibly empty, RFC 1350).
-            self.chunk_count = full + 1
-            self.lengths = [self.blksize] * full + [rest]
-            self.last = first + full
-
-    def send_window(self, now: float) -> None:
-        """Send what the window allows: blocks next .. acked + window."""
-        limit = self.acked + self.window
-        if self.last is not None and limit > self.last:
-            limit = self.last
-        send = self.sock.send
-        while self.next <= limit:
-            block = self.next
-            i = block - self.chunk_first
-            if self.chunk_first == 0 or not 0 <= i < self.chunk_count:
-                self._fill(block)
-                i = 0
-                if self.last is not None and limit > self.last:
-                    limit = self.last
-                if block > limit:  # the file ended (shrank) before this block
-                    break
-            _HEAD.pack_into(self.buf, i * (self.blksize + 4), OP_DATA, block & 0xFFFF)
-            length = self.lengths[i]
-            try:
-                send(self.packets[i] if length == self.blksize else self.packets[i][:length + 4])
-            except BlockingIOError:
-                break  # socket buffer full: the rest goes when the client ACKs or on timeout
-            self.next = block + 1
-        self.sent_at = now
-
-    def start(self, now: float) -> None:
-        self._allocate()
-        if self.waiting_oack:
-            self.sock.send(self.oack)
-            self.sent_at = now
-        else:
-            self.send_window(now)
-
-    def on_packet(self, packet: bytes, now: float) -> bool:
-        """Handle one packet from the client; True when the transfer is over."""
-        if len(packet) < 4:
-            return False
-        opcode, number = _ACK.unpack_from(packet)
-        if opcode == OP_ACK:
-            if self.waiting_oack:
-                if number != 0:
-                    return False
-                self.waiting_oack = False
-                self.retries = 0
-                self.send_window(now)
-                return False
-            delta = (number - self.acked) & 0xFFFF
-            outstanding = self.next - 1 - self.acked
-            if 0 < delta <= outstanding:
-                self.acked += delta
-                self.retries = 0
-                if self.last is not None and self.acked >= self.last:
-                    self.outcome = "ok"
-                    return True
-                if self.acked < self.next - 1:
-                    # RFC 7440 section 4: the client acknowledged part of a window (it saw a gap);
-                    # resume right after what it has.
-                    self.resent += self.next - 1 - self.acked
-                    self.next = self.acked + 1
-                self.send_window(now)
-            elif delta == 0 and self.window > 1 and outstanding > 0 and now - self.sent_at > 0.01:
-                # Windowed client re-acknowledging after its own timeout: the whole window after
-                # `acked` was lost. (A duplicate ACK in lockstep is ignored: RFC 1123 4.2.3.1,
-                # the Sorcerer's Apprentice.)
-                self.resent += outstanding
-                self.next = self.acked + 1
-                self.send_window(now)
-            return False
-        if opcode == OP_ERROR:
-            # A client ending the transfer. ERROR 8 right after our OACK is the UEFI tsize probe:
-            # PXE firmware asks for the size, then aborts and asks again for the file. Normal.
-            probe = self.waiting_oack and self.acked == 0
-            message = packet[4:].split(b"\0", 1)[0].decode("utf-8", "replace")
-            self.outcome = f"{'probe' if probe else 'aborted'} (client error {number}: {message})"
-            return True
-        return False
-
-    def on_timeout(self, now: float) -> bool:
-        """Retransmit after `timeout` seconds of silence; True when the client is given up on."""
-        if now - self.sent_at < self.timeout:
-            return False
-        self.retries += 1
-        if self.retries > MAX_RETRIES:
-            # Silence after our OACK is how some firmware ends its size probe (others send
-            # ERROR 8): not a failed transfer. Silence in mid-transfer is.
-            self.outcome = "no answer to OACK" if self.waiting_oack else "timeout"
-            return True
-        if self.waiting_oack:
-            self.sock.send(self.oack)
-            self.sent_at = now
-            return False
-        self.resent += self.next - 1 - self.acked
-        self.next = self.acked + 1
-        self.send_window(now)
-        return False
-
-    def close(self) -> None:
-        self.sock.close()
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
-
-    def log(self, now: float) -> None:
-        # One line per transfer (never per packet): who, what, how much, how long, with which options.
-        delivered = min(self.acked * self.blksize, self.size) if self.outcome == "ok" else self.acked * self.blksize
-        level = logging.WARNING if self.outcome == "timeout" else logging.INFO
-        opts = ",".join(f"{k}={v}" for k, v in self.opts.oack.items()) or "-"
-        fields = dict(client=f"{self.client[0]}:{self.client[1]}", file=self.filename, bytes=delivered,
-                      seconds=round(now - self.started, 3), options=opts, outcome=self.outcome)
-        if self.resent:
-            fields["resent_blocks"] = self.resent
-        if self.opts.ignored:
-            fields["ignored"] = ",".join(f"{k}({v})" for k, v in self.opts.ignored.items())
-        event(log, "tftp.transfer", level, **fields)
-
-
 class TftpServer:
     """Serves `root` read-only on (address, port). `dynamic(path, client_ip)` is asked first.
 
@@ -302,8 +62,8 @@ class TftpServer:
     (EPOLLEXCLUSIVE: one worker wakes per request); they decide every request. With `processes`,
     disk transfers are then handed to that many pump processes (pump.py) and run there: CPython
     runs one thread at a time, and a busy host schedules by task, so one process serving 50
-    clients gets one share against those clients' 50 (bench: 14.8 s for 50x20 MiB without pumps,
-    12.9 s with 4; threads alone did not help, 14.2 s with 2). Dynamic files stay here.
+    clients gets one share against those clients' 50; more threads do not help (the figures are
+    in docs/tftp.md). Dynamic files stay here.
     """
 
     def __init__(self, root: str, address: str = "127.0.0.1", port: int = 69, dynamic: Dynamic | None = None,
@@ -323,7 +83,7 @@ class TftpServer:
         self._threads: list[threading.Thread] = []
         self.processes = processes
         self.pktinfo = False
-        self.pumps: list = []
+        self.pumps: list[Pump] = []
         self._next_pump = 0
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -347,8 +107,6 @@ class TftpServer:
         if self.sock is None:
             self.bind()
         if self.processes:
-            from bootsrv.tftp.pump import Pump
-
             self.pumps = [Pump() for _ in range(self.processes)]
         self._threads = [threading.Thread(target=self.serve, name=f"tftp-{i}", daemon=True)
                          for i in range(self.workers)]
@@ -367,13 +125,13 @@ class TftpServer:
     def serve(self) -> None:
         """One worker's loop, until stop()."""
         assert self.sock is not None
-        worker = _Worker(self._stop, self.clients)
+        worker = TransferLoop(self._stop, self.clients)
         worker.add_source(self.sock.fileno(), self.on_requests, exclusive=True)
         for pump in self.pumps:
             worker.add_source(pump.sock.fileno(), lambda w, now, p=pump: self._pump_news(w, p), exclusive=True)
         worker.run()
 
-    def _pump_news(self, worker: _Worker, pump) -> None:
+    def _pump_news(self, worker: TransferLoop, pump: Pump) -> None:
         """A pump finished transfers: release their clients' claims at once, so the same client
         port may ask again (firmware that probes tsize, sends ERROR 8 and asks again from the
         same port must not wait for the claim to expire)."""
@@ -386,17 +144,14 @@ class TftpServer:
                 msg = b""
             if not msg:  # the pump is gone: stop watching its socket (EOF stays readable)
                 pump.dead = True
-                fd = pump.sock.fileno()
-                if fd in worker.sources:
-                    worker.ep.unregister(fd)
-                    del worker.sources[fd]
+                worker.remove_source(pump.sock.fileno())
                 return
             ip, _, port = msg.decode().rpartition(":")
             client = (ip, int(port))
             if isinstance(self.clients.get(client), float):
                 self.clients.pop(client, None)
 
-    def on_requests(self, worker: _Worker, now: float) -> None:
+    def on_requests(self, worker: TransferLoop, now: float) -> None:
         # Drain a burst (50 clients at once) in one wakeup, but leave some for the other workers.
         for _ in range(8):
             local = None
@@ -529,76 +284,3 @@ class TftpServer:
         if opts.windowsize > 1:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SNDBUF)
         return Transfer(sock, client, name, fd, data, size, opts, now)
-
-
-class _Worker:
-    """One epoll loop over its transfers, plus sources of new ones (the request socket in the
-    server, the hand-off socket in a pump process): `sources` maps fd -> callback(worker, now)."""
-
-    def __init__(self, stop: threading.Event, clients: dict | None,
-                 on_finish: Callable[[Transfer], None] | None = None):
-        self.stop, self.clients, self.on_finish = stop, clients, on_finish
-        self.transfers: dict[int, Transfer] = {}
-        self.sources: dict[int, Callable[[_Worker, float], None]] = {}
-        self.ep = select.epoll()
-
-    def add_source(self, fd: int, callback: Callable[[_Worker, float], None], exclusive: bool = False) -> None:
-        self.sources[fd] = callback
-        self.ep.register(fd, select.EPOLLIN | (select.EPOLLEXCLUSIVE if exclusive else 0))
-
-    def add(self, tr: Transfer, now: float) -> None:
-        fd = tr.sock.fileno()
-        self.transfers[fd] = tr
-        self.ep.register(fd, select.EPOLLIN)
-        try:
-            tr.start(now)
-        except OSError as exc:
-            tr.outcome = f"send failed: {errno.errorcode.get(exc.errno, exc)}"
-            self.finish(fd, tr, now)
-
-    def run(self) -> None:
-        transfers, sources, stop = self.transfers, self.sources, self.stop
-        poll, monotonic = self.ep.poll, time.monotonic
-        next_scan = monotonic() + TICK
-        try:
-            while not stop.is_set():
-                events = poll(TICK)
-                now = monotonic()
-                for fd, _mask in events:
-                    tr = transfers.get(fd)
-                    if tr is None:
-                        if fd in sources:
-                            sources[fd](self, now)
-                        continue
-                    try:
-                        done = tr.on_packet(tr.sock.recv(1024), now)
-                    except (BlockingIOError, InterruptedError):
-                        continue
-                    except OSError:  # ICMP port unreachable: the client is gone
-                        tr.outcome, done = "client unreachable", True
-                    if done:
-                        self.finish(fd, tr, now)
-                if now >= next_scan:
-                    next_scan = now + TICK
-                    for fd, tr in list(transfers.items()):
-                        try:
-                            gone = tr.on_timeout(now)
-                        except OSError:
-                            tr.outcome, gone = "client unreachable", True
-                        if gone:
-                            self.finish(fd, tr, now)
-        finally:
-            for fd, tr in list(transfers.items()):
-                tr.outcome = tr.outcome or "server stopped"
-                self.finish(fd, tr, monotonic())
-            self.ep.close()
-
-    def finish(self, fd: int, tr: Transfer, now: float) -> None:
-        self.ep.unregister(fd)
-        del self.transfers[fd]
-        if self.clients is not None:
-            self.clients.pop(tr.client, None)
-        tr.close()
-        tr.log(now)
-        if self.on_finish is not None:
-            self.on_finish(tr)

@@ -250,9 +250,9 @@ def test_any_address_replies_from_the_address_asked(root):
 
 
 def test_silent_client_after_oack_is_not_a_failure(server, root, caplog, monkeypatch):
-    from bootsrv.tftp import server as server_mod
+    from bootsrv.tftp import transfer
 
-    monkeypatch.setattr(server_mod, "MAX_RETRIES", 1)  # two 1 s timeouts instead of six
+    monkeypatch.setattr(transfer, "MAX_RETRIES", 1)  # two 1 s timeouts instead of six
     caplog.set_level(logging.INFO, logger="bootsrv.tftp")
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.sendto(rrq("boot.bin", tsize=0), ("127.0.0.1", server.port))
