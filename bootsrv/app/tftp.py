@@ -16,9 +16,8 @@ from bootsrv.tftp.server import Dynamic, TftpServer
 
 log = logging.getLogger("bootsrv.tftp")
 
-# Request/dynamic-file threads, and pump processes for disk transfers (bootsrv/tftp/pump.py).
-# Measured with bench/bench_tftp.py on 2 cores, 50 clients x 20 MiB: no pumps 14.8 s, 4 pumps
-# 12.9 s (tftpd-hpa 13.1 s), 8 pumps 13.9 s.
+# Request/dynamic-file threads, and pump processes for disk transfers (bootsrv/tftp/pump.py);
+# four pumps were the fastest measured (docs/tftp.md tells how serve came to 2 and 4).
 WORKERS, PUMPS = 2, 4
 
 
