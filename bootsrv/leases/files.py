@@ -49,8 +49,8 @@ from pathlib import Path
 from socket import inet_aton, inet_ntoa
 
 from bootsrv.errors import BootsrvError
-from bootsrv.leases.model import Collision, Flag, Pool, Record, evolve
-from bootsrv.leases.store import LeaseStore, Table
+from bootsrv.leases.model import Collision, Flag, Pool, Record, Table, evolve
+from bootsrv.leases.store import LeaseStore
 from bootsrv.log import event
 
 logger = logging.getLogger("bootsrv.leases")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv4Network
 
@@ -187,6 +188,57 @@ class Pool:
 
     def lendable(self, ip: IPv4Address) -> bool:
         return self.range_of(ip) is not None and ip not in self.reserved
+
+
+class Table:
+    """One network's records, indexed by address and by client id (what a store holds in memory
+    and what the allocation decision reads)."""
+
+    __slots__ = ("records", "clients")
+
+    def __init__(self, records: Iterable[Record] = ()):
+        self.records: dict[IPv4Address, Record] = {}
+        self.clients: dict[str, set[IPv4Address]] = {}
+        for rec in records:
+            self.put(rec)
+
+    @classmethod
+    def of(cls, records: dict[IPv4Address, Record]) -> Table:
+        """A table over `records` (taken, not copied), indexing each address once."""
+        table = cls()
+        table.records = records
+        clients = table.clients
+        for ip, rec in records.items():
+            if rec.client_id:
+                ips = clients.get(rec.client_id)
+                if ips is None:
+                    clients[rec.client_id] = {ip}
+                else:
+                    ips.add(ip)
+        return table
+
+    def put(self, rec: Record) -> None:
+        old = self.records.get(rec.ip)
+        if old is not None and old.client_id != rec.client_id:
+            self._unindex(old)
+        self.records[rec.ip] = rec
+        if rec.client_id:
+            self.clients.setdefault(rec.client_id, set()).add(rec.ip)
+
+    def drop(self, ip: IPv4Address) -> None:
+        old = self.records.pop(ip, None)
+        if old is not None:
+            self._unindex(old)
+
+    def _unindex(self, rec: Record) -> None:
+        ips = self.clients.get(rec.client_id)
+        if ips is not None:
+            ips.discard(rec.ip)
+            if not ips:
+                del self.clients[rec.client_id]
+
+    def of_client(self, client_id: str) -> list[Record]:
+        return [self.records[ip] for ip in self.clients.get(client_id, ())]
 
 
 def pools_from_config(config) -> dict[str, Pool]:
