@@ -11,11 +11,8 @@ rewritten in place (compaction replaces the whole file by rename):
 The fields are Solaris dhcp_network(4)'s plus the hostname and a crc32; the bytes of a line are
 bootsrv.leases.codec's. The last line for an address wins; signature 0 means "deleted".
 
-Locking. `leases.<network>.lock` is never unlinked (unlinking a lock file lets two writers lock
-two different inodes); writers hold an exclusive `fcntl.lockf` on it (POSIX byte-range locks go
-through NLM on NFS; `flock` is not honoured by every NFS client). POSIX locks belong to the
-process, so the handles of one process also share one descriptor and one mutex per lock file
-(`_Gate`). On NFS the writer also locks the table file itself: the Linux NFS client drops its
+Locking. Writers hold an exclusive `fcntl.lockf` on `leases.<network>.lock`, which is never
+unlinked, through this process' `Gate` of it (bootsrv.leases.locks). On NFS the writer also locks the table file itself: the Linux NFS client drops its
 cached pages and attributes of a file when it is locked, and writes them back when unlocked,
 which is what makes another host's appends visible at the right size.
 
@@ -55,6 +52,7 @@ from bootsrv.leases.codec import (
     table_header,
     tombstone,
 )
+from bootsrv.leases.locks import Gate, close_gate, fsync_directory, on_nfs, open_gate
 from bootsrv.leases.model import Collision, Pool, Record, Table, evolve
 from bootsrv.leases.store import LeaseStore
 from bootsrv.log import event
@@ -66,75 +64,6 @@ logger = logging.getLogger("bootsrv.leases")
 TABLE_PREFIX = "leases."
 OWNERS_NAME = "leases.owners"
 
-# ---- per-process lock files -------------------------------------------------------------------
-
-class _Gate:
-    """One process' hold on one lock file. POSIX record locks belong to the process, not the
-    descriptor: a second descriptor of the same process is granted the lock at once, and closing
-    any descriptor of the file drops the process' lock. So every handle in the process shares one
-    descriptor, and takes `mutex` before `lockf`.
-
-    Hand-off: a thread that unlocks while another thread of the process waits for the mutex
-    leaves the process' lock in place for it (the lock is the process', so that one may go on at
-    once): two system calls less per commit when several threads commit at once. At most
-    HANDOFF_STREAK times in a row, then the lock is really released so the other server gets
-    its turn."""
-
-    __slots__ = ("path", "fd", "mutex", "users", "epoch", "guard", "waiting", "held", "streak")
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        self.mutex = threading.Lock()
-        self.users = 0
-        self.epoch = 0  # bumped by every change this process makes to the table: see FileStore._table
-        self.guard = threading.Lock()  # for `waiting`
-        self.waiting = 0  # threads blocked in lock()
-        self.held = False  # the process' lock was left in place by the last holder for a waiter
-        self.streak = 0  # hand-offs since the lock was last really released
-
-    def lock(self) -> None:
-        if not self.mutex.acquire(blocking=False):  # taken: count ourselves in for a hand-off
-            with self.guard:
-                self.waiting += 1
-            self.mutex.acquire()
-            with self.guard:
-                self.waiting -= 1
-        if self.held:
-            self.held = False  # handed over: the process holds the lock already
-            return
-        try:
-            fcntl.lockf(self.fd, fcntl.LOCK_EX)
-        except BaseException:
-            self.mutex.release()
-            raise
-
-    def unlock(self) -> None:
-        try:
-            if self.waiting and self.streak < HANDOFF_STREAK:
-                self.streak += 1
-                self.held = True
-            else:
-                self.streak = 0
-                fcntl.lockf(self.fd, fcntl.LOCK_UN)
-        finally:
-            self.mutex.release()
-
-    def generation(self) -> int:
-        """Bumped by every compaction of the table (read under the lock: NFS revalidates a file's
-        cache when it is locked, so this is what another host last wrote)."""
-        raw = os.pread(self.fd, 32, 0)
-        try:
-            return int(raw.split(b"\n", 1)[0] or 0)
-        except ValueError:
-            return -1  # unreadable: treat as changed, reload
-
-    def set_generation(self, generation: int) -> None:
-        text = b"%d\n" % generation
-        os.pwrite(self.fd, text.ljust(32, b" "), 0)
-        os.fsync(self.fd)
-
-
 # Adoptions made by this process (bumped after each): its other handles re-read the owners file
 # on their next look instead of waiting for OWNERS_RECHECK.
 _ADOPTIONS = [0]
@@ -142,67 +71,9 @@ _ADOPTIONS = [0]
 AUTO_COMPACT_SLACK = 50_000
 STALE_COMPACTION = 600  # seconds after which a compactor's temp file is surely abandoned
 MAX_PROBLEMS = 1000  # damaged lines a handle lists in `problems` (all are logged)
-HANDOFF_STREAK = 32  # commits of one process in a row before its lock is really released
 FRESH_FOR = 0.001  # seconds a handle's view of a table is used without a look at the file
 OWNERS_RECHECK = 1.0  # seconds between looks at the owners file (an adoption is a rare admin act)
 _monotonic = time.monotonic
-
-_GATES: dict[str, _Gate] = {}
-_GATES_GUARD = threading.Lock()
-
-
-def _gate(path: Path) -> _Gate:
-    key = os.path.realpath(path)
-    with _GATES_GUARD:
-        gate = _GATES.get(key)
-        if gate is None:
-            gate = _GATES[key] = _Gate(Path(key))
-        gate.users += 1
-        return gate
-
-
-def _release(gate: _Gate) -> None:
-    with _GATES_GUARD:
-        gate.users -= 1
-        if gate.users == 0 and _GATES.get(str(gate.path)) is gate:
-            del _GATES[str(gate.path)]
-            os.close(gate.fd)  # nobody in this process holds or waits for it
-
-
-def _forget_gates() -> None:
-    # A forked child holds none of the parent's record locks (POSIX) and may have inherited a
-    # mutex some other thread held: it starts over with its own gates.
-    global _GATES_GUARD
-    _GATES.clear()
-    _GATES_GUARD = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_forget_gates)
-
-
-def on_nfs(path: Path) -> bool:
-    """Is `path` on an NFS mount (from /proc/self/mountinfo: the longest mount point above it)."""
-    try:
-        real = os.path.realpath(path)
-        best, fstype = "", ""
-        with open("/proc/self/mountinfo") as fh:
-            for line in fh:
-                left, _, right = line.partition(" - ")
-                point = left.split()[4].replace("\\040", " ")
-                if (real == point or real.startswith(point.rstrip("/") + "/")) and len(point) >= len(best):
-                    best, fstype = point, right.split()[0]
-        return fstype.startswith("nfs")
-    except OSError:
-        return False
-
-
-def fsync_directory(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
 
 # ---- group commit ---------------------------------------------------------------------------
 
@@ -389,7 +260,7 @@ class _Log:
     __slots__ = ("network", "path", "gate", "fd", "ino", "offset", "generation", "table", "held", "retired",
                  "lines", "looked", "epoch")
 
-    def __init__(self, network: str, path: Path, gate: _Gate):
+    def __init__(self, network: str, path: Path, gate: Gate):
         self.network, self.path, self.gate = network, path, gate
         self.fd = -1
         self.ino = 0
@@ -420,7 +291,7 @@ class FileStore(LeaseStore):
         self.nfs = on_nfs(self.directory) if nfs is None else nfs
         self._commit = GroupCommit()
         self._logs: dict[str, _Log] = {}
-        self._owners_gate = _gate(self.directory / (OWNERS_NAME + ".lock"))
+        self._owners_gate = open_gate(self.directory / (OWNERS_NAME + ".lock"))
         self._owners_path = self.directory / OWNERS_NAME
         self._owners: dict[IPv4Address, IPv4Address] = {}
         self._owners_stat: tuple[int, int] | None = None
@@ -440,7 +311,7 @@ class FileStore(LeaseStore):
     # ---- opening and reading ----------------------------------------------------------------
     def _open(self, network: str) -> _Log:
         path = self.directory / f"{TABLE_PREFIX}{network}"
-        log = _Log(network, path, _gate(self.directory / f"{TABLE_PREFIX}{network}.lock"))
+        log = _Log(network, path, open_gate(self.directory / f"{TABLE_PREFIX}{network}.lock"))
         log.gate.lock()
         try:
             if not path.exists():
@@ -861,8 +732,8 @@ class FileStore(LeaseStore):
                 if fd >= 0:
                     os.close(fd)
             log.fd, log.retired = -1, []
-            _release(log.gate)
-        _release(self._owners_gate)
+            close_gate(log.gate)
+        close_gate(self._owners_gate)
 
 
 def _read_all(fd: int, size: int) -> bytes:
