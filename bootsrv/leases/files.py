@@ -1,20 +1,15 @@
 """The lease store on files: one directory that the servers of a pair open at once (NFS in
 production). The format, the locking and the crash rules are written down in docs/lease-store.md;
-this module is the only code that reads or writes them.
+this module owns the directory (which file is which), each handle's view of its tables, the write
+protocol, the owners file (adoptions) and compaction. The bytes of a line are
+bootsrv.leases.codec's, the lock files bootsrv.leases.locks', the fsyncs bootsrv.leases.commit's.
 
 Per network `leases.<network>`: a version header, then one line per write, appended, never
-rewritten in place (compaction replaces the whole file by rename):
-
-    # bootsrv lease table v1 network=public fields=client_ip|client_id|...|hostname|crc32
-    10.0.0.10|01525400000001|00|10.0.0.1|1700003600|2345678901234567|pxe||node1|adfb0c40
-
-The fields are Solaris dhcp_network(4)'s plus the hostname and a crc32; the bytes of a line are
-bootsrv.leases.codec's. The last line for an address wins; signature 0 means "deleted".
-
-Locking. Writers hold an exclusive `fcntl.lockf` on `leases.<network>.lock`, which is never
-unlinked, through this process' `Gate` of it (bootsrv.leases.locks). On NFS the writer also locks the table file itself: the Linux NFS client drops its
-cached pages and attributes of a file when it is locked, and writes them back when unlocked,
-which is what makes another host's appends visible at the right size.
+rewritten in place (compaction replaces the whole file by rename). Its lock file
+`leases.<network>.lock` is never unlinked (bootsrv.leases.locks). On NFS the writer also locks the
+table file itself: the Linux NFS client drops its cached pages and attributes of a file when it
+is locked, and writes them back when unlocked, which is what makes another host's appends
+visible at the right size.
 
 A write, under the lock: catch up with what other processes appended since this handle last
 looked (only the new bytes), check the record's signature (compare-and-swap), append one line,
@@ -52,6 +47,7 @@ from bootsrv.leases.codec import (
     table_header,
     tombstone,
 )
+from bootsrv.leases.commit import GroupCommit
 from bootsrv.leases.locks import Gate, close_gate, fsync_directory, on_nfs, open_gate
 from bootsrv.leases.model import Collision, Pool, Record, Table, evolve
 from bootsrv.leases.store import LeaseStore
@@ -63,7 +59,6 @@ logger = logging.getLogger("bootsrv.leases")
 
 TABLE_PREFIX = "leases."
 OWNERS_NAME = "leases.owners"
-
 # Adoptions made by this process (bumped after each): its other handles re-read the owners file
 # on their next look instead of waiting for OWNERS_RECHECK.
 _ADOPTIONS = [0]
@@ -75,184 +70,6 @@ FRESH_FOR = 0.001  # seconds a handle's view of a table is used without a look a
 OWNERS_RECHECK = 1.0  # seconds between looks at the owners file (an adoption is a rare admin act)
 _monotonic = time.monotonic
 
-# ---- group commit ---------------------------------------------------------------------------
-
-class _Waiter:
-    """A committer blocked in `GroupCommit.wait`: its lock is held until its flush is done."""
-
-    __slots__ = ("lock", "error")
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.lock.acquire()
-        self.error: BaseException | None = None
-
-
-class GroupCommit:
-    """Durability for many writers with few fsyncs.
-
-    A write is numbered (`written`) after its bytes are in the file; a flush takes every
-    descriptor written so far and fdatasyncs them without the mutex (writers keep appending
-    meanwhile, and their lines ride the next flush), so one fsync covers everyone who wrote
-    before it began. Who flushes:
-    - a committer in `wait(n)` when no flush is running does it itself (the leader): no thread
-      switch when it commits alone, and the DHCP loop, which writes a batch of ACKs and then
-      waits for each in turn, pays one fsync per batch (the first wait leads it, the others
-      find it done) and no GIL hand-off at all;
-    - otherwise the flusher thread (started on first use) flushes for all that queued behind
-      the running flush and releases each one's own lock.
-    Each waiter is woken on its own, not by a broadcast: with 64 committers a shared condition
-    woke 63 threads for nothing after every flush.
-    """
-
-    def __init__(self, name: str = "leases"):
-        lock = threading.Lock()
-        self._wake = threading.Condition(lock)  # work for the flusher
-        self._flushed = threading.Condition(lock)  # a flush ended
-        self._flushing = False
-        self._written = 0
-        self._durable = 0
-        self._dirty: set[int] = set()
-        self._retired: list[int] = []
-        self._pending: list[tuple[int, _Waiter]] = []  # (write number, who waits for it)
-        self._pending_max = 0
-        self._failed: dict[tuple[int, int], BaseException] = {}  # (after, upto] -> why that flush failed
-        self._thread: threading.Thread | None = None
-        self._closed = False
-        self._name = name
-        self.flushes = 0
-
-    def written(self, fd: int) -> int:
-        with self._wake:
-            self._written += 1
-            self._dirty.add(fd)
-            return self._written
-
-    def retire(self, fd: int) -> None:
-        """`fd` gets no more writes (its file was compacted away): close it now, or after the
-        flush that still has to sync it or is syncing it right now."""
-        with self._wake:
-            if self._flushing or fd in self._dirty:
-                self._retired.append(fd)
-                return
-        os.close(fd)
-
-    def _flush_locked(self) -> None:
-        """One flush of everything written so far; called with the mutex held and no flush running."""
-        target, dirty = self._written, self._dirty
-        self._dirty = set()
-        self._flushing = True
-        self._wake.release()
-        error = None
-        try:
-            for fd in dirty:
-                os.fdatasync(fd)
-        except OSError as exc:
-            # After a failed fsync the kernel may have dropped the dirty pages: these writes are
-            # not durable and must not be acknowledged (their waiters get the error).
-            error = exc
-            event(logger, "lease.store.fsync_failed", logging.ERROR, error=str(exc))
-        finally:
-            self._wake.acquire()
-            self._flushing = False
-            self.flushes += 1
-        if error is not None:
-            self._failed[(self._durable, target)] = error
-            if len(self._failed) > 64:  # waiters of old failed flushes have long been told
-                del self._failed[min(self._failed)]
-        self._durable = max(self._durable, target)
-        if self._retired:  # retired before or during this flush: done with unless written since
-            keep = [fd for fd in self._retired if fd in self._dirty]
-            for fd in self._retired:
-                if fd not in self._dirty:
-                    os.close(fd)
-            self._retired = keep
-        self._flushed.notify_all()
-
-    def _error_for(self, seq: int) -> BaseException | None:
-        for (after, upto), error in self._failed.items():
-            if after < seq <= upto:
-                return error
-        return None
-
-    def wait(self, seq: int | None) -> None:
-        if not seq:
-            return
-        waiter = None
-        error = None
-        with self._wake:
-            while self._durable < seq:
-                if not self._flushing:
-                    self._flush_locked()  # lead: nobody is flushing
-                    if self._pending:
-                        self._wake.notify()  # the flusher resolves (or flushes for) the queued ones
-                else:
-                    # Someone is flushing: queue behind it. A bare lock the flusher releases: a
-                    # Condition per waiter costs microseconds more per commit.
-                    waiter = _Waiter()
-                    self._enqueue(seq, waiter)
-                    break
-            else:
-                error = self._error_for(seq) if self._failed else None
-        if waiter is not None:
-            waiter.lock.acquire()
-            error = waiter.error
-        if error is not None:
-            raise error
-
-    def _enqueue(self, seq: int, waiter: _Waiter) -> None:
-        """With the mutex held: `waiter` is released after `seq`'s flush."""
-        if not self._pending:
-            self._wake.notify()
-        self._pending.append((seq, waiter))
-        if seq > self._pending_max:
-            self._pending_max = seq
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._flusher, name=f"{self._name}-flusher", daemon=True)
-            self._thread.start()
-
-    def _flusher(self) -> None:
-        while True:
-            with self._wake:
-                while not self._pending and not self._closed:
-                    self._wake.wait()
-                if not self._pending:
-                    return
-                if self._flushing:  # a committer is leading a flush: see what it covered first
-                    self._flushed.wait()
-                    continue
-                if self._durable < self._pending_max:
-                    self._flush_locked()
-                durable = self._durable
-                if self._pending_max <= durable:
-                    ready, self._pending = self._pending, []
-                else:
-                    ready = [p for p in self._pending if p[0] <= durable]
-                    self._pending = [p for p in self._pending if p[0] > durable]
-                for seq, waiter in ready:
-                    waiter.error = self._error_for(seq) if self._failed else None
-            for _seq, waiter in ready:
-                waiter.lock.release()
-
-    def close(self) -> None:
-        """Flush what is left and stop the flusher (waiters still pending are resolved first)."""
-        with self._wake:
-            self._closed = True
-            self._wake.notify_all()
-            thread = self._thread
-        if thread is not None:
-            thread.join(timeout=30)
-        with self._wake:
-            while self._flushing:
-                self._flushed.wait()
-            if self._written > self._durable:
-                self._flush_locked()
-            for fd in self._retired:
-                os.close(fd)
-            self._retired = []
-
-
-# ---- the store --------------------------------------------------------------------------------
 
 class _Log:
     """This handle's view of one network's table file."""
