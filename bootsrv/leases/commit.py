@@ -130,7 +130,8 @@ class GroupCommit:
                         self._wake.notify()  # the flusher resolves (or flushes for) the queued ones
                 else:
                     # Someone is flushing: queue behind it. A bare lock the flusher releases: a
-                    # Condition per waiter costs microseconds more per commit.
+                    # Condition per waiter costs more per commit (docs/lease-store.md,
+                    # "Measurements behind the code").
                     waiter = _Waiter()
                     self._enqueue(seq, waiter)
                     break

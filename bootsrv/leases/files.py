@@ -460,9 +460,9 @@ class FileStore(LeaseStore):
         return out
 
     def _compact(self, log: _Log) -> tuple[int, int] | None:
-        # The new file is written from a snapshot without the lock (100,000 records take about
-        # a second to encode: DHCP must not wait that long); under the lock only the lines
-        # appended since the snapshot are copied over before the swap.
+        # The new file is written from a snapshot without the lock (encoding a big table takes
+        # long, see docs/lease-store.md "Compaction": DHCP must not wait for it); under the lock
+        # only the lines appended since the snapshot are copied over before the swap.
         with log.gate.mutex:
             self._catch_up(log)
             records = sorted(log.table.records.values(), key=lambda r: int(r.ip))

@@ -92,16 +92,17 @@ class Record:
     comment: str = ""
 
     # The same fields and defaults as above (tests/leases/test_model.py holds them equal). The
-    # generated __init__ of a frozen dataclass sets each field through object.__setattr__:
-    # 2.4 us per Record against 0.8 here, and a DORA makes four.
+    # generated __init__ of a frozen dataclass sets each field through object.__setattr__, which
+    # is slower than this one, and a DORA makes four (docs/lease-store.md, "Measurements behind
+    # the code").
     def __init__(self, network: str, ip: IPv4Address, client_id: str = "", flags: Flag = Flag.DYNAMIC,
                  owner: IPv4Address = _NOBODY, expiry: int = NONE, signature: int = 0, macro: str = "",
                  hostname: str = "", comment: str = ""):
         self.__dict__.update(network=network, ip=ip, client_id=client_id, flags=flags, owner=owner, expiry=expiry,
                              signature=signature, macro=macro, hostname=hostname, comment=comment)
 
-    # The flag tests below use int(flags): IntFlag's own `&` is Python code (about 2 us each),
-    # and an ACK asks these questions several times.
+    # The flag tests below use int(flags): IntFlag's own `&` is Python code, and an ACK asks
+    # these questions several times (docs/lease-store.md, "Measurements behind the code").
     @property
     def manual(self) -> bool:
         return bool(int(self.flags) & _MANUAL)
@@ -146,7 +147,8 @@ def evolve(rec: Record, **changes) -> Record:
 
 
 def as_address(value) -> IPv4Address:
-    # IPv4Address(an IPv4Address) formats and re-parses it: a few microseconds per call.
+    # IPv4Address(an IPv4Address) formats and re-parses it (docs/lease-store.md, "Measurements
+    # behind the code"), and the hot path is handed addresses that are already IPv4Address.
     return value if type(value) is IPv4Address else IPv4Address(value)
 
 
