@@ -37,6 +37,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from ipaddress import IPv4Address
+from typing import NamedTuple
 
 from bootsrv.leases.model import NEVER, Pool, PoolExhausted, Range, Record, Table
 
@@ -51,19 +52,21 @@ LAPSED = "the lease that ended longest ago"
 KEPT = frozenset({BINDING, LEASE, HOLD})
 
 
-def acting_for(owner_ips: tuple[IPv4Address, ...], adoptions: Mapping[IPv4Address, IPv4Address]) -> frozenset[IPv4Address]:
+def acting_for(owner_ips: tuple[IPv4Address, ...],
+               adoptions: Mapping[IPv4Address, IPv4Address]) -> tuple[IPv4Address, ...]:
     """The owner addresses a server with `owner_ips` acts for: its own unless a peer adopted them,
-    and every peer whose chain of adoptions (A adopted B, then C adopted A) ends at one of its own."""
-    ours = set(owner_ips)
-    acting = set()
+    and every peer whose chain of adoptions (A adopted B, then C adopted A) ends at one of its own.
+    A tuple, not a set: there are one or two, and `in` on a tuple tries identity first where a
+    set would hash an IPv4Address, which is Python code, on every question."""
+    acting: list[IPv4Address] = []
     for owner in (*owner_ips, *adoptions):
         heir, seen = owner, set()
         while heir in adoptions and heir not in seen:
             seen.add(heir)
             heir = adoptions[heir]
-        if heir in ours:
-            acting.add(owner)
-    return frozenset(acting)
+        if heir in owner_ips and owner not in acting:
+            acting.append(owner)
+    return tuple(acting)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +74,7 @@ class Lender:
     """The server that decides: the owner addresses it acts for (`acting_for`) and its stripe
     (k, n) among the DHCP processes of the server."""
 
-    acting_for: frozenset[IPv4Address]
+    acting_for: tuple[IPv4Address, ...]
     stripe: tuple[int, int] = (0, 1)
 
     def owns(self, record: Record) -> bool:
@@ -129,11 +132,11 @@ class Holds:
             self.by_address.pop((network, ip), None)
 
 
-@dataclass(frozen=True, slots=True)
-class Choice:
+class Choice(NamedTuple):
     """What `choose` decided: `record` is the client's own record to answer with unchanged (a
     reason in KEPT), or the record the offer replaces (signature 0: the address has none yet).
-    `cursor` is where the next search for a free address starts."""
+    `cursor` is where the next search for a free address starts. A NamedTuple, not a frozen
+    dataclass: one is made for every DISCOVER, and a frozen dataclass's __init__ is slower."""
 
     record: Record
     reason: str

@@ -28,7 +28,7 @@ from dataclasses import replace
 from ipaddress import IPv4Address
 
 from bootsrv.errors import Conflict, InvalidInput, NotFound
-from bootsrv.leases.allocation import Holds, Lender, acting_for, best_of, choose, lendable
+from bootsrv.leases.allocation import KEPT, Holds, Lender, acting_for, best_of, choose, lendable
 from bootsrv.leases.model import (
     NEVER,
     NONE,
@@ -195,13 +195,13 @@ class LeaseStore:
         for _ in range(MAX_ATTEMPTS):
             table = self._table(network)
             cursor = self._cursor.get(network, 0)  # read unlocked (one dict read); written under the lock
-            choice = choose(pool, table, self._holds, self._lender(), cursor, now, client_id, requested)
-            if choice.kept:
-                return choice.record
-            if choice.cursor != cursor:
+            target, reason, next_cursor = choose(pool, table, self._holds, self._lender(), cursor, now, client_id,
+                                                 requested)
+            if reason in KEPT:
+                return target  # the client's binding, live lease or held offer, unchanged
+            if next_cursor != cursor:
                 with self._cursor_lock:
-                    self._cursor[network] = choice.cursor
-            target = choice.record
+                    self._cursor[network] = next_cursor
             owner = self._owner_for(pool, target)
             held = Record(network, target.ip, client_id, Flag.DYNAMIC, owner, int(now + hold), 0, target.macro)
             if self.offers_in_memory:
@@ -458,7 +458,7 @@ class LeaseStore:
             self._holds.keep(held, now)
 
     def _drop_hold(self, network: str, client_id: str) -> None:
-        if not self._holds:
+        if not self._holds.by_client:
             return
         with self._holds_lock:
             self._holds.drop(network, client_id)
