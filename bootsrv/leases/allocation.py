@@ -11,14 +11,16 @@ The order is RFC 2131 4.3.1's:
 1. the client's binding (MANUAL) or live lease is kept as it is, also when a peer owns it (the
    DHCP engine decides whether to answer for a peer's lease: RENEWING goes to the owner first);
 2. an offer this server still holds for the client is offered again, while it is lendable;
-3. its previous address (a lease that ended or was released), if this server owns that record,
-   the address is in a range and not reserved, not declined (UNUSABLE), not held for another;
+3. its previous address (its lease that ended: a release frees the record, which then names no
+   client), if this server owns that record, the address is in a range and not reserved, not
+   declined (UNUSABLE), not held for another client;
 4. the address it asked for (option 50), if lendable: in a range this server owns, not reserved,
    not held for another client, and either without a record or reusable and owned by us;
 5. a new address: the first of this server's ranges that has no record, or a record without a
    client (released, expired by housekeeping), searching on from the cursor so that addresses
-   are handed out in turn; else the lease that ended longest ago (RFC 2131 4.3.1 prefers
-   addresses not recently assigned), and if there is none `PoolExhausted`.
+   are handed out in turn; else the lease that ended longest ago (RFC 2131 2.2: when addresses
+   run out, expired ones are reused, "the least recently assigned" for example), and if there is
+   none `PoolExhausted`.
 
 Ownership (Solaris OWNER_IP): only ranges whose owner this server acts for are searched, and a
 lapsed record is reused only when it is ours; a peer's ranges are lent only after `bootsrv lease
