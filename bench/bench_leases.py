@@ -30,7 +30,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bootsrv.leases import Pool, Range, Record, client_id_of_mac  # noqa: E402
-from bootsrv.leases.files import FileStore, encode, table_header  # noqa: E402
+from bootsrv.leases.codec import encode, table_header  # noqa: E402
+from bootsrv.leases.files import FileStore  # noqa: E402
 
 SERVER = IPv4Address("10.16.0.1")
 POOLS = {"big": Pool("big", IPv4Network("10.16.0.0/14"),

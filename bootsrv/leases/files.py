@@ -1,24 +1,15 @@
 """The lease store on files: one directory that the servers of a pair open at once (NFS in
 production). The format, the locking and the crash rules are written down in docs/lease-store.md;
-this module is the only code that reads or writes them.
+this module owns the directory (which file is which), each handle's view of its tables, the write
+protocol, the owners file (adoptions) and compaction. The bytes of a line are
+bootsrv.leases.codec's, the lock files bootsrv.leases.locks', the fsyncs bootsrv.leases.commit's.
 
 Per network `leases.<network>`: a version header, then one line per write, appended, never
-rewritten in place (compaction replaces the whole file by rename):
-
-    # bootsrv lease table v1 network=public fields=client_ip|client_id|...|hostname|crc32
-    10.0.0.10|01525400000001|00|10.0.0.1|1700003600|2345678901234567|pxe||node1|adfb0c40
-
-The fields are Solaris dhcp_network(4)'s (so `grep` and pntadm habits work) plus the hostname,
-and a crc32 of everything before it, so a torn or corrupt line is detected and skipped without
-losing the lines around it. The last line for an address wins; signature 0 means "deleted".
-
-Locking. `leases.<network>.lock` is never unlinked (unlinking a lock file lets two writers lock
-two different inodes); writers hold an exclusive `fcntl.lockf` on it (POSIX byte-range locks go
-through NLM on NFS; `flock` is not honoured by every NFS client). POSIX locks belong to the
-process, so the handles of one process also share one descriptor and one mutex per lock file
-(`_Gate`). On NFS the writer also locks the table file itself: the Linux NFS client drops its
-cached pages and attributes of a file when it is locked, and writes them back when unlocked,
-which is what makes another host's appends visible at the right size.
+rewritten in place (compaction replaces the whole file by rename). Its lock file
+`leases.<network>.lock` is never unlinked (bootsrv.leases.locks). On NFS the writer also locks the
+table file itself: the Linux NFS client drops its cached pages and attributes of a file when it
+is locked, and writes them back when unlocked, which is what makes another host's appends
+visible at the right size.
 
 A write, under the lock: catch up with what other processes appended since this handle last
 looked (only the new bytes), check the record's signature (compare-and-swap), append one line,
@@ -39,207 +30,35 @@ import fcntl
 import logging
 import os
 import random
-import re
 import threading
 import time
-import zlib
 from collections.abc import Iterable, Mapping
 from ipaddress import IPv4Address
 from pathlib import Path
-from socket import inet_aton, inet_ntoa
 
-from bootsrv.errors import BootsrvError
-from bootsrv.leases.model import Collision, Flag, Pool, Record, evolve
-from bootsrv.leases.store import LeaseStore, Table
+from bootsrv.leases.codec import (
+    OWNERS_HEADER,
+    StoreCorrupt,
+    decode,
+    decode_adoption,
+    encode,
+    encode_adoption,
+    header_end,
+    table_header,
+    tombstone,
+)
+from bootsrv.leases.commit import GroupCommit
+from bootsrv.leases.locks import Gate, close_gate, fsync_directory, on_nfs, open_gate
+from bootsrv.leases.model import Collision, Pool, Record, Table, evolve
+from bootsrv.leases.store import LeaseStore
 from bootsrv.log import event
+
+__all__ = ["FileStore", "StoreCorrupt"]
 
 logger = logging.getLogger("bootsrv.leases")
 
-FORMAT_VERSION = 1
-FIELDS = "client_ip|client_id|flags|server_ip|lease|signature|macro|comment|hostname|crc32"
 TABLE_PREFIX = "leases."
 OWNERS_NAME = "leases.owners"
-HEADER_MAGIC = b"# bootsrv lease table v"
-OWNERS_MAGIC = b"# bootsrv lease owners v"
-NO_CLIENT = "00"  # Solaris writes "00" for an address nobody holds
-
-
-class StoreCorrupt(BootsrvError):
-    """A table file bootsrv cannot read at all (wrong header or version): nothing is guessed."""
-
-    exit_code = 6
-    http_status = 500
-
-    def __init__(self, path: Path, rule: str):
-        self.path, self.rule = path, rule
-        super().__init__(f"{path}: {rule}")
-
-
-# ---- the line codec (pure) -------------------------------------------------------------------
-
-def table_header(network: str) -> bytes:
-    return f"# bootsrv lease table v{FORMAT_VERSION} network={network} fields={FIELDS}\n".encode()
-
-
-def _escape(text: str) -> str:
-    # Only the free-text fields can hold the separator; backslash-escape it (and newlines, which
-    # would end the line) the way SUNWfiles escapes '|' inside a comment.
-    if "\\" in text or "|" in text or "\n" in text or "\r" in text:
-        return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", "\\n").replace("\r", "\\r")
-    return text
-
-
-_ESCAPED_FIELD = re.compile(r"((?:[^|\\]|\\.)*)(\||$)")
-_UNESCAPE = {"\\": "\\", "|": "|", "n": "\n", "r": "\r"}
-
-
-def _split_escaped(text: str) -> list[str]:
-    fields = []
-    for m in _ESCAPED_FIELD.finditer(text):
-        fields.append(re.sub(r"\\(.)", lambda e: _UNESCAPE.get(e.group(1), e.group(1)), m.group(1)))
-        if not m.group(2):
-            break
-    return fields
-
-
-_IP_TEXT: dict[IPv4Address, str] = {}
-_IP_OF: dict[str, IPv4Address] = {}
-_FLAGS = [Flag(i) for i in range(16)]
-
-
-def _ip_text(ip: IPv4Address) -> str:
-    text = _IP_TEXT.get(ip)
-    if text is None:
-        if len(_IP_TEXT) > 1 << 20:
-            _IP_TEXT.clear()
-        text = _IP_TEXT[ip] = str(ip)
-    return text
-
-
-def _ip(text: str) -> IPv4Address:
-    ip = _IP_OF.get(text)
-    if ip is None:
-        if len(_IP_OF) > 1 << 20:
-            _IP_OF.clear()
-        # inet_aton is C and 4x faster than IPv4Address's parser; it also takes forms like
-        # "10.1", which inet_ntoa's round trip turns away.
-        try:
-            packed = inet_aton(text)
-        except OSError:
-            raise ValueError(f"{text!r} is not an IPv4 address") from None
-        if inet_ntoa(packed) != text:
-            raise ValueError(f"{text!r} is not a dotted-quad IPv4 address")
-        ip = _IP_OF[text] = IPv4Address(int.from_bytes(packed, "big"))
-    return ip
-
-
-def encode(rec: Record) -> bytes:
-    """One table line (with its newline) for `rec`; signature 0 writes a deletion."""
-    body = (f"{_ip_text(rec.ip)}|{rec.client_id or NO_CLIENT}|{int(rec.flags):02d}|{_ip_text(rec.owner)}|"
-            f"{rec.expiry}|{rec.signature}|{_escape(rec.macro)}|{_escape(rec.comment)}|{_escape(rec.hostname)}"
-            ).encode()
-    return b"%s|%08x\n" % (body, zlib.crc32(body))
-
-
-def tombstone(ip: IPv4Address) -> bytes:
-    body = f"{_ip_text(ip)}|{NO_CLIENT}|00|0.0.0.0|0|0|||".encode()
-    return b"%s|%08x\n" % (body, zlib.crc32(body))
-
-
-def decode(network: str, line: bytes) -> tuple[IPv4Address, Record | None]:
-    """Parse one line without its newline; (ip, None) for a deletion. ValueError says why not."""
-    body, sep, crc = line.rpartition(b"|")
-    try:
-        ok = sep and len(crc) == 8 and zlib.crc32(body) == int(crc, 16)
-    except ValueError:
-        ok = False
-    if not ok:
-        raise ValueError("checksum mismatch")
-    text = body.decode()
-    f = _split_escaped(text) if "\\" in text else text.split("|")
-    if len(f) != 9:
-        raise ValueError(f"{len(f)} fields, expected 9")
-    ip = _ip(f[0])
-    signature = int(f[5])
-    if signature == 0:
-        return ip, None
-    flags = int(f[2])
-    if not 0 <= flags < 16:
-        raise ValueError(f"flags {flags}")
-    cid = f[1]
-    return ip, Record(network, ip, "" if cid == NO_CLIENT else cid, _FLAGS[flags], _ip(f[3]), int(f[4]),
-                      signature, macro=f[6], comment=f[7], hostname=f[8])
-
-
-# ---- per-process lock files -------------------------------------------------------------------
-
-class _Gate:
-    """One process' hold on one lock file. POSIX record locks belong to the process, not the
-    descriptor: a second descriptor of the same process is granted the lock at once, and closing
-    any descriptor of the file drops the process' lock. So every handle in the process shares one
-    descriptor, and takes `mutex` before `lockf`.
-
-    Hand-off: a thread that unlocks while another thread of the process waits for the mutex
-    leaves the process' lock in place for it (the lock is the process', so that one may go on at
-    once): two system calls less per commit when several threads commit at once. At most
-    HANDOFF_STREAK times in a row, then the lock is really released so the other server gets
-    its turn."""
-
-    __slots__ = ("path", "fd", "mutex", "users", "epoch", "guard", "waiting", "held", "streak")
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        self.mutex = threading.Lock()
-        self.users = 0
-        self.epoch = 0  # bumped by every change this process makes to the table: see FileStore._table
-        self.guard = threading.Lock()  # for `waiting`
-        self.waiting = 0  # threads blocked in lock()
-        self.held = False  # the process' lock was left in place by the last holder for a waiter
-        self.streak = 0  # hand-offs since the lock was last really released
-
-    def lock(self) -> None:
-        if not self.mutex.acquire(blocking=False):  # taken: count ourselves in for a hand-off
-            with self.guard:
-                self.waiting += 1
-            self.mutex.acquire()
-            with self.guard:
-                self.waiting -= 1
-        if self.held:
-            self.held = False  # handed over: the process holds the lock already
-            return
-        try:
-            fcntl.lockf(self.fd, fcntl.LOCK_EX)
-        except BaseException:
-            self.mutex.release()
-            raise
-
-    def unlock(self) -> None:
-        try:
-            if self.waiting and self.streak < HANDOFF_STREAK:
-                self.streak += 1
-                self.held = True
-            else:
-                self.streak = 0
-                fcntl.lockf(self.fd, fcntl.LOCK_UN)
-        finally:
-            self.mutex.release()
-
-    def generation(self) -> int:
-        """Bumped by every compaction of the table (read under the lock: NFS revalidates a file's
-        cache when it is locked, so this is what another host last wrote)."""
-        raw = os.pread(self.fd, 32, 0)
-        try:
-            return int(raw.split(b"\n", 1)[0] or 0)
-        except ValueError:
-            return -1  # unreadable: treat as changed, reload
-
-    def set_generation(self, generation: int) -> None:
-        text = b"%d\n" % generation
-        os.pwrite(self.fd, text.ljust(32, b" "), 0)
-        os.fsync(self.fd)
-
-
 # Adoptions made by this process (bumped after each): its other handles re-read the owners file
 # on their next look instead of waiting for OWNERS_RECHECK.
 _ADOPTIONS = [0]
@@ -247,246 +66,10 @@ _ADOPTIONS = [0]
 AUTO_COMPACT_SLACK = 50_000
 STALE_COMPACTION = 600  # seconds after which a compactor's temp file is surely abandoned
 MAX_PROBLEMS = 1000  # damaged lines a handle lists in `problems` (all are logged)
-HANDOFF_STREAK = 32  # commits of one process in a row before its lock is really released
 FRESH_FOR = 0.001  # seconds a handle's view of a table is used without a look at the file
 OWNERS_RECHECK = 1.0  # seconds between looks at the owners file (an adoption is a rare admin act)
 _monotonic = time.monotonic
 
-_GATES: dict[str, _Gate] = {}
-_GATES_GUARD = threading.Lock()
-
-
-def _gate(path: Path) -> _Gate:
-    key = os.path.realpath(path)
-    with _GATES_GUARD:
-        gate = _GATES.get(key)
-        if gate is None:
-            gate = _GATES[key] = _Gate(Path(key))
-        gate.users += 1
-        return gate
-
-
-def _release(gate: _Gate) -> None:
-    with _GATES_GUARD:
-        gate.users -= 1
-        if gate.users == 0 and _GATES.get(str(gate.path)) is gate:
-            del _GATES[str(gate.path)]
-            os.close(gate.fd)  # nobody in this process holds or waits for it
-
-
-def _forget_gates() -> None:
-    # A forked child holds none of the parent's record locks (POSIX) and may have inherited a
-    # mutex some other thread held: it starts over with its own gates.
-    global _GATES_GUARD
-    _GATES.clear()
-    _GATES_GUARD = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_forget_gates)
-
-
-def on_nfs(path: Path) -> bool:
-    """Is `path` on an NFS mount (from /proc/self/mountinfo: the longest mount point above it)."""
-    try:
-        real = os.path.realpath(path)
-        best, fstype = "", ""
-        with open("/proc/self/mountinfo") as fh:
-            for line in fh:
-                left, _, right = line.partition(" - ")
-                point = left.split()[4].replace("\\040", " ")
-                if (real == point or real.startswith(point.rstrip("/") + "/")) and len(point) >= len(best):
-                    best, fstype = point, right.split()[0]
-        return fstype.startswith("nfs")
-    except OSError:
-        return False
-
-
-def fsync_directory(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-# ---- group commit ---------------------------------------------------------------------------
-
-class _Waiter:
-    """A committer blocked in `GroupCommit.wait`: its lock is held until its flush is done."""
-
-    __slots__ = ("lock", "error")
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.lock.acquire()
-        self.error: BaseException | None = None
-
-
-class GroupCommit:
-    """Durability for many writers with few fsyncs.
-
-    A write is numbered (`written`) after its bytes are in the file; a flush takes every
-    descriptor written so far and fdatasyncs them without the mutex (writers keep appending
-    meanwhile, and their lines ride the next flush), so one fsync covers everyone who wrote
-    before it began. Who flushes:
-    - a committer in `wait(n)` when no flush is running does it itself (the leader): no thread
-      switch when it commits alone, and the DHCP loop, which writes a batch of ACKs and then
-      waits for each in turn, pays one fsync per batch (the first wait leads it, the others
-      find it done) and no GIL hand-off at all;
-    - otherwise the flusher thread (started on first use) flushes for all that queued behind
-      the running flush and releases each one's own lock.
-    Each waiter is woken on its own, not by a broadcast: with 64 committers a shared condition
-    woke 63 threads for nothing after every flush.
-    """
-
-    def __init__(self, name: str = "leases"):
-        lock = threading.Lock()
-        self._wake = threading.Condition(lock)  # work for the flusher
-        self._flushed = threading.Condition(lock)  # a flush ended
-        self._flushing = False
-        self._written = 0
-        self._durable = 0
-        self._dirty: set[int] = set()
-        self._retired: list[int] = []
-        self._pending: list[tuple[int, _Waiter]] = []  # (write number, who waits for it)
-        self._pending_max = 0
-        self._failed: dict[tuple[int, int], BaseException] = {}  # (after, upto] -> why that flush failed
-        self._thread: threading.Thread | None = None
-        self._closed = False
-        self._name = name
-        self.flushes = 0
-
-    def written(self, fd: int) -> int:
-        with self._wake:
-            self._written += 1
-            self._dirty.add(fd)
-            return self._written
-
-    def retire(self, fd: int) -> None:
-        """`fd` gets no more writes (its file was compacted away): close it now, or after the
-        flush that still has to sync it or is syncing it right now."""
-        with self._wake:
-            if self._flushing or fd in self._dirty:
-                self._retired.append(fd)
-                return
-        os.close(fd)
-
-    def _flush_locked(self) -> None:
-        """One flush of everything written so far; called with the mutex held and no flush running."""
-        target, dirty = self._written, self._dirty
-        self._dirty = set()
-        self._flushing = True
-        self._wake.release()
-        error = None
-        try:
-            for fd in dirty:
-                os.fdatasync(fd)
-        except OSError as exc:
-            # After a failed fsync the kernel may have dropped the dirty pages: these writes are
-            # not durable and must not be acknowledged (their waiters get the error).
-            error = exc
-            event(logger, "lease.store.fsync_failed", logging.ERROR, error=str(exc))
-        finally:
-            self._wake.acquire()
-            self._flushing = False
-            self.flushes += 1
-        if error is not None:
-            self._failed[(self._durable, target)] = error
-            if len(self._failed) > 64:  # waiters of old failed flushes have long been told
-                del self._failed[min(self._failed)]
-        self._durable = max(self._durable, target)
-        if self._retired:  # retired before or during this flush: done with unless written since
-            keep = [fd for fd in self._retired if fd in self._dirty]
-            for fd in self._retired:
-                if fd not in self._dirty:
-                    os.close(fd)
-            self._retired = keep
-        self._flushed.notify_all()
-
-    def _error_for(self, seq: int) -> BaseException | None:
-        for (after, upto), error in self._failed.items():
-            if after < seq <= upto:
-                return error
-        return None
-
-    def wait(self, seq: int | None) -> None:
-        if not seq:
-            return
-        waiter = None
-        error = None
-        with self._wake:
-            while self._durable < seq:
-                if not self._flushing:
-                    self._flush_locked()  # lead: nobody is flushing
-                    if self._pending:
-                        self._wake.notify()  # the flusher resolves (or flushes for) the queued ones
-                else:
-                    # Someone is flushing: queue behind it. A bare lock the flusher releases: a
-                    # Condition per waiter costs microseconds more per commit.
-                    waiter = _Waiter()
-                    self._enqueue(seq, waiter)
-                    break
-            else:
-                error = self._error_for(seq) if self._failed else None
-        if waiter is not None:
-            waiter.lock.acquire()
-            error = waiter.error
-        if error is not None:
-            raise error
-
-    def _enqueue(self, seq: int, waiter: _Waiter) -> None:
-        """With the mutex held: `waiter` is released after `seq`'s flush."""
-        if not self._pending:
-            self._wake.notify()
-        self._pending.append((seq, waiter))
-        if seq > self._pending_max:
-            self._pending_max = seq
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._flusher, name=f"{self._name}-flusher", daemon=True)
-            self._thread.start()
-
-    def _flusher(self) -> None:
-        while True:
-            with self._wake:
-                while not self._pending and not self._closed:
-                    self._wake.wait()
-                if not self._pending:
-                    return
-                if self._flushing:  # a committer is leading a flush: see what it covered first
-                    self._flushed.wait()
-                    continue
-                if self._durable < self._pending_max:
-                    self._flush_locked()
-                durable = self._durable
-                if self._pending_max <= durable:
-                    ready, self._pending = self._pending, []
-                else:
-                    ready = [p for p in self._pending if p[0] <= durable]
-                    self._pending = [p for p in self._pending if p[0] > durable]
-                for seq, waiter in ready:
-                    waiter.error = self._error_for(seq) if self._failed else None
-            for _seq, waiter in ready:
-                waiter.lock.release()
-
-    def close(self) -> None:
-        """Flush what is left and stop the flusher (waiters still pending are resolved first)."""
-        with self._wake:
-            self._closed = True
-            self._wake.notify_all()
-            thread = self._thread
-        if thread is not None:
-            thread.join(timeout=30)
-        with self._wake:
-            while self._flushing:
-                self._flushed.wait()
-            if self._written > self._durable:
-                self._flush_locked()
-            for fd in self._retired:
-                os.close(fd)
-            self._retired = []
-
-
-# ---- the store --------------------------------------------------------------------------------
 
 class _Log:
     """This handle's view of one network's table file."""
@@ -494,7 +77,7 @@ class _Log:
     __slots__ = ("network", "path", "gate", "fd", "ino", "offset", "generation", "table", "held", "retired",
                  "lines", "looked", "epoch")
 
-    def __init__(self, network: str, path: Path, gate: _Gate):
+    def __init__(self, network: str, path: Path, gate: Gate):
         self.network, self.path, self.gate = network, path, gate
         self.fd = -1
         self.ino = 0
@@ -525,7 +108,7 @@ class FileStore(LeaseStore):
         self.nfs = on_nfs(self.directory) if nfs is None else nfs
         self._commit = GroupCommit()
         self._logs: dict[str, _Log] = {}
-        self._owners_gate = _gate(self.directory / (OWNERS_NAME + ".lock"))
+        self._owners_gate = open_gate(self.directory / (OWNERS_NAME + ".lock"))
         self._owners_path = self.directory / OWNERS_NAME
         self._owners: dict[IPv4Address, IPv4Address] = {}
         self._owners_stat: tuple[int, int] | None = None
@@ -545,7 +128,7 @@ class FileStore(LeaseStore):
     # ---- opening and reading ----------------------------------------------------------------
     def _open(self, network: str) -> _Log:
         path = self.directory / f"{TABLE_PREFIX}{network}"
-        log = _Log(network, path, _gate(self.directory / f"{TABLE_PREFIX}{network}.lock"))
+        log = _Log(network, path, open_gate(self.directory / f"{TABLE_PREFIX}{network}.lock"))
         log.gate.lock()
         try:
             if not path.exists():
@@ -572,14 +155,7 @@ class FileStore(LeaseStore):
         try:
             st = os.fstat(fd)
             data = _read_all(fd, st.st_size)
-            first = data.find(b"\n") + 1
-            header = data[:first]
-            if not header.startswith(HEADER_MAGIC):
-                raise StoreCorrupt(log.path, "not a bootsrv lease table (first line is not its header)")
-            version = header[len(HEADER_MAGIC):].split(b" ", 1)[0]
-            if version != str(FORMAT_VERSION).encode():
-                raise StoreCorrupt(log.path, f"format version {version.decode(errors='replace')} "
-                                             f"(this bootsrv reads v{FORMAT_VERSION})")
+            first = header_end(log.path, data)
             old = log.table
             records, offset = self._load(log, data, first)
             table = Table.of(records)
@@ -836,16 +412,14 @@ class FileStore(LeaseStore):
         for number, line in enumerate(data[:end].split(b"\n")[:-1], 1):
             if line.startswith(b"#"):
                 continue
-            body, _, crc = line.rpartition(b"|")
             try:
-                if zlib.crc32(body) != int(crc, 16):
-                    raise ValueError("checksum mismatch")
-                peer, heir = body.decode().split("|")
-                owners[IPv4Address(peer)] = IPv4Address(heir)
+                peer, heir = decode_adoption(line)
             except ValueError as exc:
                 text = f"{self._owners_path}: line {number}: {exc}; skipped"
                 self.problems.append(text)
                 event(logger, "lease.store.corrupt", logging.WARNING, file=str(self._owners_path), line=number)
+            else:
+                owners[peer] = heir
         changed = len(set(owners.items()) ^ set(self._owners.items()))
         self._owners = owners  # replaced whole: readers iterate the old dict safely
         self._owners_stat = (st.st_ino, st.st_size)
@@ -856,7 +430,7 @@ class FileStore(LeaseStore):
         gate.lock()
         try:
             if not self._owners_path.exists():
-                self._create(self._owners_path, b"# bootsrv lease owners v1 fields=peer|heir|crc32\n")
+                self._create(self._owners_path, OWNERS_HEADER)
             fd = os.open(self._owners_path, os.O_RDWR)
             try:
                 size = os.fstat(fd).st_size
@@ -864,8 +438,7 @@ class FileStore(LeaseStore):
                 good = data.rfind(b"\n") + 1
                 if good < size:
                     os.ftruncate(fd, good)  # a torn adoption line: the adopter died; cut it off
-                body = f"{peer}|{heir}".encode()
-                os.pwrite(fd, b"%s|%08x\n" % (body, zlib.crc32(body)), good)
+                os.pwrite(fd, encode_adoption(peer, heir), good)
                 os.fsync(fd)
             finally:
                 os.close(fd)
@@ -887,9 +460,9 @@ class FileStore(LeaseStore):
         return out
 
     def _compact(self, log: _Log) -> tuple[int, int] | None:
-        # The new file is written from a snapshot without the lock (100,000 records take about
-        # a second to encode: DHCP must not wait that long); under the lock only the lines
-        # appended since the snapshot are copied over before the swap.
+        # The new file is written from a snapshot without the lock (encoding a big table takes
+        # long, see docs/lease-store.md "Compaction": DHCP must not wait for it); under the lock
+        # only the lines appended since the snapshot are copied over before the swap.
         with log.gate.mutex:
             self._catch_up(log)
             records = sorted(log.table.records.values(), key=lambda r: int(r.ip))
@@ -976,8 +549,8 @@ class FileStore(LeaseStore):
                 if fd >= 0:
                     os.close(fd)
             log.fd, log.retired = -1, []
-            _release(log.gate)
-        _release(self._owners_gate)
+            close_gate(log.gate)
+        close_gate(self._owners_gate)
 
 
 def _read_all(fd: int, size: int) -> bytes:

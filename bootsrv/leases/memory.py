@@ -11,8 +11,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from ipaddress import IPv4Address
 
-from bootsrv.leases.model import Collision, Pool, Record
-from bootsrv.leases.store import LeaseStore, Table, new_signature
+from bootsrv.leases.model import Collision, Pool, Record, Table
+from bootsrv.leases.store import LeaseStore, new_signature
 
 
 class MemoryBackend:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv4Network
 
@@ -91,16 +92,17 @@ class Record:
     comment: str = ""
 
     # The same fields and defaults as above (tests/leases/test_model.py holds them equal). The
-    # generated __init__ of a frozen dataclass sets each field through object.__setattr__:
-    # 2.4 us per Record against 0.8 here, and a DORA makes four.
+    # generated __init__ of a frozen dataclass sets each field through object.__setattr__, which
+    # is slower than this one, and a DORA makes four (docs/lease-store.md, "Measurements behind
+    # the code").
     def __init__(self, network: str, ip: IPv4Address, client_id: str = "", flags: Flag = Flag.DYNAMIC,
                  owner: IPv4Address = _NOBODY, expiry: int = NONE, signature: int = 0, macro: str = "",
                  hostname: str = "", comment: str = ""):
         self.__dict__.update(network=network, ip=ip, client_id=client_id, flags=flags, owner=owner, expiry=expiry,
                              signature=signature, macro=macro, hostname=hostname, comment=comment)
 
-    # The flag tests below use int(flags): IntFlag's own `&` is Python code (about 2 us each),
-    # and an ACK asks these questions several times.
+    # The flag tests below use int(flags): IntFlag's own `&` is Python code, and an ACK asks
+    # these questions several times (docs/lease-store.md, "Measurements behind the code").
     @property
     def manual(self) -> bool:
         return bool(int(self.flags) & _MANUAL)
@@ -145,7 +147,8 @@ def evolve(rec: Record, **changes) -> Record:
 
 
 def as_address(value) -> IPv4Address:
-    # IPv4Address(an IPv4Address) formats and re-parses it: a few microseconds per call.
+    # IPv4Address(an IPv4Address) formats and re-parses it (docs/lease-store.md, "Measurements
+    # behind the code"), and the hot path is handed addresses that are already IPv4Address.
     return value if type(value) is IPv4Address else IPv4Address(value)
 
 
@@ -187,6 +190,57 @@ class Pool:
 
     def lendable(self, ip: IPv4Address) -> bool:
         return self.range_of(ip) is not None and ip not in self.reserved
+
+
+class Table:
+    """One network's records, indexed by address and by client id (what a store holds in memory
+    and what the allocation decision reads)."""
+
+    __slots__ = ("records", "clients")
+
+    def __init__(self, records: Iterable[Record] = ()):
+        self.records: dict[IPv4Address, Record] = {}
+        self.clients: dict[str, set[IPv4Address]] = {}
+        for rec in records:
+            self.put(rec)
+
+    @classmethod
+    def of(cls, records: dict[IPv4Address, Record]) -> Table:
+        """A table over `records` (taken, not copied), indexing each address once."""
+        table = cls()
+        table.records = records
+        clients = table.clients
+        for ip, rec in records.items():
+            if rec.client_id:
+                ips = clients.get(rec.client_id)
+                if ips is None:
+                    clients[rec.client_id] = {ip}
+                else:
+                    ips.add(ip)
+        return table
+
+    def put(self, rec: Record) -> None:
+        old = self.records.get(rec.ip)
+        if old is not None and old.client_id != rec.client_id:
+            self._unindex(old)
+        self.records[rec.ip] = rec
+        if rec.client_id:
+            self.clients.setdefault(rec.client_id, set()).add(rec.ip)
+
+    def drop(self, ip: IPv4Address) -> None:
+        old = self.records.pop(ip, None)
+        if old is not None:
+            self._unindex(old)
+
+    def _unindex(self, rec: Record) -> None:
+        ips = self.clients.get(rec.client_id)
+        if ips is not None:
+            ips.discard(rec.ip)
+            if not ips:
+                del self.clients[rec.client_id]
+
+    def of_client(self, client_id: str) -> list[Record]:
+        return [self.records[ip] for ip in self.clients.get(client_id, ())]
 
 
 def pools_from_config(config) -> dict[str, Pool]:

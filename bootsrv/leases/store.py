@@ -1,10 +1,12 @@
 """The lease store's operations, written once over a few storage primitives.
 
-`LeaseStore` holds every rule (who may take which address, what an offer, an ACK, a release or a
-decline writes); an implementation supplies only the primitives: the current table of a network
-(`_table`), a compare-and-swap write (`_write`), and waiting for durability (`_sync`). The
-in-memory store (bootsrv.leases.memory) and the file store (bootsrv.leases.files) therefore
-behave the same, which tests/leases/test_contract.py checks against both.
+`LeaseStore` holds every rule of what an offer, an ACK, a release or a decline writes; which
+address an offer names is decided by `choose` (bootsrv.leases.allocation, pure), which the offer
+runs inside its compare-and-swap loop. An implementation supplies only the primitives: the
+current table of a network (`_table`), a compare-and-swap write (`_write`), and waiting for
+durability (`_sync`). The in-memory store (bootsrv.leases.memory) and the file store
+(bootsrv.leases.files) therefore behave the same, which tests/leases/test_contract.py checks
+against both.
 
 Ownership (Solaris OWNER_IP): a handle is opened with the addresses its server acts for. It
 allocates only from ranges those addresses own (or that were adopted from a dead peer) and never
@@ -21,20 +23,20 @@ from __future__ import annotations
 
 import secrets
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from ipaddress import IPv4Address
 
 from bootsrv.errors import Conflict, InvalidInput, NotFound
+from bootsrv.leases.allocation import KEPT, Holds, Lender, acting_for, best_of, choose, lendable
 from bootsrv.leases.model import (
     NEVER,
     NONE,
     Collision,
     Flag,
     Pool,
-    PoolExhausted,
-    Range,
     Record,
+    Table,
     UnknownNetwork,
     as_address,
     evolve,
@@ -61,64 +63,6 @@ class AddressTaken(Conflict):
         self.record = record
         who = record.client_id + (f" ({record.hostname})" if record.hostname else "")
         super().__init__(f"{record.network}/{record.ip}: held by {who or 'an unusable mark'}")
-
-
-class Table:
-    """One network's records, indexed by address and by client id."""
-
-    __slots__ = ("records", "clients")
-
-    def __init__(self, records: Iterable[Record] = ()):
-        self.records: dict[IPv4Address, Record] = {}
-        self.clients: dict[str, set[IPv4Address]] = {}
-        for rec in records:
-            self.put(rec)
-
-    @classmethod
-    def of(cls, records: dict[IPv4Address, Record]) -> "Table":
-        """A table over `records` (taken, not copied), indexing each address once."""
-        table = cls()
-        table.records = records
-        clients = table.clients
-        for ip, rec in records.items():
-            if rec.client_id:
-                ips = clients.get(rec.client_id)
-                if ips is None:
-                    clients[rec.client_id] = {ip}
-                else:
-                    ips.add(ip)
-        return table
-
-    def put(self, rec: Record) -> None:
-        old = self.records.get(rec.ip)
-        if old is not None and old.client_id != rec.client_id:
-            self._unindex(old)
-        self.records[rec.ip] = rec
-        if rec.client_id:
-            self.clients.setdefault(rec.client_id, set()).add(rec.ip)
-
-    def drop(self, ip: IPv4Address) -> None:
-        old = self.records.pop(ip, None)
-        if old is not None:
-            self._unindex(old)
-
-    def _unindex(self, rec: Record) -> None:
-        ips = self.clients.get(rec.client_id)
-        if ips is not None:
-            ips.discard(rec.ip)
-            if not ips:
-                del self.clients[rec.client_id]
-
-    def of_client(self, client_id: str) -> list[Record]:
-        return [self.records[ip] for ip in self.clients.get(client_id, ())]
-
-
-def best_of(records: list[Record], now: float) -> Record | None:
-    """The record that speaks for a client: its manual binding, else its live lease, else the
-    lease that ended last (RFC 2131 4.3.1: offer the client its previous address if free)."""
-    if not records:
-        return None
-    return max(records, key=lambda r: (r.manual, r.active(now), r.expiry if r.expiry != NEVER else 2**62, int(r.ip)))
 
 
 class Pending:
@@ -156,15 +100,15 @@ class LeaseStore:
         # keeps an address from going to two clients, the second gets a NAK).
         self.offers_in_memory = offers_in_memory
         # (k, n): this handle allocates from its ranges the addresses with int(ip) % n == k first
-        # (see _allocate). The DHCP processes of one server (dhcp.processes) each take their own
-        # stripe, so their in-memory offer holds do not name the same free address.
+        # (see bootsrv.leases.allocation). The DHCP processes of one server (dhcp.processes) each
+        # take their own stripe, so their in-memory offer holds do not name the same free address.
         index, count = stripe
         if not 0 <= index < count:
             raise InvalidInput("stripe", f"{stripe!r}: want (k, n) with 0 <= k < n")
         self.stripe = (index, count)
-        self._holds: dict[tuple[str, IPv4Address], Record] = {}
-        self._hold_of: dict[tuple[str, str], IPv4Address] = {}
+        self._holds = Holds()
         self._holds_lock = threading.Lock()
+        self._lender_made: tuple[Mapping[IPv4Address, IPv4Address], Lender] | None = None
 
     # ---- primitives an implementation provides -------------------------------------------
     def _table(self, network: str) -> Table:
@@ -250,20 +194,14 @@ class LeaseStore:
         pool = self.pool(network)
         for _ in range(MAX_ATTEMPTS):
             table = self._table(network)
-            current = best_of(table.of_client(client_id), now)
-            if current is not None and (current.manual or current.active(now)):
-                return current
-            mine = self._hold(network, client_id, now)
-            if mine is not None and self._lendable(table, pool, mine.ip, now, client_id):
-                return mine
-            target = None
-            if (current is not None and self.owns(current) and pool.lendable(current.ip) and not current.unusable
-                    and not self._held_by_other(network, current.ip, now, client_id)):
-                target = current  # its previous address (RFC 2131 4.3.1)
-            if target is None and requested is not None and self._lendable(table, pool, requested, now, client_id):
-                target = table.records.get(requested) or Record(network, requested)
-            if target is None:
-                target = self._allocate(table, pool, now)
+            cursor = self._cursor.get(network, 0)  # read unlocked (one dict read); written under the lock
+            target, reason, next_cursor = choose(pool, table, self._holds, self._lender(), cursor, now, client_id,
+                                                 requested)
+            if reason in KEPT:
+                return target  # the client's binding, live lease or held offer, unchanged
+            if next_cursor != cursor:
+                with self._cursor_lock:
+                    self._cursor[network] = next_cursor
             owner = self._owner_for(pool, target)
             held = Record(network, target.ip, client_id, Flag.DYNAMIC, owner, int(now + hold), 0, target.macro)
             if self.offers_in_memory:
@@ -301,7 +239,7 @@ class LeaseStore:
             if rec is not None and rec.client_id == client_id and not rec.unusable:
                 expiry = NEVER if rec.permanent else int(now + lease_time)
                 new = evolve(rec, expiry=expiry, hostname=rec.hostname if hostname is None else hostname)
-            elif self._lendable(table, pool, ip, now, client_id):
+            elif lendable(pool, table.records, self._holds, self._lender(), ip, now, client_id):
                 base = rec or Record(network, ip)
                 new = Record(network, ip, client_id, Flag.DYNAMIC, self._owner_for(pool, base), int(now + lease_time),
                              0, base.macro, hostname or "")
@@ -332,7 +270,7 @@ class LeaseStore:
                 return replace(rec, flags=rec.flags | Flag.UNUSABLE)
             return replace(rec.freed(), flags=Flag.UNUSABLE, expiry=int(now + hold), comment=f"declined by {client_id}")
 
-        held = self._hold(network, client_id, now)
+        held = self._holds.of_client(network, client_id, now)
         self._drop_hold(network, client_id)
         if held is not None and held.ip == as_address(ip) and self.get(network, ip) is None:
             # Declined while only held in memory: the mark still goes to the store, for the peer too.
@@ -506,102 +444,25 @@ class LeaseStore:
             return self.effective_owner(rng.owner)
         return self.owner_ips[0]
 
-    def _lendable(self, table: Table, pool: Pool, ip: IPv4Address, now: float, client_id: str = "") -> bool:
-        if not pool.lendable(ip) or not self.owns_address(pool.network, ip):
-            return False
-        if self._held_by_other(pool.network, ip, now, client_id):
-            return False
-        rec = table.records.get(ip)
-        return rec is None or (rec.reusable(now) and self.owns(rec))
+    def _lender(self) -> Lender:
+        """Who this handle is for the allocation decision; made again only after an adoption."""
+        adopted = self.adoptions()
+        made = self._lender_made
+        if made is None or (made[0] is not adopted and made[0] != adopted):
+            made = self._lender_made = (adopted, Lender(acting_for(self.owner_ips, adopted), self.stripe))
+        return made[1]
 
     # ---- offer holds kept in memory (offers_in_memory) -------------------------------------
-    def _hold(self, network: str, client_id: str, now: float) -> Record | None:
-        ip = self._hold_of.get((network, client_id))
-        held = self._holds.get((network, ip)) if ip is not None else None
-        return held if held is not None and held.client_id == client_id and held.expiry > now else None
-
-    def _held_by_other(self, network: str, ip: IPv4Address, now: float, client_id: str = "") -> bool:
-        """A live offer hold of this handle on `ip` for a client other than `client_id` ("": any)."""
-        held = self._holds.get((network, ip))
-        return held is not None and held.client_id != client_id and held.expiry > now
-
     def _keep_hold(self, held: Record, now: float) -> None:
         with self._holds_lock:
-            old = self._hold_of.get((held.network, held.client_id))
-            if old is not None:
-                self._holds.pop((held.network, old), None)
-            self._holds[(held.network, held.ip)] = held
-            self._hold_of[(held.network, held.client_id)] = held.ip
-            if len(self._holds) > 4096 and len(self._holds) & 1023 == 0:
-                for key, rec in list(self._holds.items()):  # lapsed offers (clients that never asked)
-                    if rec.expiry <= now:
-                        self._holds.pop(key, None)
-                        self._hold_of.pop((rec.network, rec.client_id), None)
+            self._holds.keep(held, now)
 
     def _drop_hold(self, network: str, client_id: str) -> None:
-        if not self._hold_of:
+        if not self._holds.by_client:
             return
         with self._holds_lock:
-            ip = self._hold_of.pop((network, client_id), None)
-            if ip is not None:
-                self._holds.pop((network, ip), None)
+            self._holds.drop(network, client_id)
 
-    def _owned_ranges(self, pool: Pool) -> list[Range]:
-        return [r for r in pool.ranges if self.effective_owner(r.owner) in self.owner_ips]
-
-    def _allocate(self, table: Table, pool: Pool, now: float) -> Record:
-        """The next free address of our ranges: first one that never had a client (or was
-        released), searching on from where the last search stopped; else the one whose lease
-        ended longest ago (RFC 2131 4.3.1 prefers addresses not recently assigned).
-
-        With a stripe (k, n), the addresses with int(ip) % n == k come first; only when none of
-        them is left are the other stripes' taken. Then another process of this server may hold
-        the same address as an offer: whichever ACK commits first wins and the other client gets
-        a NAK and starts over, which beats turning clients away while the pool has room (MACs do
-        not spread evenly over the processes)."""
-        ranges = self._owned_ranges(pool)
-        total = sum(len(r) for r in ranges)
-        if not total:
-            raise PoolExhausted(pool.network)
-        with self._cursor_lock:
-            start = self._cursor.get(pool.network, 0) % total
-        records = table.records
-        index, count = self.stripe
-        for own_stripe in ((True, False) if count > 1 else (False,)):
-            for i in _rotation(start, total):
-                n = _nth(ranges, i)
-                if own_stripe and n % count != index:
-                    continue
-                ip = IPv4Address(n)
-                if ip in pool.reserved or self._held_by_other(pool.network, ip, now):
-                    continue
-                rec = records.get(ip)
-                if rec is None or (not rec.client_id and not rec.unusable and not rec.manual):
-                    with self._cursor_lock:
-                        self._cursor[pool.network] = i + 1
-                    return rec or Record(pool.network, ip)
-        lapsed = [r for r in list(records.values())
-                  if pool.lendable(r.ip) and self.owns_address(pool.network, r.ip) and r.reusable(now) and self.owns(r)
-                  and not self._held_by_other(pool.network, r.ip, now)]
-        if lapsed:
-            # Our stripe's first (False sorts first), then the one that ended longest ago.
-            return min(lapsed, key=lambda r: (int(r.ip) % count != index, r.expiry, int(r.ip)))
-        raise PoolExhausted(pool.network)
-
-
-def _nth(ranges: list[Range], i: int) -> int:
-    """The i-th address (as an int) of the ranges taken one after another."""
-    for rng in ranges:
-        size = len(rng)
-        if i < size:
-            return rng.first + i
-        i -= size
-    raise IndexError(i)
-
-
-def _rotation(start: int, n: int) -> Iterator[int]:
-    yield from range(start, n)
-    yield from range(0, start)
 
 
 def _address(value, pool: Pool) -> IPv4Address:

@@ -10,7 +10,8 @@ from ipaddress import IPv4Address as IP
 import pytest
 
 from bootsrv.leases import Flag, Record, client_id_of_mac
-from bootsrv.leases.files import FileStore, StoreCorrupt, decode, encode, table_header
+from bootsrv.leases.codec import StoreCorrupt, decode, encode, table_header
+from bootsrv.leases.files import FileStore
 from tests.leases.conftest import A, B, POOLS
 
 NOW = 1_700_000_000

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from bootsrv.leases import Record
-from bootsrv.leases.files import FileStore, encode
+from bootsrv.leases.codec import encode
+from bootsrv.leases.files import FileStore
 from tests.leases.workers import BIG, A, allocate
 
 ROOT = Path(__file__).resolve().parents[2]
