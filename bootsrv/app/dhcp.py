@@ -3,7 +3,9 @@
 Which sockets: one per interface some network names, plus the relay socket when some network
 lists relays; a config that names neither gets no DHCP service at all (the embedded default).
 The handler decodes, asks the engine, encodes and turns the engine's routing decision into an
-`Outgoing`; everything it does not like raises, and the loop logs one line (MAC, xid) and drops.
+`Outgoing`. A packet that breaks a protocol rule raises MalformedPacket: the loop logs one line
+(MAC, xid), counts it as `malformed` and drops it; any other exception is a bug, logged with its
+traceback and counted as `errors` (both in the `dhcp.stopped` line); the loop answers on.
 """
 
 from __future__ import annotations
@@ -108,7 +110,7 @@ class DhcpService:
         if self.server is not None:
             self.server.stop()
             shed = getattr(self.handler, "shed", [0])[0]
-            event(log, "dhcp.stopped", malformed=self.server.malformed, shed=shed,
+            event(log, "dhcp.stopped", malformed=self.server.malformed, errors=self.server.errors, shed=shed,
                   **({"process": self.process} if self.config.dhcp.processes > 1 else {}))
 
 
