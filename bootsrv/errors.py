@@ -12,6 +12,7 @@ class BootsrvError(Exception):
 
     exit_code = 1
     http_status = 500
+    http_headers: tuple[tuple[str, str], ...] = ()  # sent with the HTTP answer (bootsrv.http.errors)
 
 
 class ConfigError(BootsrvError):
