@@ -355,7 +355,7 @@ class DhcpServer:
             event(log, "dhcp.dropped", logging.WARNING, interface=ifname or "(relays)",
                   error=str(exc)[:200], **describe(raw))
             return None
-        except Exception:  # anything else is a bug of ours: its traceback, counted apart; the loop goes on
+        except Exception:  # noqa: BLE001 - anything else is a bug of ours: its traceback, counted apart
             with self._lock:
                 self.errors += 1
             event(log, "dhcp.handler_failed", logging.ERROR, exc_info=True, interface=ifname or "(relays)",
