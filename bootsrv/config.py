@@ -186,6 +186,8 @@ class BootSection(Section):
     # Profile given to a machine the moment it is discovered, so it installs without an admin
     # (bootsrv.machines.admin.discover). Off by default: any unknown PXE client would be installed.
     auto_profile: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    # Most machines discovery keeps unadopted; the oldest go first (bootsrv.machines.discovery).
+    discovered_limit: Annotated[int, Field(ge=1, le=1_000_000)] = 1000
 
     @field_validator("files")
     @classmethod

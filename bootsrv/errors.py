@@ -12,6 +12,7 @@ class BootsrvError(Exception):
 
     exit_code = 1
     http_status = 500
+    http_headers: tuple[tuple[str, str], ...] = ()  # sent with the HTTP answer (bootsrv.http.errors)
 
 
 class ConfigError(BootsrvError):
@@ -39,6 +40,16 @@ class InvalidInput(BootsrvError):
     def __init__(self, field: str, rule: str):
         self.field, self.rule = field, rule
         super().__init__(f"{field}: {rule}")
+
+
+class MalformedPacket(InvalidInput):
+    """A datagram from the network breaks a rule of its protocol (for DHCP RFC 2131/2132, see
+    bootsrv.dhcp.packet); `rule` names the field or option ("option 97 has length 5, expected
+    17"). The server logs it (MAC, xid), counts it and drops it; it is the client's fault, never
+    a bug of ours, which is why the socket loops catch exactly this class and nothing wider."""
+
+    def __init__(self, rule: str, field: str = "packet"):
+        super().__init__(field, rule)
 
 
 class NotFound(BootsrvError):

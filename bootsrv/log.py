@@ -1,7 +1,9 @@
 """One line per event, as key=value (default) or JSON: greppable by people, parseable by machines.
 
 Use `event(logger, "dhcp.ack", mac=..., ip=...)`; the formatter writes
-`ts=... level=info logger=bootsrv.dhcp event=dhcp.ack mac=... ip=...`.
+`ts=... level=info logger=bootsrv.dhcp event=dhcp.ack mac=... ip=...`. An event about a bug
+(`exc_info=True`) carries the exception as `error` and its whole traceback as `traceback`, still
+on one line (quoted, its newlines escaped).
 """
 
 from __future__ import annotations
@@ -10,14 +12,17 @@ import json
 import logging
 import sys
 import time
+import traceback
 from typing import Any
 
 _FIELDS = "bootsrv_fields"
 
 
-def event(logger: logging.Logger, name: str, level: int = logging.INFO, **fields: Any) -> None:
+def event(logger: logging.Logger, name: str, level: int = logging.INFO, exc_info: bool = False,
+          **fields: Any) -> None:
+    """One event; `exc_info=True` inside an `except` block adds the exception being handled."""
     if logger.isEnabledFor(level):
-        logger.log(level, name, extra={_FIELDS: fields})
+        logger.log(level, name, exc_info=exc_info, extra={_FIELDS: fields})
 
 
 def _pairs(record: logging.LogRecord) -> dict[str, Any]:
@@ -30,6 +35,7 @@ def _pairs(record: logging.LogRecord) -> dict[str, Any]:
     out.update(getattr(record, _FIELDS, {}))
     if record.exc_info:
         out["error"] = repr(record.exc_info[1])
+        out["traceback"] = "".join(traceback.format_exception(*record.exc_info)).rstrip()
     return out
 
 

@@ -3,7 +3,9 @@
 Which sockets: one per interface some network names, plus the relay socket when some network
 lists relays; a config that names neither gets no DHCP service at all (the embedded default).
 The handler decodes, asks the engine, encodes and turns the engine's routing decision into an
-`Outgoing`; everything it does not like raises, and the loop logs one line (MAC, xid) and drops.
+`Outgoing`. A packet that breaks a protocol rule raises MalformedPacket: the loop logs one line
+(MAC, xid), counts it as `malformed` and drops it; any other exception is a bug, logged with its
+traceback and counted as `errors` (both in the `dhcp.stopped` line); the loop answers on.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import time
 from collections.abc import Callable
 from ipaddress import IPv4Address
 
+from bootsrv.app.discovery import DiscoveryRecorder
 from bootsrv.app.wiring import Wiring
 from bootsrv.config import Config
 from bootsrv.dhcp.server import Arrival, Deferred, DhcpServer, Handler, Outgoing
@@ -61,9 +64,10 @@ class DhcpService:
     name = "dhcp"
 
     def __init__(self, config: Config, handler_factory: Callable[[], Handler], workers: int | None = None,
-                 process: int = 0):
+                 process: int = 0, recorder: DiscoveryRecorder | None = None):
         self.config = config
         self.handler_factory = handler_factory
+        self.recorder = recorder  # records what this process' handler reports (bootsrv.app.discovery)
         # One receiving thread per socket (see server.py "Threads"), more when a handler blocks
         # on ICMP echoes.
         self.workers = workers or (8 if config.dhcp.icmp_check else 1)
@@ -78,6 +82,8 @@ class DhcpService:
                 # and option 54 needs one of ours: say so once instead of failing every packet.
                 event(log, "dhcp.interface_without_address", logging.WARNING, interface=ifname)
         self.handler = self.handler_factory()
+        if self.recorder is not None:
+            self.recorder.start()
         # The lease tables are large, long-lived object graphs: move what exists now out of the
         # collector's way and collect the young generation less often. Every DORA allocates a few
         # hundred objects, so the default threshold (700) ran a collection every few exchanges and
@@ -91,6 +97,7 @@ class DhcpService:
         try:
             self.server.start()
         except OSError as exc:
+            self._stop_recorder()
             raise socket_error(self.config, exc) from None
         if self.process == 0 and self.config.dhcp.processes > 1:
             from bootsrv.app.dhcp_processes import Processes
@@ -100,6 +107,7 @@ class DhcpService:
                 self.others.start()
             except BaseException:
                 self.server.stop()
+                self._stop_recorder()
                 raise
 
     def stop(self) -> None:
@@ -108,8 +116,14 @@ class DhcpService:
         if self.server is not None:
             self.server.stop()
             shed = getattr(self.handler, "shed", [0])[0]
-            event(log, "dhcp.stopped", malformed=self.server.malformed, shed=shed,
+            event(log, "dhcp.stopped", malformed=self.server.malformed, errors=self.server.errors, shed=shed,
                   **({"process": self.process} if self.config.dhcp.processes > 1 else {}))
+        self._stop_recorder()  # after the loop: it records what the last packets reported
+
+    def _stop_recorder(self) -> None:
+        if self.recorder is not None:
+            self.recorder.stop()
+            self.recorder = None
 
 
 def socket_error(config: Config, exc: OSError) -> ConfigError:
@@ -128,22 +142,29 @@ def dhcp_services(wiring: Wiring) -> list[DhcpService]:
     if not served_interfaces(cfg) and not relayed(cfg):
         event(log, "dhcp.nothing_to_serve", reason="no network names an interface or a relay")
         return []
-    return [DhcpService(cfg, lambda: engine_handler(wiring), process=wiring.dhcp_process)]
+    recorder = None
+    if cfg.boot.unknown_machines == "discover":  # otherwise nothing is ever reported
+        recorder = DiscoveryRecorder(wiring.machines, wiring.sightings, cfg.boot.discovered_limit,
+                                     cfg.boot.auto_profile)
+    return [DhcpService(cfg, lambda: engine_handler(wiring), process=wiring.dhcp_process, recorder=recorder)]
 
 
 def engine_handler(wiring: Wiring) -> Handler:
     """The handler over the DHCP engine and the lease store of this process: decode, decide, encode.
-    An ACK comes back Deferred until its lease is durable (see server.py)."""
+    An ACK comes back Deferred until its lease is durable (see server.py). The machine registry is
+    only read here; what the engine saw of unknown netboot clients goes to `wiring.sightings`,
+    which the discovery recorder writes off the packet path (bootsrv.app.discovery)."""
     from bootsrv.dhcp import packet as P
     from bootsrv.dhcp.engine import Engine, ServerAddresses
     from bootsrv.dhcp.packet import DISCOVER as DISCOVER_TYPE
     from bootsrv.dhcp.packet import REQUEST as REQUEST_TYPE
     from bootsrv.dhcp.packet import decode, encode, looks_like_discover
-    from bootsrv.dhcp.pxe import RegistryBooter
+    from bootsrv.machines.model import RegistryNetboot
 
     cfg = wiring.config
-    engine = Engine(cfg, wiring.leases, RegistryBooter(wiring.machines, cfg.boot),
+    engine = Engine(cfg, wiring.leases, RegistryNetboot(wiring.machines),
                     ServerAddresses(cfg, cached_interface_address()), probe=icmp_echo)
+    sightings = wiring.sightings
     clock = wiring.clock
     debug = functools.partial(log.isEnabledFor, logging.DEBUG)
     shed = [0]
@@ -173,6 +194,8 @@ def engine_handler(wiring: Wiring) -> Handler:
         reply = engine.decide(request, arrival.interface, clock())
         if reply is None:
             return None
+        if reply.sighting is not None:
+            sightings.saw(reply.sighting)  # recorded later, in a batch: no registry write here
         if debug():  # one line per reply at --log-level debug (at thousands a second, not by default)
             event(log, "dhcp.reply", logging.DEBUG, type=P.MESSAGE_NAMES.get(reply.message_type, reply.message_type),
                   mac=request.chaddr[:6].hex(":"), ip=str(reply.packet.yiaddr), to=f"{reply.to.address}:{reply.to.port}",

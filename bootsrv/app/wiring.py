@@ -38,6 +38,13 @@ class Wiring:
         return FileRegistry(self.config.store.directory)
 
     @functools.cached_property
+    def sightings(self):
+        """Netboot clients DHCP did not know, waiting for the discovery recorder (one per process)."""
+        from bootsrv.machines.discovery import SightingQueue
+
+        return SightingQueue()
+
+    @functools.cached_property
     def profiles(self):
         """The install profile catalog (profiles/ data, templates/), validated once per process."""
         from bootsrv.profiles.catalog import load

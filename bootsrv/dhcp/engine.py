@@ -1,9 +1,11 @@
 """The DHCP engine: a request, the store, the config and the time in; a reply and where it goes out.
 
 No sockets. `Engine.decide(packet, arrival, now)` returns a `Reply` (the packet, its destination
-per RFC 2131 4.1 and, for an ACK, the pending durable commit) or None (stay silent). The
-lease store is the only state; its writes are compare-and-swap, so two engines on one store (the
-pair) never hand out one address twice.
+per RFC 2131 4.1, for an ACK the pending durable commit, and for a netboot client the registry
+did not know the `Sighting` to record) or None (stay silent). The lease store is the only state
+it writes; its writes are compare-and-swap, so two engines on one store (the pair) never hand
+out one address twice. The machine registry is only read (`KnownMachines`): recording what was
+seen is the caller's, off the packet path (bootsrv.dhcp.pxe).
 
 Which network. A relayed request (giaddr set) belongs to the network that lists that relay; a
 direct one to the network of the interface it arrived on. A unicast RENEW from a client behind a
@@ -45,7 +47,7 @@ from bootsrv.config import Config, NetworkSection
 from bootsrv.dhcp import packet as P
 from bootsrv.dhcp.options import LEASE_OPTIONS, Layers, lease_times, ordered
 from bootsrv.dhcp.packet import Packet, reply_to
-from bootsrv.dhcp.pxe import FORCED, Booter, boot_reply, classify
+from bootsrv.dhcp.pxe import FORCED, KnownMachines, Sighting, boot_reply, classify, netboot_action
 from bootsrv.leases import AddressTaken, Pending, PoolExhausted, Record, client_id_of_mac
 from bootsrv.log import event
 
@@ -74,6 +76,7 @@ class Reply:
     to: Destination
     max_size: int
     durable: Pending | None = None  # an ACK: send once this is durable (the lease is on disk)
+    sighting: Sighting | None = None  # a netboot client the registry did not know: for the caller to record
 
     @property
     def message_type(self) -> int | None:
@@ -107,11 +110,12 @@ class ServerAddresses:
 
 
 class Engine:
-    def __init__(self, config: Config, store, booter: Booter, server_address: Callable[[NetworkSection], IPv4Address | None],
+    def __init__(self, config: Config, store, machines: KnownMachines,
+                 server_address: Callable[[NetworkSection], IPv4Address | None],
                  layers: Layers | None = None, probe: Callable[[IPv4Address], bool] | None = None):
         self.config = config
         self.store = store
-        self.booter = booter
+        self.machines = machines
         self.server_address = server_address
         self.layers = layers or Layers.from_config(config)
         self.by_interface = {net.interface: net for net in config.networks if net.interface}
@@ -276,10 +280,12 @@ class Engine:
         out.yiaddr = rec.ip
         out.siaddr = server
         forced: tuple[int, ...] = ()
+        sighting = None
         fw = classify(req)
         if fw is not None:
             mac = ":".join(f"{b:02x}" for b in req.mac)
-            boot = boot_reply(fw, self.booter.action(mac, fw, now), mac, self.config.boot, server)
+            action, sighting = netboot_action(self.machines.netboot(mac), mac, fw, self.config.boot, now)
+            boot = boot_reply(fw, action, mac, self.config.boot, server)
             if boot is not None:
                 if boot.siaddr is not None:
                     out.siaddr, out.sname, out.file = boot.siaddr, boot.sname, boot.file
@@ -287,7 +293,7 @@ class Engine:
                 forced = tuple(code for code in FORCED if code in boot.options)
         first = {P.MESSAGE_TYPE: bytes((mtype,)), P.SERVER_ID: server.packed, **times}
         out.options = ordered(first, values, req.options.get(P.PARAMETER_LIST), forced, skip=LEASE_OPTIONS)
-        return Reply(out, self._route(req, out, nak=False), req.max_size())
+        return Reply(out, self._route(req, out, nak=False), req.max_size(), sighting=sighting)
 
     def _nak(self, req, net, server, why: str) -> Reply:
         event(log, "dhcp.nak", network=net.name, client=client_id(req), reason=why)

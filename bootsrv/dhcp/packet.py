@@ -38,6 +38,8 @@ import struct
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 
+from bootsrv.errors import MalformedPacket
+
 MAGIC = b"\x63\x82\x53\x63"
 HEADER = struct.Struct("!BBBBIHH4s4s4s4s16s64s128s")
 HEADER_LEN = HEADER.size  # 236
@@ -72,10 +74,6 @@ _SIZES: dict[int, tuple[int, int, int]] = {
     CLIENT_NDI: (3, 3, 1),  # RFC 4578 2.2: type, major, minor
     CLIENT_GUID: (17, 17, 1),  # RFC 4578 2.3: type 0 + 16-octet GUID
 }
-
-
-class MalformedPacket(ValueError):
-    """The packet breaks a rule of RFC 2131/2132; the message names the field or option."""
 
 
 @dataclass(slots=True)
@@ -160,7 +158,7 @@ def looks_like_discover(raw: bytes) -> bool:
 
 def decode(raw: bytes) -> Packet:
     if len(raw) < HEADER_LEN:
-        raise MalformedPacket(f"packet has {len(raw)} bytes, shorter than the {HEADER_LEN}-byte BOOTP header")
+        raise MalformedPacket(f"{len(raw)} bytes, shorter than the {HEADER_LEN}-byte BOOTP header")
     (op, htype, hlen, hops, xid, secs, flags, ciaddr, yiaddr, siaddr, giaddr, chaddr, sname,
      file) = HEADER.unpack_from(raw)
     if op not in (BOOTREQUEST, BOOTREPLY):

@@ -1,10 +1,18 @@
 """Netboot clients: who is asking (classify) and what it should boot (boot_reply). Pure.
 
 `classify(packet)` reads the options PXE firmware, UEFI HTTP boot and iPXE send; a client that is
-none of these (an OS's dhclient) gets None and a plain lease. `boot_reply(...)` turns the client,
-the machine's netboot decision ("install" / "local") and the boot config into the header fields
-and options of the OFFER/ACK. `RegistryBooter` is the thin edge that asks the machine registry for
-that decision (and records unknown PXE clients when `boot.unknown_machines = "discover"`).
+none of these (an OS's dhclient) gets None and a plain lease. `netboot_action(...)` is the
+machine's netboot decision ("install" / "local") from what the registry already says
+(`KnownMachines`, a read) and, for a MAC it does not know, the `Sighting` to report. `boot_reply`
+turns the client, that decision and the boot config into the header fields and options of the
+OFFER/ACK.
+
+Nothing here writes. An unknown netboot client is recorded by the product off the packet path:
+the engine returns its Sighting with the reply, the socket loop's handler hands it to a
+`Sightings` sink, and the machine registry records the sightings in batches
+(bootsrv.machines.discovery; wired in bootsrv.app). A locked, fsync'ed rewrite of the registry
+per new MAC inside the DHCP thread made a rack of 40 new machines 40 rewrites on the packet path,
+and a flood of random MACs a flood of them (issue 16).
 
 The rules, with the firmware behaviour each one serves:
 - Option 60 `PXEClient` is echoed to BIOS PXE clients: PXE 2.1 (Intel) section 2.2.1: a ROM treats
@@ -59,7 +67,6 @@ from bootsrv.dhcp.packet import (
     VENDOR_SPECIFIC,
     Packet,
 )
-from bootsrv.errors import InvalidInput
 from bootsrv.log import event
 
 log = logging.getLogger("bootsrv.dhcp")
@@ -178,33 +185,74 @@ def boot_reply(fw: Firmware, action: str, mac: str, boot: BootSection, server: I
     return BootReply(server, text, file, options)
 
 
-class Booter(Protocol):
-    """The netboot decision for a MAC: "install" (give a boot file) or "local" (none)."""
+@dataclass(frozen=True)
+class Sighting:
+    """A netboot client whose MAC the registry did not know, as DHCP saw it: what the decision
+    reports instead of recording it (see the module doc)."""
 
-    def action(self, mac: str, fw: Firmware, now: float) -> str: ...
+    mac: str  # aa:bb:cc:dd:ee:ff, a unicast Ethernet address
+    arch: int | None  # option 93 (RFC 4578 2.1), first listed type
+    guid: bytes | None  # option 97 as sent (type 0 + 16 octets)
+    vendor_class: bytes  # option 60 as sent
+    seen: float  # the engine's clock
 
 
-class RegistryBooter:
-    """The machine registry's decision; unknown machines per `boot.unknown_machines`."""
+class KnownMachines(Protocol):
+    """The machine registry as the DHCP decision reads it (the read side of pixiecore's Booter)."""
 
-    def __init__(self, registry, boot: BootSection):
-        self.registry = registry
-        self.boot = boot
+    def netboot(self, mac: str) -> str | None:
+        """"install", "local", or None for a MAC the registry does not know. A read, once per
+        netboot request: it never writes."""
+        ...
 
-    def action(self, mac: str, fw: Firmware, now: float) -> str:
-        from bootsrv.machines.admin import discover
-        from bootsrv.machines.model import boot_action, netboot
 
-        try:
-            known = netboot(self.registry, mac)
-            if known is not None:
-                return known
-            if self.boot.unknown_machines != "discover":
-                return "local"
-            machine = discover(self.registry, mac, fw.arch, fw.guid, fw.vendor_class or None, now,
-                               self.boot.auto_profile)
-        except InvalidInput as exc:  # e.g. a multicast chaddr: no machine of ours, boot nothing
-            event(log, "dhcp.not_a_machine", mac=mac, error=str(exc))
-            return "local"
-        event(log, "dhcp.discovered", mac=mac, arch=fw.arch_name or "none", state=machine.state.value)
-        return boot_action(machine.state)
+class Sightings(Protocol):
+    """Where the socket loop's handler puts the sightings the engine returns."""
+
+    def saw(self, sighting: Sighting) -> None:
+        """Take note and return at once: never blocks the packet path, never writes the registry
+        (a sink that is full drops and counts)."""
+        ...
+
+
+class MemoryMachines:
+    """KnownMachines from a table MAC -> action, for tests and tools."""
+
+    def __init__(self, actions: dict[str, str] | None = None):
+        self.actions = dict(actions or {})
+
+    def netboot(self, mac: str) -> str | None:
+        return self.actions.get(mac)
+
+
+class SightingLog:
+    """Sightings kept in a list, for tests and tools."""
+
+    def __init__(self) -> None:
+        self.sightings: list[Sighting] = []
+
+    def saw(self, sighting: Sighting) -> None:
+        self.sightings.append(sighting)
+
+
+def netboot_action(known: str | None, mac: str, fw: Firmware, boot: BootSection,
+                   now: float) -> tuple[str, Sighting | None]:
+    """The netboot decision for a client, and the sighting to report for an unknown one. Pure.
+
+    A known MAC gets what the registry says. An unknown one boots locally and is reported when
+    `boot.unknown_machines = "discover"`; with `boot.auto_profile` as well it gets its install
+    boot at once, as when discovery was recorded inline: the record follows within a second
+    (bootsrv.machines.discovery makes it "new" with that profile), and should its iPXE ask for
+    /boot/<mac>.ipxe first, the HTTP boot decision records it there. A chaddr that is no unicast
+    Ethernet address is no machine of ours: local, nothing reported.
+    """
+    if known is not None:
+        return known, None
+    if boot.unknown_machines != "discover" or not _unicast_ethernet(mac):
+        return "local", None
+    return ("install" if boot.auto_profile else "local"), Sighting(mac, fw.arch, fw.guid, fw.vendor_class, now)
+
+
+def _unicast_ethernet(mac: str) -> bool:
+    # Six octets, and the I/G bit (the low bit of the first octet, IEEE 802 8.2) clear.
+    return len(mac) == 17 and not int(mac[:2], 16) & 1

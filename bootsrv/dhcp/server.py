@@ -75,6 +75,7 @@ from collections.abc import Callable, Sequence
 from ipaddress import IPv4Address
 from typing import NamedTuple, Protocol
 
+from bootsrv.errors import MalformedPacket
 from bootsrv.log import event
 
 log = logging.getLogger("bootsrv.dhcp")
@@ -270,7 +271,8 @@ class DhcpServer:
         self._sockets: list[tuple[str | None, socket.socket]] = []
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
-        self.malformed = 0  # packets the handler rejected (each logged once)
+        self.malformed = 0  # packets that broke a protocol rule (MalformedPacket), each logged once
+        self.errors = 0  # packets whose handling failed with any other exception: bugs, logged with a traceback
 
     def start(self) -> None:
         try:
@@ -347,11 +349,17 @@ class DhcpServer:
         arrival = Arrival(ifname, peer, time.monotonic(), backlog)
         try:
             out = self.handler(raw, arrival)
-        except Exception as exc:  # a packet the handler could not take costs one log line
+        except MalformedPacket as exc:  # the client's fault (DESIGN.md rule 5): one line, dropped
             with self._lock:
                 self.malformed += 1
             event(log, "dhcp.dropped", logging.WARNING, interface=ifname or "(relays)",
                   error=str(exc)[:200], **describe(raw))
+            return None
+        except Exception:  # noqa: BLE001 - anything else is a bug of ours: its traceback, counted apart
+            with self._lock:
+                self.errors += 1
+            event(log, "dhcp.handler_failed", logging.ERROR, exc_info=True, interface=ifname or "(relays)",
+                  **describe(raw))
             return None
         if isinstance(out, Outgoing):
             self.send(sock, arrival, out)

@@ -13,7 +13,7 @@
 
 Admin calls need `Authorization: Bearer <api.admin_token>`; without an admin token in the config
 the admin API is off (403). Every refusal is JSON `{"error", "field", "reason"}` with a 4xx status
-and changes nothing.
+(bootsrv.http.errors, as on every route) and changes nothing.
 """
 
 from __future__ import annotations
@@ -39,20 +39,11 @@ bp = Blueprint("api", __name__, url_prefix="/api")
 class Unauthorized(BootsrvError):
     exit_code = 5
     http_status = 401
+    http_headers = (("WWW-Authenticate", 'Bearer realm="bootsrv-admin"'),)  # RFC 6750 3
 
 
 def _site() -> Site:
     return current_app.extensions["bootsrv"]
-
-
-@bp.errorhandler(BootsrvError)
-def _refused(exc: BootsrvError):
-    body = {"error": type(exc).__name__, "field": getattr(exc, "field", None), "reason": str(exc)}
-    response = jsonify(body)
-    response.status_code = exc.http_status
-    if isinstance(exc, Unauthorized):
-        response.headers["WWW-Authenticate"] = 'Bearer realm="bootsrv-admin"'
-    return response
 
 
 def _json_body(optional: bool = False) -> dict:

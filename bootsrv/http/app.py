@@ -1,14 +1,25 @@
-"""Flask app factory. Blueprints register here; only bootsrv.http imports Flask."""
+"""Flask app factory. Blueprints register here; only bootsrv.http imports Flask.
+
+One error handler for the whole app (bootsrv.http.errors has the shape and why /boot/ uses it
+too): every exception a view raises, and werkzeug's own 404 and 405, answer the same JSON.
+"""
 
 from __future__ import annotations
 
-from flask import Flask, jsonify
+import logging
+
+from flask import Flask, jsonify, request
+from werkzeug.exceptions import HTTPException
 
 from bootsrv import __version__
 from bootsrv.errors import BootsrvError
 from bootsrv.http.api import bp as api_bp
 from bootsrv.http.boot import bp as boot_bp
+from bootsrv.http.errors import refusal
 from bootsrv.http.site import Site
+from bootsrv.log import event
+
+log = logging.getLogger("bootsrv.http")
 
 
 def create_app(site: Site) -> Flask:
@@ -23,9 +34,24 @@ def create_app(site: Site) -> Flask:
 
     app.register_blueprint(api_bp)
     app.register_blueprint(boot_bp)
-
-    @app.errorhandler(BootsrvError)
-    def bootsrv_error(exc: BootsrvError):
-        return jsonify(error=type(exc).__name__, message=str(exc)), exc.http_status
-
+    # Flask hands HTTPExceptions to a handler registered for Exception too, except routing
+    # redirects (a missing trailing slash, 308), which stay redirects.
+    app.register_error_handler(Exception, answer_error)
     return app
+
+
+def answer_error(exc: Exception):
+    body, status, headers = refusal(exc, request.method, request.path)
+    if not isinstance(exc, (BootsrvError, HTTPException)):
+        # A bug: the client gets the fixed 500 of bootsrv.http.errors, the log the traceback.
+        event(log, "http.failed", logging.ERROR, exc_info=True, method=request.method, path=request.path)
+    elif status >= 500:
+        event(log, "http.failed", logging.ERROR, method=request.method, path=request.path, status=status,
+              error=body["error"], reason=body["reason"])
+    else:
+        event(log, "http.refused", logging.INFO, method=request.method, path=request.path, status=status,
+              error=body["error"], reason=body["reason"])
+    response = jsonify(body)
+    response.status_code = status
+    response.headers.update(headers)
+    return response

@@ -19,7 +19,8 @@ Anyone who can fetch /boot/<mac>.ipxe for a machine being installed gets a token
 same trust PXE itself puts in the boot network (a MAC can be spoofed as easily in DHCP).
 
 MACs may be spelt any usual way (colons, dashes, dots, bare); a malformed one is a 400 naming
-the field. Errors are text (iPXE and installers show them on the console): `error: <field>: <rule>`.
+the field. Errors are the JSON of every route (bootsrv.http.errors, which says why not text: iPXE
+and the installers never show the body of a failed fetch).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from pathlib import Path
 
 from flask import Blueprint, Response, current_app, request, send_file
 
-from bootsrv.errors import BootsrvError, InvalidInput, NotFound
+from bootsrv.errors import InvalidInput, NotFound
 from bootsrv.http.site import Site
 from bootsrv.log import event
 from bootsrv.machines.plan import boot_decision, check_answer_token
@@ -45,12 +46,6 @@ TEXT = "text/plain; charset=utf-8"
 
 def _site() -> Site:
     return current_app.extensions["bootsrv"]
-
-
-@bp.errorhandler(BootsrvError)
-def _refused(exc: BootsrvError):
-    event(log, "boot.refused", level=logging.WARNING, path=request.path, status=exc.http_status, reason=str(exc))
-    return Response(f"error: {exc}\n", status=exc.http_status, content_type=TEXT)
 
 
 def _private(body: str) -> Response:

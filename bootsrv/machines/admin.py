@@ -18,9 +18,9 @@ from typing import Protocol
 
 from bootsrv.config import NetworkSection
 from bootsrv.errors import Conflict, InvalidInput, NotFound
-from bootsrv.machines.model import Event, Machine, MachineRegistry, StaleWrite, State, require, update
+from bootsrv.machines import discovery
+from bootsrv.machines.model import Event, Machine, MachineRegistry, State, require, update
 from bootsrv.values import (
-    arch_name,
     normalize_guid,
     normalize_hostname,
     normalize_mac,
@@ -233,48 +233,28 @@ def retire(registry: MachineRegistry, mac: str, now: float) -> Machine:
 
 def discover(
     registry: MachineRegistry,
-    mac: str,
+    mac: str | bytes,
     arch: str | int | None,
     guid: str | bytes | None,
     vendor_class: str | bytes | None,
     now: float,
     auto_profile: str | None = None,
-) -> Machine:
-    """Record what DHCP told about a machine that PXE-booted (for the DHCP engine; idempotent).
+    limit: int | None = None,
+) -> Machine | None:
+    """Record at once what netboot told about one machine, and return it as stored (idempotent).
 
+    For the HTTP boot decision, whose answer depends on the record; DHCP reports sightings
+    instead and has them recorded in batches (bootsrv.machines.discovery, which has the rules).
     An unknown MAC becomes a "discovered" machine, or with `auto_profile` (config
     `boot.auto_profile`, off by default) a "new" one with that profile and the host name
     `node-<mac hex>`, which installs at this very boot. For a known machine, fields that are
-    still empty are filled in; nothing is overwritten and nothing is written when nothing is new,
-    so the DHCP path costs one cached read per request for machines already seen.
+    still empty are filled in; nothing is overwritten and nothing is written when nothing is new.
+    With `limit` (config `boot.discovered_limit`) the oldest discovered machines make room; None
+    only if this one itself did not fit.
     """
-    mac = normalize_mac(mac)
-    if auto_profile is not None:
-        auto_profile = normalize_profile(auto_profile, "boot.auto_profile")
-    seen = {
-        "arch": arch_name(arch) if arch is not None else None,
-        "guid": normalize_guid(guid) if guid else None,
-        "vendor_class": _vendor_class(vendor_class) if vendor_class else None,
-    }
-    for _ in range(50):
-        current = registry.get(mac)
-        if current is None:
-            if auto_profile is None:
-                machine = Machine(mac=mac, hostname="", state=State.DISCOVERED, created=now, updated=now, **seen)
-            else:
-                machine = Machine(mac=mac, hostname="node-" + mac.replace(":", ""), state=State.NEW,
-                                  profile=auto_profile, created=now, updated=now, **seen)
-            expected = None
-        else:
-            fill = {k: v for k, v in seen.items() if v is not None and getattr(current, k) is None}
-            if not fill:
-                return current
-            machine, expected = dataclasses.replace(current, updated=now, **fill), current.revision
-        try:
-            return registry.put(machine, expected)
-        except StaleWrite:
-            continue  # the peer recorded it at the same moment: look again
-    raise Conflict(f"machine {mac}: could not record discovery (too many concurrent changes)")
+    seen = discovery.Seen.of(mac, arch, guid, vendor_class, now)
+    discovery.record_seen(registry, [seen], limit, auto_profile)
+    return registry.get(seen.mac)
 
 
 def _known_profile(profile: str, profiles: Collection[str] | None) -> str:
@@ -287,15 +267,4 @@ def _known_profile(profile: str, profiles: Collection[str] | None) -> str:
 def _comment(text: str) -> str:
     if len(text) > 200 or any(ord(c) < 32 for c in text):
         raise InvalidInput("comment", "must be at most 200 characters on one line")
-    return text
-
-
-def _vendor_class(text: str | bytes) -> str:
-    # Option 60 is opaque octets (RFC 2132 9.13); keep printable ASCII only, bounded.
-    if isinstance(text, (bytes, bytearray)):
-        text = bytes(text).decode("latin-1")
-    if not isinstance(text, str):
-        raise InvalidInput("vendor_class", f"must be text or octets, got {type(text).__name__}")
-    if len(text) > 255 or any(not 32 <= ord(c) < 127 for c in text):
-        raise InvalidInput("vendor_class", f"{text[:40]!r} must be at most 255 printable ASCII characters")
     return text

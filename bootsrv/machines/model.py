@@ -24,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -104,6 +104,16 @@ def netboot(registry: "MachineRegistry", mac: str) -> str | None:
     machine (the caller applies `boot.unknown_machines`). A read only: no token, no write."""
     machine = registry.get(mac)
     return None if machine is None else boot_action(machine.state)
+
+
+class RegistryNetboot:
+    """The registry as the DHCP decision reads it (bootsrv.dhcp.pxe.KnownMachines): `netboot`."""
+
+    def __init__(self, registry: MachineRegistry):
+        self.registry = registry
+
+    def netboot(self, mac: str) -> str | None:
+        return netboot(self.registry, mac)
 
 
 @dataclass(frozen=True)
@@ -194,6 +204,12 @@ class MachineRegistry(Protocol):
         may exist). Returns the stored machine with its revision bumped; Conflict otherwise."""
         ...
 
+    def put_many(self, machines: Sequence[tuple[Machine, int | None]],
+                 removals: Sequence[tuple[str, int]] = ()) -> Sequence[Machine]:
+        """Several puts and removals (mac, expected revision) as one update, all or none: one
+        write of the store however many machines (discovery records a batch of sightings so)."""
+        ...
+
     def remove(self, mac: str, expected: int) -> None: ...
 
 
@@ -229,16 +245,35 @@ class MemoryRegistry:
         return sorted(self._machines.values(), key=lambda m: m.mac)
 
     def put(self, machine: Machine, expected: int | None) -> Machine:
+        return self.put_many([(machine, expected)])[0]
+
+    def put_many(self, machines: Sequence[tuple[Machine, int | None]],
+                 removals: Sequence[tuple[str, int]] = ()) -> Sequence[Machine]:
         with self._lock:
-            check_revision(machine.mac, self._machines.get(machine.mac), expected)
-            stored = dataclasses.replace(machine, revision=(expected or 0) + 1)
-            self._machines[machine.mac] = stored
+            stored, gone = apply_changes(self._machines, machines, removals)
+            for machine in stored:
+                self._machines[machine.mac] = machine
+            for mac in gone:
+                del self._machines[mac]
             return stored
 
     def remove(self, mac: str, expected: int) -> None:
-        with self._lock:
-            check_revision(mac, self._machines.get(mac), expected)
-            del self._machines[mac]
+        self.put_many([], [(mac, expected)])
+
+
+def apply_changes(current: Mapping[str, Machine], machines: Sequence[tuple[Machine, int | None]],
+                  removals: Sequence[tuple[str, int]]) -> tuple[list[Machine], list[str]]:
+    """The machines to store (revisions bumped) and the MACs to delete for a put_many, after
+    checking every expected revision against `current` first: all or nothing. Pure."""
+    macs = [m.mac for m, _ in machines] + [mac for mac, _ in removals]
+    if len(macs) != len(set(macs)):
+        raise ValueError("put_many: a MAC appears twice in one update")
+    for machine, expected in machines:
+        check_revision(machine.mac, current.get(machine.mac), expected)
+    for mac, expected in removals:
+        check_revision(mac, current.get(mac), expected)
+    stored = [dataclasses.replace(m, revision=(expected or 0) + 1) for m, expected in machines]
+    return stored, [mac for mac, _ in removals]
 
 
 def require(registry: MachineRegistry, mac: str) -> Machine:

@@ -210,14 +210,16 @@ def boot_decision(wiring, planner_: Planner, mac: str) -> tuple[InstallPlan | No
     HTTP, pxelinux/GRUB over TFTP) is rendered from.
 
     An unknown MAC boots locally; with `boot.unknown_machines = "discover"` it is first recorded
-    as discovered (as the DHCP engine does; idempotent), and with `boot.auto_profile` that makes
-    it a new machine that installs at this very boot.
+    as discovered (idempotent; within `boot.discovered_limit`, bootsrv.machines.discovery), and
+    with `boot.auto_profile` that makes it a new machine that installs at this very boot. Here the
+    record is written at once, not queued as DHCP's sightings are: the answer depends on it.
     """
     mac = normalize_mac(mac)
     known = wiring.machines.get(mac)
-    if known is None and wiring.config.boot.unknown_machines == "discover":
-        known = admin.discover(wiring.machines, mac, None, None, None, wiring.clock(),
-                              wiring.config.boot.auto_profile)
+    boot = wiring.config.boot
+    if known is None and boot.unknown_machines == "discover":
+        known = admin.discover(wiring.machines, mac, None, None, None, wiring.clock(), boot.auto_profile,
+                               boot.discovered_limit)
     if known is not None and boot_action(known.state) == "install" and known.profile not in wiring.profiles:
         # Refused before the planner issues a token and moves the machine: nothing changes.
         raise UnknownProfile(f"profile: machine {mac} has profile {known.profile!r}, which is not in the "

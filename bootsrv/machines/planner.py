@@ -6,8 +6,9 @@ install it moves the machine to "installing", issues a one-time enrollment token
 and returns the install plan carrying it, for the boot script and the answer file.
 
 It is called where a plan is rendered (the iPXE script, the answer file), never per DHCP packet:
-the DHCP engine asks `bootsrv.machines.netboot`, a read. An unknown MAC gets None here; the
-`boot.unknown_machines` policy and discovery are the DHCP engine's (`machines_admin.discover`).
+the DHCP engine asks `bootsrv.machines.model.netboot`, a read. An unknown MAC gets None here; the
+`boot.unknown_machines` policy and discovery are bootsrv.machines.plan.boot_decision's and
+bootsrv.machines.discovery's.
 """
 
 from __future__ import annotations

@@ -23,16 +23,16 @@ Safety between processes and hosts (the same rules as the lease store, DESIGN.md
 
 from __future__ import annotations
 
-import dataclasses
 import fcntl
 import json
 import os
 import threading
+from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 from bootsrv.errors import BootsrvError, InvalidInput
-from bootsrv.machines.model import Machine, check_revision, from_record, to_record
+from bootsrv.machines.model import Machine, apply_changes, from_record, to_record
 
 FILE_NAME = "machines.jsonl"
 LOCK_NAME = "machines.lock"
@@ -185,19 +185,24 @@ class FileRegistry:
             self._machines, self._texts = machines, texts
 
     def put(self, machine: Machine, expected: int | None) -> Machine:
-        with self._exclusive():
-            cached, cached_texts = self._load()
-            check_revision(machine.mac, cached.get(machine.mac), expected)
-            stored = dataclasses.replace(machine, revision=(expected or 0) + 1)
-            machines, texts = dict(cached), dict(cached_texts)
-            machines[machine.mac], texts[machine.mac] = stored, format_line(stored)
-            self._write(machines, texts)
-            return stored
+        return self.put_many([(machine, expected)])[0]
 
     def remove(self, mac: str, expected: int) -> None:
+        self.put_many([], [(mac, expected)])
+
+    def put_many(self, machines: Sequence[tuple[Machine, int | None]],
+                 removals: Sequence[tuple[str, int]] = ()) -> Sequence[Machine]:
+        """Every change in one locked rewrite of the file (one fsync of it and of the directory),
+        checked against the file as it is under the lock: all or nothing."""
         with self._exclusive():
             cached, cached_texts = self._load()
-            check_revision(mac, cached.get(mac), expected)
-            machines, texts = dict(cached), dict(cached_texts)
-            del machines[mac], texts[mac]
-            self._write(machines, texts)
+            stored, gone = apply_changes(cached, machines, removals)
+            if not stored and not gone:
+                return []
+            current, texts = dict(cached), dict(cached_texts)
+            for machine in stored:
+                current[machine.mac], texts[machine.mac] = machine, format_line(machine)
+            for mac in gone:
+                del current[mac], texts[mac]
+            self._write(current, texts)
+            return stored

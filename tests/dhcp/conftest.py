@@ -12,10 +12,10 @@ from bootsrv.config import parse
 from bootsrv.dhcp import packet as P
 from bootsrv.dhcp.engine import Engine, ServerAddresses
 from bootsrv.dhcp.packet import Packet, decode, encode
-from bootsrv.dhcp.pxe import RegistryBooter
+from bootsrv.dhcp.pxe import MemoryMachines
 from bootsrv.leases import pools_from_config
 from bootsrv.leases.memory import MemoryBackend, MemoryStore
-from bootsrv.machines.model import Machine, MemoryRegistry, State
+from bootsrv.machines.model import Machine, State
 
 NOW = 1_800_000_000.0
 S1, S2 = IPv4Address("10.70.0.1"), IPv4Address("10.70.0.2")
@@ -70,12 +70,13 @@ def config(text: str = CONFIG, **replace):
 
 
 class World:
-    """One or two engines (the pair) over one in-memory store, a registry and a settable clock."""
+    """One or two engines (the pair) over one in-memory store, the machines they know (a
+    KnownMachines: read only) and a settable clock."""
 
-    def __init__(self, cfg=None, registry=None):
+    def __init__(self, cfg=None, machines=None):
         self.cfg = cfg or config()
         self.backend = MemoryBackend()
-        self.registry = registry or MemoryRegistry()
+        self.machines = machines if machines is not None else MemoryMachines()
         self.now = NOW
         self.engines = {}
         self.stores = {}
@@ -84,7 +85,7 @@ class World:
             addrs = {"net0": me}
             self.stores[me] = store
             self.engines[me] = Engine(self.cfg.model_copy(update={"server": self.cfg.server.model_copy(
-                update={"owner_ips": [me]})}), store, RegistryBooter(self.registry, self.cfg.boot),
+                update={"owner_ips": [me]})}), store, self.machines,
                 ServerAddresses(self.cfg, addrs.get))
 
     def ask(self, req: Packet, server=S1, interface: str | None = "net0"):

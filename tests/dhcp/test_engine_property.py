@@ -1,5 +1,6 @@
 """Property: whatever decodes, the engine answers or stays silent; it never raises (a request the
-codec accepts is the engine's to judge, with the store and the registry behind it)."""
+codec accepts is the engine's to judge, with the store and the registry behind it). And whatever
+it reports as seen, discovery records or refuses in one batch: it never raises either."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from hypothesis import strategies as st
 
 from bootsrv.dhcp import packet as P
 from bootsrv.dhcp.packet import MalformedPacket, decode, encode
-from bootsrv.machines.model import MemoryRegistry
+from bootsrv.machines.discovery import record
+from bootsrv.machines.model import MemoryRegistry, RegistryNetboot
 
 from .conftest import RELAY, S1, World
 
@@ -40,7 +42,9 @@ def requests(draw):
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(st.lists(requests(), min_size=1, max_size=6))
 def test_engine_never_raises(batch):
-    world = World(registry=MemoryRegistry())
+    registry = MemoryRegistry()
+    world = World(machines=RegistryNetboot(registry))
+    seen = []
     for raw, interface, server in batch:
         try:
             req = decode(raw)
@@ -52,4 +56,8 @@ def test_engine_never_raises(batch):
             assert decode(encode(reply.packet, reply.max_size)).message_type in (P.OFFER, P.ACK, P.NAK)
             if reply.durable is not None:
                 reply.settled(reply.durable.result())
+            if reply.sighting is not None:
+                seen.append(reply.sighting)
         world.now += 7
+    recorded = record(registry, seen, limit=2, auto_profile=None)
+    assert len(registry.list()) <= 2 and len(recorded.refused) <= len(seen)

@@ -10,11 +10,11 @@ import pytest
 
 from bootsrv.dhcp import packet as P
 from bootsrv.dhcp.options import Layers, encode_value, lease_times, ordered
-from bootsrv.dhcp.pxe import classify
+from bootsrv.dhcp.pxe import Sighting, classify
 from bootsrv.errors import ConfigError
-from bootsrv.machines.model import MemoryRegistry, State
+from bootsrv.machines.model import MemoryRegistry, RegistryNetboot, State
 
-from .conftest import MAC, S1, World, config, machine, request
+from .conftest import MAC, NOW, S1, World, config, machine, request
 
 GUID = b"\x00" + bytes(range(16))
 MACTEXT = "52:54:00:00:00:01"
@@ -50,7 +50,9 @@ def test_classify(case, req, expected):
 
 def world_with(state: State | None, **cfg) -> World:
     registry = MemoryRegistry([machine(MACTEXT, state)] if state is not None else [])
-    return World(config(**cfg) if cfg else None, registry)
+    world = World(config(**cfg) if cfg else None, RegistryNetboot(registry))
+    world.registry = registry
+    return world
 
 
 BOOT = [
@@ -87,7 +89,7 @@ def test_boot_decision_for_an_install(case, req, file, checks, mtype):
 
 def test_snponly_by_config():
     world = World(config(**{"[boot]\n": '[boot]\nfiles = { efi-x64 = "snponly.efi", bios = "undionly.kpxe" }\n'}),
-                  MemoryRegistry([machine(MACTEXT, State.NEW)]))
+                  RegistryNetboot(MemoryRegistry([machine(MACTEXT, State.NEW)])))
     pkt = world.ask(pxe_request(arch=7, vendor=b"PXEClient:Arch:00007:UNDI:003016")).packet
     assert pkt.file.rstrip(b"\0") == b"snponly.efi"
 
@@ -106,31 +108,52 @@ def test_ipxe_with_netboot_off_still_skips_proxydhcp():
     assert pkt.file == b"" and 67 not in pkt.options and pkt.options[175] == b"\xb0\x01\x01"
 
 
-def test_unknown_machine_is_discovered_then_boots_locally():
+def test_known_machines_are_answered_from_the_registry_and_never_reported():
+    for state, file in [(State.NEW, b"undionly.kpxe"), (State.DISCOVERED, b"")]:
+        reply = world_with(state).ask(pxe_request())
+        assert reply.packet.file.rstrip(b"\0") == file and reply.sighting is None
+
+
+@pytest.mark.parametrize("mtype", [P.DISCOVER, P.REQUEST], ids=["offer", "ack"])
+def test_unknown_machine_is_reported_not_recorded_and_boots_locally(mtype):
     world = world_with(None)
-    pkt = world.ask(pxe_request(arch=7, vendor=b"PXEClient:Arch:00007:UNDI:003016")).packet
-    assert pkt.file == b""
-    found = world.registry.get(MACTEXT)
-    assert found.state == State.DISCOVERED and found.arch == "efi-x64" and found.guid is not None
-
-
-def test_unknown_machine_with_auto_profile_installs():
-    world = world_with(None, **{"[boot]\n": '[boot]\nauto_profile = "debian12"\n'})
-    pkt = world.ask(pxe_request()).packet
-    assert pkt.file.rstrip(b"\0") == b"undionly.kpxe"
-    assert world.registry.get(MACTEXT).state == State.NEW
-
-
-def test_unknown_machines_local_records_nothing():
-    world = world_with(None, **{"[boot]\n": '[boot]\nunknown_machines = "local"\n'})
-    assert world.ask(pxe_request()).packet.file == b""
-    assert world.registry.get(MACTEXT) is None
-
-
-def test_plain_clients_never_touch_the_registry():
-    world = world_with(None)
-    world.ask(request(P.DISCOVER))
+    req = pxe_request(arch=7, vendor=b"PXEClient:Arch:00007:UNDI:003016")
+    if mtype == P.REQUEST:
+        ip = world.ask(req).packet.yiaddr
+        req.options[P.MESSAGE_TYPE] = bytes((P.REQUEST,))
+        req.options.update({P.REQUESTED_IP: ip.packed, P.SERVER_ID: S1.packed})
+    reply = world.ask(req)
+    assert reply.packet.file == b"" and 67 not in reply.packet.options
+    # What the decision saw, for the caller to record off the packet path; the registry is untouched.
+    assert reply.sighting == Sighting(MACTEXT, 7, GUID, b"PXEClient:Arch:00007:UNDI:003016", NOW)
     assert world.registry.list() == []
+
+
+def test_unknown_machine_with_auto_profile_installs_at_once():
+    # The reply does not wait for the record: the install boot file goes out with the sighting
+    # (bootsrv.machines.discovery then records the machine as new with the profile).
+    world = world_with(None, **{"[boot]\n": '[boot]\nauto_profile = "debian12"\n'})
+    reply = world.ask(pxe_request())
+    assert reply.packet.file.rstrip(b"\0") == b"undionly.kpxe"
+    assert reply.sighting is not None and reply.sighting.mac == MACTEXT
+    assert world.registry.list() == []
+
+
+def test_unknown_machines_local_reports_nothing():
+    world = world_with(None, **{"[boot]\n": '[boot]\nunknown_machines = "local"\n'})
+    reply = world.ask(pxe_request())
+    assert reply.packet.file == b"" and reply.sighting is None
+
+
+def test_plain_clients_are_never_reported():
+    assert world_with(None).ask(request(P.DISCOVER)).sighting is None
+
+
+def test_a_multicast_chaddr_is_no_machine():
+    # I/G bit set (IEEE 802): no NIC boots with it; local boot, nothing reported, even with auto_profile.
+    world = world_with(None, **{"[boot]\n": '[boot]\nauto_profile = "debian12"\n'})
+    reply = world.ask(pxe_request(mac=bytes.fromhex("015400000001")))
+    assert reply.packet.file == b"" and reply.sighting is None
 
 
 # ---- option layers ----------------------------------------------------------------------------

@@ -130,11 +130,13 @@ def records(rec: Path) -> list[list[str]]:
     return [line.split() for line in rec.read_text().splitlines() if line.strip()]
 
 
-def udhcpc_once(host, workdir: Path, ifname: str, tag: str = "u", timeout: int = 20) -> str | None:
-    """One udhcpc run that quits once bound (-q) or after its tries (-n): the address, or None."""
+def udhcpc_once(host, workdir: Path, ifname: str, tag: str = "u", timeout: int = 20,
+                vendor: str | None = None) -> str | None:
+    """One udhcpc run that quits once bound (-q) or after its tries (-n): the address, or None.
+    `vendor` is its option 60 (-V), e.g. a PXE ROM's "PXEClient:Arch:00000:UNDI:002001"."""
     script, rec = _script(workdir, tag, UDHCPC_SCRIPT)
     host.run(["busybox", "udhcpc", "-f", "-q", "-n", "-i", ifname, "-s", str(script), "-t", "6", "-T", "1",
-              "-A", "1"], check=False, timeout=timeout)
+              "-A", "1", *(["-V", vendor] if vendor else [])], check=False, timeout=timeout)
     bound = [r for r in records(rec) if r[0] == "bound"]
     return bound[-1][1] if bound else None
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from bootsrv.app.dhcp import SHED_BACKLOG
+from bootsrv.dhcp.packet import MalformedPacket
 from bootsrv.dhcp.server import BATCH, Arrival, Deferred, DhcpServer, Outgoing, set_neighbour
 
 pytestmark = pytest.mark.integration
@@ -86,7 +87,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _echo(raw: bytes, arrival: Arrival) -> Outgoing | None:
     if raw.startswith(b"bad"):
-        raise ValueError("option 53 has length 0, expected 1")
+        raise MalformedPacket("option 53 has length 0, expected 1")
     if raw.startswith(b"uni:"):
         ip, mac = raw[4:].decode().split(",")
         return Outgoing(b"to-you", IPv4Address(ip), 68, bytes.fromhex(mac.replace(":", "")))
@@ -127,7 +128,7 @@ def test_answers_only_on_the_named_interface(two_segments):
         deadline = time.monotonic() + 2
         while srv.malformed == 0 and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert srv.malformed == 1
+        assert srv.malformed == 1 and srv.errors == 0
     finally:
         srv.stop()
 

@@ -5,10 +5,12 @@ MACs whose last bytes cover every residue mod n: the steering rule sends each to
 (last MAC byte % n), and each process allocates from its own stripe (int(ip) % n), so every
 address shows which process served it. Then process 1 is SIGKILLed (it is started again and
 serves again) and `serve` itself is SIGKILLed (no child may outlive it: a DHCP server nobody runs
-any more)."""
+any more). The clients of the first round say they are PXE ROMs (option 60): each process reports
+the unknown MACs it serves and its own recorder writes them to the shared machine registry."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -84,17 +86,28 @@ def test_processes_share_the_sockets_by_mac_and_survive_a_kill(lab, tmp_path, n)
         stats = dict(re.findall(r"Statistics for: (\S+)\*\*\*\s*sent packets: \d+\s*received packets: (\d+)", run.stdout))
         assert stats == {"DISCOVER-OFFER": "40", "REQUEST-ACK": "40"}, run.stdout
 
-    def bind(indexes, round_):
+    def bind(indexes, round_, vendor=None):
         with ThreadPoolExecutor(len(indexes)) as pool:
-            got = pool.map(lambda i: udhcpc_once(clients[i], tmp_path, "net0", tag=f"r{round_}c{i}"), indexes)
+            got = pool.map(lambda i: udhcpc_once(clients[i], tmp_path, "net0", tag=f"r{round_}c{i}", vendor=vendor),
+                           indexes)
             return dict(zip(indexes, got))
 
+    def discovered():
+        registry = tmp_path / "store" / "machines.jsonl"
+        lines = registry.read_text().splitlines()[1:] if registry.exists() else []
+        return {m["mac"] for m in map(json.loads, lines) if m["state"] == "discovered"}
+
     try:
-        leases = bind(range(6), 1)
+        leases = bind(range(6), 1, vendor="PXEClient:Arch:00000:UNDI:002001")
         assert all(leases.values()), f"clients without a lease: {leases}\n{logpath.read_text()[-2000:]}"
         assert len(set(leases.values())) == len(leases), f"an address given twice: {leases}"
         for i, ip in leases.items():  # MAC byte i went to process i % n, which lends only int(ip) % n == i % n
             assert int(IPv4Address(ip)) % n == i % n, f"client {i} got {ip} from another process: {leases}"
+        # Every process recorded the PXE clients it served (process k: MACs k, k + n, ...), each in
+        # its own recorder thread, into the one registry file.
+        macs = {f"02:00:00:66:01:{i:02x}" for i in range(6)}
+        assert until(lambda: discovered() == macs, 10), f"discovered {discovered()}\n{logpath.read_text()[-2000:]}"
+        assert "event=discovery.recorded" in logpath.read_text()
 
         # Relayed: every packet comes from RELAY:67, so the kernel's own reuseport hash would put
         # them all on one socket; the steering program spreads them by MAC, DISCOVER and REQUEST
