@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from ipaddress import IPv4Address
 
+from bootsrv.app.dhcp_processes import Processes
 from bootsrv.app.discovery import DiscoveryRecorder
 from bootsrv.app.wiring import Wiring
 from bootsrv.config import Config
@@ -100,8 +101,6 @@ class DhcpService:
             self._stop_recorder()
             raise socket_error(self.config, exc) from None
         if self.process == 0 and self.config.dhcp.processes > 1:
-            from bootsrv.app.dhcp_processes import Processes
-
             self.others = Processes(self.config)
             try:
                 self.others.start()

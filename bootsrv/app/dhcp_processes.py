@@ -7,36 +7,31 @@ client's MAC picks the process: server.py "Several processes") and the same leas
 keeps them apart is what keeps the pair apart: every write is a compare-and-swap under the store's
 lock, and each process allocates from its own stripe of the ranges (LeaseStore.stripe), so the
 offers they hold in memory do not name the same address (until a stripe is full: then a process
-lends from the others' and a rare double offer ends in a NAK, see LeaseStore._allocate). DNS,
+lends from the others' and a rare double offer ends in a NAK, see bootsrv.leases.allocation). DNS,
 TFTP, HTTP and lease housekeeping stay in process 0.
 
-A child is `python -m bootsrv.app.dhcp_processes`; it reads the config (as JSON), its number and the
-log settings from stdin, serves, and prints "ready" once its sockets are bound. It gets SIGTERM
-when the thread that started it dies (PR_SET_PDEATHSIG), so a server killed with SIGKILL leaves
-no DHCP process answering behind it. Process 0 starts each child from a supervising thread that
-lives as long as the service and starts the child again when it dies.
+A child is `python -m bootsrv.app.dhcp_child` (that module tells its side); it prints "ready" once
+its sockets are bound. Process 0 starts each child from a supervising thread that lives as long
+as the service and starts the child again when it dies.
 """
 
 from __future__ import annotations
 
-import ctypes
 import json
 import logging
 import os
 import select
-import signal
 import subprocess
 import sys
 import threading
 import time
 
-from bootsrv.config import Config, validate
+from bootsrv.config import Config
 from bootsrv.errors import BootsrvError
 from bootsrv.log import JsonFormatter, event
 
 log = logging.getLogger("bootsrv.dhcp")
 
-PR_SET_PDEATHSIG = 1  # linux/prctl.h
 READY = b"ready\n"
 READY_TIMEOUT = 30.0  # seconds for a child to import, load the store and bind
 RESTART_DELAY = (1.0, 30.0)  # first and longest wait before starting a dead child again
@@ -137,7 +132,7 @@ class Processes:
 
     def _spawn(self, number: int) -> subprocess.Popen:
         # Its own session: a ^C at the terminal reaches `serve`, which stops the children itself.
-        proc = subprocess.Popen([sys.executable, "-m", "bootsrv.app.dhcp_processes"], stdin=subprocess.PIPE,
+        proc = subprocess.Popen([sys.executable, "-m", "bootsrv.app.dhcp_child"], stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, start_new_session=True)
         self._children[number] = proc
         try:
@@ -170,48 +165,3 @@ def _read_line(proc: subprocess.Popen, timeout: float) -> bytes:
     if not readable:
         raise WorkerFailed(f"not ready after {timeout:.0f} s")
     return proc.stdout.readline()
-
-
-def _die_with_parent(parent: int) -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG)")
-    if os.getppid() != parent:  # the parent died before prctl: nobody would signal us
-        sys.exit(1)
-
-
-def main() -> int:
-    setup = json.loads(sys.stdin.buffer.read())
-    _die_with_parent(setup["parent"])
-    from bootsrv import log as logsetup
-    from bootsrv.app.dhcp import dhcp_services
-    from bootsrv.app.runtime import on_signals, wait_until_stopped
-    from bootsrv.app.wiring import Wiring
-
-    logsetup.setup(setup["log"]["level"], setup["log"]["format"])
-    number = setup["process"]
-    config = validate(setup["config"], f"dhcp process {number}")
-    signalled = on_signals()  # before the threads start; SIGTERM comes from serve or its death
-    wiring = Wiring(config, dhcp_process=number)
-    (service,) = dhcp_services(wiring)  # as serve builds it; serve starts us only when it serves DHCP
-    try:
-        service.start()
-    except BootsrvError as exc:  # e.g. a socket it cannot bind: one line, and process 0 says who
-        event(log, "dhcp.process_failed", logging.ERROR, process=number, error=str(exc))
-        wiring.close()
-        return 2
-    try:
-        os.write(1, READY)
-        # Nobody reads the pipe after this line: anything printed later must not fill it and block us.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, 1)
-        os.close(devnull)
-        wait_until_stopped(threading.Event(), signalled)
-    finally:
-        service.stop()
-        wiring.close()
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
