@@ -59,16 +59,19 @@ def main() -> None:
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-boot-"))
     (tmp / "store").mkdir()
-    config = parse(f"""
+    config = parse(
+        f"""
 [store]
 directory = "{tmp}/store"
 [boot]
 files_root = "{tmp}/files"
 http_base_url = "http://127.0.0.1:8080"
 [profiles]
-profiles_dir = "{REPO / 'profiles'}"
-templates_dir = "{REPO / 'templates'}"
-""", "bench.toml")
+profiles_dir = "{REPO / "profiles"}"
+templates_dir = "{REPO / "templates"}"
+""",
+        "bench.toml",
+    )
     wiring = Wiring(config)
     macs = [f"52:54:01:{i >> 16 & 255:02x}:{i >> 8 & 255:02x}:{i & 255:02x}" for i in range(args.machines)]
     for i, mac in enumerate(macs):

@@ -79,17 +79,22 @@ class Kea(Target):
         conf = {
             "Dhcp4": {
                 "interfaces-config": {"interfaces": ["net0"], "dhcp-socket-type": "udp"},
-                "lease-database": {"type": "memfile", "persist": True, "name": str(workdir / "leases4.csv"),
-                                   "lfc-interval": 0},
-                "valid-lifetime": 3600, "renew-timer": 900, "rebind-timer": 1800,
+                "lease-database": {
+                    "type": "memfile",
+                    "persist": True,
+                    "name": str(workdir / "leases4.csv"),
+                    "lfc-interval": 0,
+                },
+                "valid-lifetime": 3600,
+                "renew-timer": 900,
+                "rebind-timer": 1800,
                 "subnet4": [{"id": 1, "subnet": f"10.60.0.0/{PREFIX}", "pools": [{"pool": f"{POOL[0]} - {POOL[1]}"}]}],
                 "loggers": [{"name": "kea-dhcp4", "severity": "WARN", "output_options": [{"output": "stderr"}]}],
             }
         }
         (workdir / "kea.json").write_text(json.dumps(conf))
         env = dict(os.environ, KEA_LOCKFILE_DIR=str(workdir), KEA_PIDFILE_DIR=str(workdir))
-        return host.popen(["kea-dhcp4", "-c", str(workdir / "kea.json")], env=env,
-                          stderr=open(workdir / "stderr", "w"))
+        return host.popen(["kea-dhcp4", "-c", str(workdir / "kea.json")], env=env, stderr=open(workdir / "stderr", "w"))
 
 
 class Dnsmasq(Target):
@@ -101,10 +106,19 @@ class Dnsmasq(Target):
 
     def start(self, host, workdir):
         argv = [
-            "dnsmasq", "--no-daemon", "--no-ping", "--conf-file=/dev/null", "--port=0",
-            f"--dhcp-range={POOL[0]},{POOL[1]},255.255.0.0,1h", f"--dhcp-leasefile={workdir}/leases",
-            "--interface=net0", "--bind-interfaces", "--dhcp-lease-max=200000", "--dhcp-authoritative",
-            "--quiet-dhcp", f"--pid-file={workdir}/pid",
+            "dnsmasq",
+            "--no-daemon",
+            "--no-ping",
+            "--conf-file=/dev/null",
+            "--port=0",
+            f"--dhcp-range={POOL[0]},{POOL[1]},255.255.0.0,1h",
+            f"--dhcp-leasefile={workdir}/leases",
+            "--interface=net0",
+            "--bind-interfaces",
+            "--dhcp-lease-max=200000",
+            "--dhcp-authoritative",
+            "--quiet-dhcp",
+            f"--pid-file={workdir}/pid",
         ]
         return host.popen(argv, stderr=open(workdir / "stderr", "w"))
 
@@ -131,8 +145,19 @@ subnet 10.60.0.0 netmask 255.255.0.0 {{ range {POOL[0]} {POOL[1]}; }}
         (workdir / "dhcpd.leases").touch()
         # -f: foreground, logging to syslog (none runs in the lab: one failed send per line, as
         # a site without syslog would pay); -d would write every DISCOVER to stderr.
-        argv = ["dhcpd", "-f", "-4", "-q", "-cf", str(workdir / "dhcpd.conf"), "-lf", str(workdir / "dhcpd.leases"),
-                "-pf", str(workdir / "pid"), "net0"]
+        argv = [
+            "dhcpd",
+            "-f",
+            "-4",
+            "-q",
+            "-cf",
+            str(workdir / "dhcpd.conf"),
+            "-lf",
+            str(workdir / "dhcpd.leases"),
+            "-pf",
+            str(workdir / "pid"),
+            "net0",
+        ]
         return host.popen(argv, stderr=open(workdir / "stderr", "w"))
 
 
@@ -155,7 +180,7 @@ class Bootsrv(Target):
 name = "bench"
 owner_ips = ["{SERVER_IP}"]
 [store]
-directory = "{workdir / 'store'}"
+directory = "{workdir / "store"}"
 [[networks]]
 name = "bench"
 subnet = "10.60.0.0/{PREFIX}"
@@ -175,8 +200,16 @@ enabled = false
 enabled = false
 """
         (workdir / "bootsrv.toml").write_text(conf)
-        argv = [sys.executable, "-m", "bootsrv", "--config", str(workdir / "bootsrv.toml"), "--log-level",
-                "warning", "serve"]
+        argv = [
+            sys.executable,
+            "-m",
+            "bootsrv",
+            "--config",
+            str(workdir / "bootsrv.toml"),
+            "--log-level",
+            "warning",
+            "serve",
+        ]
         return host.popen(argv, stderr=open(workdir / "stderr", "w"), cwd=str(workdir))
 
     def ready(self, proc, workdir):
@@ -292,8 +325,13 @@ def serve_loop_only(interface: str, durable_log: str | None = None) -> int:
     # 74-85 us of CPU per DORA instead of 55-62. The stand-in group commit blocks its handler,
     # so it needs several workers to gather a batch.
     default_workers = "8" if durable_log else "1"
-    server = DhcpServer([interface], relay_socket=False, port=67, handler=handler,
-                        workers=int(os.environ.get("BENCH_WORKERS", default_workers)))
+    server = DhcpServer(
+        [interface],
+        relay_socket=False,
+        port=67,
+        handler=handler,
+        workers=int(os.environ.get("BENCH_WORKERS", default_workers)),
+    )
     server.start()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -339,8 +377,10 @@ class Step:
         return self.cpu / self.acks * 1e6 if self.acks else 0.0
 
     def line(self, server: str) -> str:
-        return (f"  {server:8} offered {self.offered:6}/s  DORA {self.dora_per_s:8.1f}/s  loss {self.loss:6.2%}  "
-                f"server CPU {self.cpu_per_dora:4.0f} us/DORA")
+        return (
+            f"  {server:8} offered {self.offered:6}/s  DORA {self.dora_per_s:8.1f}/s  loss {self.loss:6.2%}  "
+            f"server CPU {self.cpu_per_dora:4.0f} us/DORA"
+        )
 
     @property
     def loss(self) -> float:
@@ -355,8 +395,21 @@ _STATS = re.compile(r"\*\*\*Statistics for: (\S+)\*\*\*\s*sent packets: (\d+)\s*
 
 
 def perfdhcp(client: Host, rate: int, seconds: int, clients: int) -> Step:
-    argv = ["perfdhcp", "-4", "-g", "single", "-l", "net0", "-r", str(rate), "-p", str(seconds),
-            "-R", str(clients), SERVER_IP]
+    argv = [
+        "perfdhcp",
+        "-4",
+        "-g",
+        "single",
+        "-l",
+        "net0",
+        "-r",
+        str(rate),
+        "-p",
+        str(seconds),
+        "-R",
+        str(clients),
+        SERVER_IP,
+    ]
     proc = client.run(argv, check=False, timeout=seconds + 30)
     # perfdhcp exits 3 when anything was dropped; that is a measurement, not a failure.
     stats = {kind: (int(sent), int(recv)) for kind, sent, recv in _STATS.findall(proc.stdout)}
@@ -375,8 +428,25 @@ def answering(client: Host, proc: subprocess.Popen, target: Target, workdir: Pat
     waiting = [f"02:ff:00:00:00:{i:02x}" for i in range(1, 5)]
     while time.monotonic() < deadline and waiting:
         # One DISCOVER, up to 0.5 s for the OFFER (-W); perfdhcp -n 1 stops before the REQUEST.
-        probe = client.run(["perfdhcp", "-4", "-l", "net0", "-n", "1", "-W", "500000", "-R", "1",
-                            "-b", f"mac={waiting[0]}", SERVER_IP], check=False, timeout=10)
+        probe = client.run(
+            [
+                "perfdhcp",
+                "-4",
+                "-l",
+                "net0",
+                "-n",
+                "1",
+                "-W",
+                "500000",
+                "-R",
+                "1",
+                "-b",
+                f"mac={waiting[0]}",
+                SERVER_IP,
+            ],
+            check=False,
+            timeout=10,
+        )
         stats = {kind: int(recv) for kind, _sent, recv in _STATS.findall(probe.stdout)}
         if stats.get("DISCOVER-OFFER", 0) >= 1:
             waiting.pop(0)
@@ -386,8 +456,7 @@ def answering(client: Host, proc: subprocess.Popen, target: Target, workdir: Pat
         raise RuntimeError(f"{target.name} never answered a probe: {_tail(workdir / 'stderr')}")
 
 
-def measure(lab: Lab, server: Host, client: Host, target: Target, rate: int, seconds: float,
-            clients: int) -> Step:
+def measure(lab: Lab, server: Host, client: Host, target: Target, rate: int, seconds: float, clients: int) -> Step:
     workdir = Path(tempfile.mkdtemp(prefix=f"bench-{target.name}-"))
     proc = target.start(server, workdir)
     try:
@@ -457,10 +526,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clients", type=int, default=50000, help="perfdhcp -R: distinct client MACs")
     ap.add_argument("--start-rate", type=int, default=125)
     ap.add_argument("--rounds", type=int, default=1, help="repeat, alternating the order; report medians")
-    ap.add_argument("--max-rate", type=int, default=24000,
-                    help="highest offered rate tried (perfdhcp -g single sends about 20,000/s here)")
-    ap.add_argument("--processes", type=int, default=os.cpu_count() or 1,
-                    help="bootsrv's dhcp.processes (default: one per CPU, as a busy server would be set up)")
+    ap.add_argument(
+        "--max-rate",
+        type=int,
+        default=24000,
+        help="highest offered rate tried (perfdhcp -g single sends about 20,000/s here)",
+    )
+    ap.add_argument(
+        "--processes",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="bootsrv's dhcp.processes (default: one per CPU, as a busy server would be set up)",
+    )
     ap.add_argument("--serve-loop-only", metavar="IFACE", help=argparse.SUPPRESS)
     ap.add_argument("--durable-log", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -500,8 +577,9 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 log(f"{name} ({target.durability}) round {round_no + 1}/{args.rounds}  load {_load()}")
                 try:
-                    best = sustained(lab, server, client, target, args.seconds, args.clients, args.start_rate,
-                                     args.max_rate, log)
+                    best = sustained(
+                        lab, server, client, target, args.seconds, args.clients, args.start_rate, args.max_rate, log
+                    )
                     over_rate = min(max(3 * best.offered, 2 * args.start_rate), 30000)
                     over = measure(lab, server, client, target, over_rate, args.seconds, args.clients)
                 except RuntimeError as exc:  # did not start or died (e.g. an AppArmor profile): the others go on
@@ -514,8 +592,10 @@ def main(argv: list[str] | None = None) -> int:
             over = sorted((o for _, o in got), key=lambda st: st.dora_per_s)[len(got) // 2]
             results[name] = (best, over)
             if len(got) > 1:
-                log(f"{name}: rounds at <=1% loss {[round(b.dora_per_s) for b, _ in got]}, "
-                    f"overload {[round(o.dora_per_s) for _, o in got]}; medians below")
+                log(
+                    f"{name}: rounds at <=1% loss {[round(b.dora_per_s) for b, _ in got]}, "
+                    f"overload {[round(o.dora_per_s) for _, o in got]}; medians below"
+                )
 
     log("")
     log(f"{'server':14} {'DORA/s <=1% loss':>18} {'overload DORA/s':>16} {'(offered)':>10}  durability")

@@ -57,8 +57,10 @@ def _full_copy(g: Guests, base, ref: GuestRef) -> None:
     """Reference clone: a full copy of the version into the project (what createXMLFrom does)."""
     host = g.storage  # a LibvirtHost: its connection, as bootsrv's adapter holds it
     src = host.conn.storagePoolLookupByName("masters").storageVolLookupByName(base.name)
-    xml = (f"<volume><name>{ref.vm}</name><capacity unit='bytes'>{base.capacity}</capacity>"
-           f"<target><format type='qcow2'/></target></volume>")
+    xml = (
+        f"<volume><name>{ref.vm}</name><capacity unit='bytes'>{base.capacity}</capacity>"
+        f"<target><format type='qcow2'/></target></volume>"
+    )
     pool = host.conn.storagePoolLookupByName(ref.project)
     pool.createXMLFrom(xml, src, 0)
 
@@ -72,8 +74,10 @@ def report(name: str, samples: list[float], used: int | None, n: int, base: floa
     p95 = sorted(samples)[max(0, int(len(samples) * 0.95) - 1)]
     disk = "-" if used is None else f"{used / 1024:.0f} KiB total, {used / n / 1024:.0f} KiB/clone"
     ratio = "" if base is None else f"  ({mean / base:.2f}x {'slower' if mean > base else 'faster'} than libvirtd)"
-    print(f"{name:14s} mean {mean * 1000:7.1f} ms  p50 {statistics.median(samples) * 1000:7.1f} ms  "
-          f"p95 {p95 * 1000:7.1f} ms  max {max(samples) * 1000:7.1f} ms  disk {disk}{ratio}")
+    print(
+        f"{name:14s} mean {mean * 1000:7.1f} ms  p50 {statistics.median(samples) * 1000:7.1f} ms  "
+        f"p95 {p95 * 1000:7.1f} ms  max {max(samples) * 1000:7.1f} ms  disk {disk}{ratio}"
+    )
     return mean
 
 
@@ -94,8 +98,10 @@ def lease_bindings(work: Path):
 
     owner = IPv4Address("10.10.0.1")
     plans = settings_for(work, 5).plans
-    pools = {name: Pool(name, plan.subnet, tuple(Range(a, b, owner) for a, b in plan.ranges), frozenset({owner}))
-             for name, plan in plans.items()}
+    pools = {
+        name: Pool(name, plan.subnet, tuple(Range(a, b, owner) for a, b in plan.ranges), frozenset({owner}))
+        for name, plan in plans.items()
+    }
     return LeaseBindings(FileStore(work / "leases", pools, [owner], offers_in_memory=True), time.time)
 
 
@@ -105,8 +111,13 @@ def run_memory(args) -> list[float]:
     storage.create_volume("masters", "osol-0811@version-01", 32 << 20, "qcow2")
     infos = [HypervisorInfo(f"hv{i}", "odd", f"mem:///{i}", 2, 16384) for i in range(args.hosts)]
     hvs = {h.name: MemoryHypervisor() for h in infos}
-    g = Guests(settings_for(Path("/s"), args.per_host), storage, MemoryHypervisors(infos), lambda h: hvs[h.name],
-               MemoryBindings())
+    g = Guests(
+        settings_for(Path("/s"), args.per_host),
+        storage,
+        MemoryHypervisors(infos),
+        lambda h: hvs[h.name],
+        MemoryBindings(),
+    )
     g.create_project("appl-1")
     return provision(g, args.guests)
 
@@ -121,9 +132,14 @@ def run_test_driver(args, work: Path) -> list[float]:
         d.mkdir(parents=True)
         hosts.append(LibvirtHost(node_uri(d)))
     infos = [HypervisorInfo(f"hv{i}", "odd", f"test:///{i}", 2, 16384) for i in range(args.hosts)]
-    by_name = dict(zip((h.name for h in infos), hosts))
-    g = Guests(settings_for(work / "td0", args.per_host), hosts[0], MemoryHypervisors(infos), lambda h: by_name[h.name],
-               lease_bindings(work))
+    by_name = dict(zip((h.name for h in infos), hosts, strict=True))
+    g = Guests(
+        settings_for(work / "td0", args.per_host),
+        hosts[0],
+        MemoryHypervisors(infos),
+        lambda h: by_name[h.name],
+        lease_bindings(work),
+    )
     g.create_project("appl-1")
     return provision(g, args.guests)
 
@@ -157,9 +173,11 @@ def run_libvirtd(args, work: Path, copy: bool) -> tuple[list[float], int, float]
             for host, dom, _ in g.all():
                 if dom is not None:
                     per_host[host.name] = per_host.get(host.name, 0) + 1
-            print(f"  [{'copy' if copy else 'clone'}] {args.hosts} libvirtd started in {started:.2f} s, "
-                  f"capability probe {probe:.2f} s per hypervisor (once, untimed); "
-                  f"guests per hypervisor: {[per_host.get(f'hv{i}', 0) for i in range(args.hosts)]}")
+            print(
+                f"  [{'copy' if copy else 'clone'}] {args.hosts} libvirtd started in {started:.2f} s, "
+                f"capability probe {probe:.2f} s per hypervisor (once, untimed); "
+                f"guests per hypervisor: {[per_host.get(f'hv{i}', 0) for i in range(args.hosts)]}"
+            )
             used = disk_used(shared / "appl-1")
             version = disk_used(shared / "masters")
             g.connections.close()
@@ -193,8 +211,16 @@ def run_migrations(args, work: Path) -> list[float]:
             g.clone(V1, ref)
             kernel, initrd = guestlab.boot_files(work)
             console = work / "vm-1.console"
-            g.init("hvm", "fe-be", "odd", 256, 1, ref, Boot(kernel, initrd, "console=ttyS0 quiet guest=vm-1"),
-                   console_log=str(console))
+            g.init(
+                "hvm",
+                "fe-be",
+                "odd",
+                256,
+                1,
+                ref,
+                Boot(kernel, initrd, "console=ttyS0 quiet guest=vm-1"),
+                console_log=str(console),
+            )
             g.control(ref, "start")
             deadline = time.monotonic() + 120
             while "tick 2" not in (console.read_text(errors="replace") if console.exists() else ""):
@@ -225,8 +251,10 @@ def main() -> int:
     args = ap.parse_args()
     if args.guests > args.hosts * args.per_host:
         ap.error("--guests must fit on --hosts x --per-host")
-    print(f"provision {args.guests} guests (clone + define + assign-ip) on {args.hosts} hypervisors, "
-          f"{args.per_host} per hypervisor")
+    print(
+        f"provision {args.guests} guests (clone + define + assign-ip) on {args.hosts} hypervisors, "
+        f"{args.per_host} per hypervisor"
+    )
     work = Path(tempfile.mkdtemp(prefix="bench-guests-"))
     try:
         rows = [("memory", run_memory(args), None), ("test-driver", run_test_driver(args, work / "td"), None)]
@@ -236,8 +264,10 @@ def main() -> int:
             samples, used, version = run_libvirtd(args, work / "lv", copy=False)
             (work / "cp").mkdir()
             copy_samples, copy_used, _ = run_libvirtd(args, work / "cp", copy=True)
-            print(f"  master image and version on disk: {version / 1024:.0f} KiB"
-                  f" ({args.image_mib} MiB virtual, {args.data_mib} MiB data)")
+            print(
+                f"  master image and version on disk: {version / 1024:.0f} KiB"
+                f" ({args.image_mib} MiB virtual, {args.data_mib} MiB data)"
+            )
             lv_mean = statistics.mean(samples)
             clone_used = used
             rows += [("libvirtd", samples, used), ("libvirtd-copy", copy_samples, copy_used)]
@@ -246,13 +276,18 @@ def main() -> int:
         if lv_mean is not None and args.migrations > 0:
             (work / "mig").mkdir()
             mig = run_migrations(args, work / "mig")
-            print("live migration of a running 256 MiB TCG guest between two libvirtd: "
-                  + ", ".join(f"{m:.2f}" for m in mig) + f" s (mean {statistics.mean(mig):.2f} s)")
+            print(
+                "live migration of a running 256 MiB TCG guest between two libvirtd: "
+                + ", ".join(f"{m:.2f}" for m in mig)
+                + f" s (mean {statistics.mean(mig):.2f} s)"
+            )
         if lv_mean is not None:
             verdict = "meets" if lv_mean <= 1.0 else "MISSES"
-            print(f"target <= 1 s per guest on libvirtd: {verdict} ({lv_mean * 1000:.0f} ms);"
-                  f" disk per clone {clone_used / args.guests / 1024:.0f} KiB (qcow2 metadata, no data)"
-                  f" vs {copy_used / args.guests / 1024:.0f} KiB for a full copy ({copy_used / max(clone_used, 1):.0f}x)")
+            print(
+                f"target <= 1 s per guest on libvirtd: {verdict} ({lv_mean * 1000:.0f} ms);"
+                f" disk per clone {clone_used / args.guests / 1024:.0f} KiB (qcow2 metadata, no data)"
+                f" vs {copy_used / args.guests / 1024:.0f} KiB for a full copy ({copy_used / max(clone_used, 1):.0f}x)"
+            )
         return 0
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -34,8 +34,14 @@ from bootsrv.leases.codec import encode, table_header  # noqa: E402
 from bootsrv.leases.files import FileStore  # noqa: E402
 
 SERVER = IPv4Address("10.16.0.1")
-POOLS = {"big": Pool("big", IPv4Network("10.16.0.0/14"),
-                     (Range(IPv4Address("10.16.0.10"), IPv4Address("10.19.255.250"), SERVER),), frozenset({SERVER}))}
+POOLS = {
+    "big": Pool(
+        "big",
+        IPv4Network("10.16.0.0/14"),
+        (Range(IPv4Address("10.16.0.10"), IPv4Address("10.19.255.250"), SERVER),),
+        frozenset({SERVER}),
+    )
+}
 NOW = 1_700_000_000
 TARGET_COMMITS, TARGET_RESCAN_MS, TARGET_LOAD_S = 25_000, 10.0, 1.0
 ISSUE_DHCPD, ISSUE_DNSMASQ = 450, 126
@@ -56,8 +62,9 @@ def seed(directory: Path, count: int) -> None:
     """A table of `count` leases written directly (the format's own encoder), then compacted form."""
     directory.mkdir(parents=True, exist_ok=True)
     lines = [table_header("big")]
-    lines += [encode(Record("big", ip_of(i), cid(i), owner=SERVER, expiry=NOW + 3600, signature=i + 1))
-              for i in range(count)]
+    lines += [
+        encode(Record("big", ip_of(i), cid(i), owner=SERVER, expiry=NOW + 3600, signature=i + 1)) for i in range(count)
+    ]
     (directory / "leases.big").write_bytes(b"".join(lines))
 
 
@@ -155,8 +162,11 @@ def reference_dhcpd(directory: Path, seconds: float) -> float:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     n, start = 0, time.monotonic()
     while time.monotonic() - start < seconds:
-        os.write(fd, b"lease 10.16.%d.%d {\n  starts 4 2026/11/30 09:00:00;\n  ends 4 2026/11/30 10:00:00;\n"
-                     b"  binding state active;\n  hardware ethernet 52:54:00:00:00:01;\n}\n" % (n >> 8 & 255, n & 255))
+        os.write(
+            fd,
+            b"lease 10.16.%d.%d {\n  starts 4 2026/11/30 09:00:00;\n  ends 4 2026/11/30 10:00:00;\n"
+            b"  binding state active;\n  hardware ethernet 52:54:00:00:00:01;\n}\n" % (n >> 8 & 255, n & 255),
+        )
         os.fsync(fd)
         n += 1
     os.close(fd)
@@ -165,8 +175,10 @@ def reference_dhcpd(directory: Path, seconds: float) -> float:
 
 def reference_dnsmasq(directory: Path, seconds: float, leases: int = 1000) -> float:
     """dnsmasq's way: rewrite the whole lease file (here 1,000 leases) and fsync, per change."""
-    body = b"".join(b"1700003600 52:54:00:00:%02x:%02x 10.16.%d.%d host%d *\n" % (i >> 8, i & 255, i >> 8, i & 255, i)
-                    for i in range(leases))
+    body = b"".join(
+        b"1700003600 52:54:00:00:%02x:%02x 10.16.%d.%d host%d *\n" % (i >> 8, i & 255, i >> 8, i & 255, i)
+        for i in range(leases)
+    )
     path = directory / "dnsmasq.leases"
     n, start = 0, time.monotonic()
     while time.monotonic() - start < seconds:
@@ -201,13 +213,17 @@ def main() -> int:
         dhcpd = reference_dhcpd(ref, args.seconds)
         dnsmasq = reference_dnsmasq(ref, args.seconds)
         report("reference: fsync per lease (dhcpd way)", dhcpd, "/s", note=f"  (issue: dhcpd ~{ISSUE_DHCPD}/s)")
-        report("reference: rewrite file per lease (dnsmasq)", dnsmasq, "/s", note=f"  (issue: dnsmasq ~{ISSUE_DNSMASQ}/s)")
+        report(
+            "reference: rewrite file per lease (dnsmasq)", dnsmasq, "/s", note=f"  (issue: dnsmasq ~{ISSUE_DNSMASQ}/s)"
+        )
 
         # The disk's fsync latency drifts (other work on the machine): each measurement is
         # compared with the dhcpd way measured right before it.
         best = 0.0
-        runs = [(f"{threads} thread(s) blocking in ack", lambda d, t=threads: committers(d, t, args.seconds))
-                for threads in (1, 8, 64)]
+        runs = [
+            (f"{threads} thread(s) blocking in ack", lambda d, t=threads: committers(d, t, args.seconds))
+            for threads in (1, 8, 64)
+        ]
         runs += [(f"ack_pending, {k} in flight", lambda d, k=k: deferred(d, k, args.seconds)) for k in (1, 64, 1024)]
         runs += [("2 processes x 8 threads", lambda d: (processes(d, 2, 8, args.seconds), 0))]
         for i, (name, run) in enumerate(runs):
@@ -221,9 +237,13 @@ def main() -> int:
                     batches.append(rate * args.seconds / flushes)
             best = max(best, *rates)
             batch = f", {statistics.median(batches):.1f} per fsync" if batches else ""
-            report(f"durable commits, {name}", statistics.median(rates), "/s",
-                   note=f"  median of {args.repeat} (best {max(rates):,.0f}); x{statistics.median(ratios):,.1f} "
-                        f"the dhcpd way measured just before each{batch}")
+            report(
+                f"durable commits, {name}",
+                statistics.median(rates),
+                "/s",
+                note=f"  median of {args.repeat} (best {max(rates):,.0f}); x{statistics.median(ratios):,.1f} "
+                f"the dhcpd way measured just before each{batch}",
+            )
         report("best durable commits/s", best, "/s", TARGET_COMMITS)
         if os.access("/dev/shm", os.W_OK):
             # The store's own ceiling (locking, formatting, the flusher) without the disk: on
@@ -255,8 +275,14 @@ def main() -> int:
         store.ack("big", ip_of(5), cid(5), NOW, 60)
         t = time.perf_counter()
         changed = other.rescan()
-        report("rescan after one change elsewhere", (time.perf_counter() - t) * 1000, "ms", TARGET_RESCAN_MS,
-               higher=False, note=f"  ({changed} changed)")
+        report(
+            "rescan after one change elsewhere",
+            (time.perf_counter() - t) * 1000,
+            "ms",
+            TARGET_RESCAN_MS,
+            higher=False,
+            note=f"  ({changed} changed)",
+        )
         t = time.perf_counter()
         store.compact("big")
         report(f"compact {args.records:,} records", time.perf_counter() - t, "s")

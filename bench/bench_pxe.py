@@ -48,18 +48,38 @@ def dnsmasq_server(lab, seg, workdir: Path, kernel: Path, initrd: Path):
     shutil.copy(initrd, www / "initrd.gz")
     base = f"http://{server_ip}:8000"
     (www / "boot.ipxe").write_text(
-        f"#!ipxe\nkernel {base}/vmlinuz initrd=initrd.gz console=ttyS0 quiet\ninitrd {base}/initrd.gz\nboot\n")
+        f"#!ipxe\nkernel {base}/vmlinuz initrd=initrd.gz console=ttyS0 quiet\ninitrd {base}/initrd.gz\nboot\n"
+    )
     host = lab.host("dnsmasq")
     lab.plug(host, seg, "net0", f"{server_ip}/24")
-    host.popen(["dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--port=0", "--interface=net0",
-                "--bind-interfaces", "--no-ping", "--dhcp-range=10.232.0.100,10.232.0.200,1h",
-                f"--dhcp-leasefile={workdir}/dnsmasq.leases", "--enable-tftp", f"--tftp-root={tftp}",
-                "--dhcp-userclass=set:ipxe,iPXE", "--dhcp-match=set:efi,option:client-arch,7",
-                "--dhcp-match=set:efi,option:client-arch,9", "--dhcp-boot=tag:!ipxe,tag:!efi,undionly.kpxe",
-                "--dhcp-boot=tag:!ipxe,tag:efi,ipxe.efi", f"--dhcp-boot=tag:ipxe,{base}/boot.ipxe"],
-               stdout=open(workdir / "dnsmasq.log", "w"), stderr=open(workdir / "dnsmasq.err", "w"))
-    host.popen([sys.executable, "-m", "http.server", "-d", str(www), "-b", server_ip, "8000"],
-               stdout=open(workdir / "http.log", "w"), stderr=open(workdir / "http.err", "w"))
+    host.popen(
+        [
+            "dnsmasq",
+            "--no-daemon",
+            "--conf-file=/dev/null",
+            "--port=0",
+            "--interface=net0",
+            "--bind-interfaces",
+            "--no-ping",
+            "--dhcp-range=10.232.0.100,10.232.0.200,1h",
+            f"--dhcp-leasefile={workdir}/dnsmasq.leases",
+            "--enable-tftp",
+            f"--tftp-root={tftp}",
+            "--dhcp-userclass=set:ipxe,iPXE",
+            "--dhcp-match=set:efi,option:client-arch,7",
+            "--dhcp-match=set:efi,option:client-arch,9",
+            "--dhcp-boot=tag:!ipxe,tag:!efi,undionly.kpxe",
+            "--dhcp-boot=tag:!ipxe,tag:efi,ipxe.efi",
+            f"--dhcp-boot=tag:ipxe,{base}/boot.ipxe",
+        ],
+        stdout=open(workdir / "dnsmasq.log", "w"),
+        stderr=open(workdir / "dnsmasq.err", "w"),
+    )
+    host.popen(
+        [sys.executable, "-m", "http.server", "-d", str(www), "-b", server_ip, "8000"],
+        stdout=open(workdir / "http.log", "w"),
+        stderr=open(workdir / "http.err", "w"),
+    )
     time.sleep(1)
     return host
 

@@ -62,14 +62,35 @@ def server_commands(root: Path, stock: bool, variants: list[str]) -> dict[str, l
     cmds: dict[str, list[str] | None] = {}
     for v in variants:
         cmds["bootsrv" if v == variants[0] else f"bootsrv/{v}"] = [py, "-c", BOOTSRV, str(root), "{port}", v]
-    cmds.update({
-        "tftpd-hpa": [str(IN_TFTPD), "-L", "-a", "127.0.0.1:{port}", "-s", str(root)] if IN_TFTPD.exists() else None,
-        # --no-fork --daemon: standalone in the foreground; --user root so the unpacked binary
-        # needs no 'nobody' setup; --logfile /dev/null: no per-transfer syslog cost.
-        "atftpd": [str(ATFTPD), "--daemon", "--no-fork", "--port", "{port}", "--bind-address", "127.0.0.1",
-                   "--user", "root", "--group", "root", "--logfile", "/dev/null", "--maxthread", "200",
-                   str(root)] if ATFTPD.exists() else None,
-    })
+    cmds.update(
+        {
+            "tftpd-hpa": [str(IN_TFTPD), "-L", "-a", "127.0.0.1:{port}", "-s", str(root)]
+            if IN_TFTPD.exists()
+            else None,
+            # --no-fork --daemon: standalone in the foreground; --user root so the unpacked binary
+            # needs no 'nobody' setup; --logfile /dev/null: no per-transfer syslog cost.
+            "atftpd": [
+                str(ATFTPD),
+                "--daemon",
+                "--no-fork",
+                "--port",
+                "{port}",
+                "--bind-address",
+                "127.0.0.1",
+                "--user",
+                "root",
+                "--group",
+                "root",
+                "--logfile",
+                "/dev/null",
+                "--maxthread",
+                "200",
+                str(root),
+            ]
+            if ATFTPD.exists()
+            else None,
+        }
+    )
     if stock:
         cmds["stock tftpy"] = [py, "-c", STOCK_TFTPY, str(root), "{port}"]
     return cmds
@@ -78,8 +99,9 @@ def server_commands(root: Path, stock: bool, variants: list[str]) -> dict[str, l
 class Server:
     def __init__(self, name: str, cmd: list[str]):
         self.name, self.port = name, free_port()
-        self.proc = subprocess.Popen([c.replace("{port}", str(self.port)) for c in cmd],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            [c.replace("{port}", str(self.port)) for c in cmd], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         self._wait_ready()
 
     def _wait_ready(self) -> None:
@@ -129,8 +151,14 @@ def atftp_fetch(port: int, name: str, out: Path, window: int | None) -> float:
         cmd += ["--option", f"windowsize {window}"]
     cmd += ["-g", "-r", name, "-l", str(out), "127.0.0.1", str(port)]
     t0 = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300,
-                   preexec_fn=(lambda: os.sched_setaffinity(0, PIN)) if PIN else None)
+    subprocess.run(
+        cmd,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        timeout=300,
+        preexec_fn=(lambda: os.sched_setaffinity(0, PIN)) if PIN else None,
+    )
     return time.perf_counter() - t0
 
 
@@ -149,8 +177,10 @@ def single(port: int, root: Path, work: Path, window: int | None, repeat: int, w
 def concurrent(port: int, work: Path, clients: int, want: str) -> float:
     outs = [work / f"c{i}.out" for i in range(clients)]
     t0 = time.perf_counter()
-    procs = [subprocess.Popen(["curl", "-s", "--tftp-blksize", "1468", "-o", str(o),
-                               f"tftp://127.0.0.1:{port}/f20"]) for o in outs]
+    procs = [
+        subprocess.Popen(["curl", "-s", "--tftp-blksize", "1468", "-o", str(o), f"tftp://127.0.0.1:{port}/f20"])
+        for o in outs
+    ]
     codes = [p.wait(timeout=600) for p in procs]
     seconds = time.perf_counter() - t0
     if any(codes):
@@ -167,14 +197,22 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeat", type=int, default=5, help="rounds of the single transfers")
     ap.add_argument("--concurrent-repeat", type=int, default=2, help="rounds of the concurrent test")
-    ap.add_argument("--bootsrv", type=lambda v: v.split(","), default=["2x4"], metavar="WxP,...",
-                    help="bootsrv worker threads x pump processes (default 2x4, as `bootsrv serve`); a list runs one bootsrv per value,"
-                         " the first is the one compared")
+    ap.add_argument(
+        "--bootsrv",
+        type=lambda v: v.split(","),
+        default=["2x4"],
+        metavar="WxP,...",
+        help="bootsrv worker threads x pump processes (default 2x4, as `bootsrv serve`); a list runs one bootsrv"
+        " per value, the first is the one compared",
+    )
     ap.add_argument("--clients", type=int, default=50)
     ap.add_argument("--stock", action="store_true", help="also measure stock tftpy (single transfers only)")
-    ap.add_argument("--pin", action="store_true",
-                    help="single transfers with server and client on CPU 0: per-packet cost without the luck of "
-                         "where the scheduler puts them (loopback lockstep otherwise swings 30-70 MiB/s)")
+    ap.add_argument(
+        "--pin",
+        action="store_true",
+        help="single transfers with server and client on CPU 0: per-packet cost without the luck of "
+        "where the scheduler puts them (loopback lockstep otherwise swings 30-70 MiB/s)",
+    )
     args = ap.parse_args()
     global PIN
     PIN = {0} if args.pin else None
@@ -211,16 +249,22 @@ def main() -> int:
                     pin(srv.proc.pid, PIN)
                 samples[name]["lockstep"] += single(srv.port, root, work, None, 1, want64)
                 samples[name]["window16"] += single(srv.port, root, work, 16, 1, want64)
-            print(f"round {rnd + 1}/{args.repeat}: " + "  ".join(
-                f"{n} {samples[n]['lockstep'][-1]:.0f}/{samples[n]['window16'][-1]:.0f}" for n in servers), flush=True)
+            print(
+                f"round {rnd + 1}/{args.repeat}: "
+                + "  ".join(f"{n} {samples[n]['lockstep'][-1]:.0f}/{samples[n]['window16'][-1]:.0f}" for n in servers),
+                flush=True,
+            )
         all_cpus = set(range(os.cpu_count() or 1))
         for rnd in range(args.concurrent_repeat):
             for name, srv in servers.items():
                 pin(srv.proc.pid, all_cpus)
                 if name != "stock tftpy":
                     samples[name]["concurrent"].append(concurrent(srv.port, work, args.clients, want20))
-            print(f"concurrent round {rnd + 1}/{args.concurrent_repeat}: " + "  ".join(
-                f"{n} {samples[n]['concurrent'][-1]:.1f}s" for n in servers if samples[n]["concurrent"]), flush=True)
+            print(
+                f"concurrent round {rnd + 1}/{args.concurrent_repeat}: "
+                + "  ".join(f"{n} {samples[n]['concurrent'][-1]:.1f}s" for n in servers if samples[n]["concurrent"]),
+                flush=True,
+            )
     finally:
         for srv in servers.values():
             srv.stop()
@@ -231,10 +275,14 @@ def main() -> int:
     for name, smp in samples.items():
         r = {k: statistics.median(v) for k, v in smp.items() if v}
         results[name] = r
-        line = (f"{name:12s} 64 MiB lockstep {r['lockstep']:6.1f} MiB/s (best {max(smp['lockstep']):.1f})"
-                f"   windowsize 16 {r['window16']:6.1f} MiB/s (best {max(smp['window16']):.1f})")
+        line = (
+            f"{name:12s} 64 MiB lockstep {r['lockstep']:6.1f} MiB/s (best {max(smp['lockstep']):.1f})"
+            f"   windowsize 16 {r['window16']:6.1f} MiB/s (best {max(smp['window16']):.1f})"
+        )
         if "concurrent" in r:
-            line += f"   {args.clients}x20 MiB {r['concurrent']:5.1f} s ({args.clients * 20 / r['concurrent']:.0f} MiB/s)"
+            line += (
+                f"   {args.clients}x20 MiB {r['concurrent']:5.1f} s ({args.clients * 20 / r['concurrent']:.0f} MiB/s)"
+            )
         print(line)
     print()
     ours = results["bootsrv"]
@@ -243,8 +291,10 @@ def main() -> int:
         if ref not in results:
             continue
         theirs = results[ref]
-        parts = [f"lockstep {ours['lockstep'] / theirs['lockstep']:.2f}x",
-                 f"windowsize 16 {ours['window16'] / theirs['window16']:.2f}x"]
+        parts = [
+            f"lockstep {ours['lockstep'] / theirs['lockstep']:.2f}x",
+            f"windowsize 16 {ours['window16'] / theirs['window16']:.2f}x",
+        ]
         if "concurrent" in theirs:
             parts.append(f"{args.clients}x20 MiB {theirs['concurrent'] / ours['concurrent']:.2f}x (their time / ours)")
         print(f"bootsrv vs {ref:11s}: " + "   ".join(parts))
@@ -253,8 +303,12 @@ def main() -> int:
         checks.append(("windowsize 16 >= 1.0x atftpd", ours["window16"] >= results["atftpd"]["window16"]))
     if "tftpd-hpa" in results:
         checks.append(("lockstep >= 1.0x tftpd-hpa", ours["lockstep"] >= results["tftpd-hpa"]["lockstep"]))
-        checks.append((f"{args.clients}x20 MiB no slower than tftpd-hpa",
-                       ours["concurrent"] <= results["tftpd-hpa"]["concurrent"]))
+        checks.append(
+            (
+                f"{args.clients}x20 MiB no slower than tftpd-hpa",
+                ours["concurrent"] <= results["tftpd-hpa"]["concurrent"],
+            )
+        )
     print()
     for what, ok in checks:
         print(f"target {what}: {'met' if ok else 'MISSED'}")

@@ -24,15 +24,18 @@ from bootsrv.machines.store import FileRegistry
 
 
 def mac(i: int) -> str:
-    return "52:54:00:%02x:%02x:%02x" % (i >> 16 & 0xFF, i >> 8 & 0xFF, i & 0xFF)
+    return f"52:54:00:{i >> 16 & 0xFF:02x}:{i >> 8 & 0xFF:02x}:{i & 0xFF:02x}"
 
 
 def facts(m: str, i: int) -> dict:
     return {
-        "hostname": f"hv{i}", "cpus": 32, "memory_mib": 262144,
+        "hostname": f"hv{i}",
+        "cpus": 32,
+        "memory_mib": 262144,
         "nics": [{"name": "fe0", "mac": m}, {"name": "be0", "mac": mac(i + 0x100000)}],
         "disks": [{"name": "sda", "size_bytes": 10**12}, {"name": "sdb", "size_bytes": 10**12}],
-        "hypervisor": "kvm", "libvirt_uri": f"qemu+ssh://hv{i}/system",
+        "hypervisor": "kvm",
+        "libvirt_uri": f"qemu+ssh://hv{i}/system",
     }
 
 
@@ -56,8 +59,16 @@ def main() -> None:
         t0 = time.perf_counter()
         for i in range(args.machines):
             m = mac(i)
-            reg.put(Machine(mac=m, hostname=f"hv{i}", state=State.NEW, profile="debian12-kvm-hypervisor",
-                            segment="odd" if i % 2 else "even"), None)
+            reg.put(
+                Machine(
+                    mac=m,
+                    hostname=f"hv{i}",
+                    state=State.NEW,
+                    profile="debian12-kvm-hypervisor",
+                    segment="odd" if i % 2 else "even",
+                ),
+                None,
+            )
             token = f"bench-token-{i:08d}-xxxxxxxxxxxxxxxx"
             start_install(reg, m, 0.0, 3600, new_token=lambda token=token: token)
             enroll(reg, {"token": token, "mac": m, "facts": facts(m, i)}, 1.0)
@@ -78,8 +89,12 @@ def main() -> None:
 
         reparse = sorted(peer_write_then_get() for _ in range(min(args.ops, 50)))
         rows.append(("get after the peer wrote (re-parse)", (statistics.median(reparse) * 1e3, reparse[-1] * 1e3)))
-        rows.append(("put, compare-and-swap + fsync",
-                     timed(lambda: update(reg, target, lambda m: dataclasses.replace(m, comment="x")), min(args.ops, 50))))
+        rows.append(
+            (
+                "put, compare-and-swap + fsync",
+                timed(lambda: update(reg, target, lambda m: dataclasses.replace(m, comment="x")), min(args.ops, 50)),
+            )
+        )
         rows.append(("pool() over every machine", timed(lambda: pool(reg), args.ops)))
         for name, (p50, p99) in rows:
             print(f"{name:40} p50 {p50:8.3f} ms   p99 {p99:8.3f} ms")

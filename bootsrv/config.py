@@ -83,7 +83,7 @@ class RangeSection(Section):
     owner: IPv4Address | None = None
 
     @model_validator(mode="after")
-    def _ordered(self) -> "RangeSection":
+    def _ordered(self) -> RangeSection:
         if int(self.start) > int(self.end):
             raise ValueError(f"end: {self.end} is before start {self.start}")
         return self
@@ -120,7 +120,7 @@ class NetworkSection(Section):
         return value
 
     @model_validator(mode="after")
-    def _inside_subnet(self) -> "NetworkSection":
+    def _inside_subnet(self) -> NetworkSection:
         for i, rng in enumerate(self.ranges):
             for end in ("start", "end"):
                 addr = getattr(rng, end)
@@ -156,7 +156,7 @@ class DhcpSection(Section):
     macros: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     @model_validator(mode="after")
-    def _option_numbers(self) -> "DhcpSection":
+    def _option_numbers(self) -> DhcpSection:
         for kind in ("classes", "macros"):
             for name, options in getattr(self, kind).items():
                 for key in options:
@@ -284,7 +284,7 @@ class Config(Section):
     guests: GuestsSection = GuestsSection()
 
     @model_validator(mode="after")
-    def _cross_checks(self) -> "Config":
+    def _cross_checks(self) -> Config:
         names: set[str] = set()
         served: dict[str, str] = {}
         for i, net in enumerate(self.networks):

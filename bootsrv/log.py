@@ -1,9 +1,10 @@
 """One line per event, as key=value (default) or JSON: greppable by people, parseable by machines.
 
 Use `event(logger, "dhcp.ack", mac=..., ip=...)`; the formatter writes
-`ts=... level=info logger=bootsrv.dhcp event=dhcp.ack mac=... ip=...`. An event about a bug
-(`exc_info=True`) carries the exception as `error` and its whole traceback as `traceback`, still
-on one line (quoted, its newlines escaped).
+`ts=... level=info logger=bootsrv.dhcp event=dhcp.ack mac=... ip=...`. An event about a bug,
+`failure(logger, "dhcp.handler_failed", ...)` inside the `except` block, carries the exception
+as `error` and its whole traceback as `traceback`, still on one line (quoted, its newlines
+escaped). The level is positional only, so every keyword is a field of the event.
 """
 
 from __future__ import annotations
@@ -18,11 +19,16 @@ from typing import Any
 _FIELDS = "bootsrv_fields"
 
 
-def event(logger: logging.Logger, name: str, level: int = logging.INFO, exc_info: bool = False,
-          **fields: Any) -> None:
-    """One event; `exc_info=True` inside an `except` block adds the exception being handled."""
+def event(logger: logging.Logger, name: str, level: int = logging.INFO, /, **fields: Any) -> None:
+    """One event at `level` with `fields`."""
     if logger.isEnabledFor(level):
-        logger.log(level, name, exc_info=exc_info, extra={_FIELDS: fields})
+        logger.log(level, name, extra={_FIELDS: fields})
+
+
+def failure(logger: logging.Logger, name: str, /, **fields: Any) -> None:
+    """A bug: an error event with the exception being handled and its traceback (call it in the
+    `except` block)."""
+    logger.error(name, exc_info=True, extra={_FIELDS: fields})
 
 
 def _pairs(record: logging.LogRecord) -> dict[str, Any]:

@@ -72,8 +72,11 @@ def test_serve_runs_and_stops_on_sigterm(tmp_path):
         f'[store]\ndirectory = "{tmp_path}/leases"\n[http]\nport = {port}\n'
         "[tftp]\nenabled = false\n[dns]\nenabled = false\n[dhcp]\nenabled = false\n"
     )
-    proc = subprocess.Popen([sys.executable, "-m", "bootsrv", "--log-format", "json", "--config", str(site), "serve"],
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bootsrv", "--log-format", "json", "--config", str(site), "serve"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         lines = []
         deadline = time.monotonic() + 20

@@ -11,7 +11,8 @@ from bootsrv.lab.netns import cpu_seconds, descendants
 
 def test_descendants_finds_grandchildren_and_cpu_seconds_counts_them():
     # sh -> (sleep, python burning ~0.3 s of CPU); the grandchildren are what a benchmark measures.
-    burn = f"{sys.executable} -c 'import time; t = time.process_time() + 0.3\nwhile time.process_time() < t: pass\nimport time; time.sleep(5)'"
+    busy = "import time; t = time.process_time() + 0.3\nwhile time.process_time() < t: pass\ntime.sleep(5)"
+    burn = f"{sys.executable} -c '{busy}'"
     proc = subprocess.Popen(["sh", "-c", f"sleep 5 & {burn} & wait"])
     try:
         deadline = time.monotonic() + 5

@@ -41,10 +41,37 @@ ALLOWED: dict[str, set[str]] = {
     "machines": {"errors", "log", "config", "values", "leases", "profiles", "virt", "dhcp"},
     # The edges that face users.
     "http": {"errors", "log", "config", "values", "leases", "profiles", "machines", "virt"},
-    "app": {"errors", "log", "config", "values", "leases", "profiles", "tftp", "dns", "dhcp", "virt", "machines",
-            "http", "data"},
-    "cli": {"errors", "log", "config", "values", "leases", "profiles", "tftp", "dns", "dhcp", "virt", "machines",
-            "app", "lab", "data"},
+    "app": {
+        "errors",
+        "log",
+        "config",
+        "values",
+        "leases",
+        "profiles",
+        "tftp",
+        "dns",
+        "dhcp",
+        "virt",
+        "machines",
+        "http",
+        "data",
+    },
+    "cli": {
+        "errors",
+        "log",
+        "config",
+        "values",
+        "leases",
+        "profiles",
+        "tftp",
+        "dns",
+        "dhcp",
+        "virt",
+        "machines",
+        "app",
+        "lab",
+        "data",
+    },
     "__main__": {"cli"},
     "lab": {"errors", "log", "config", "values", "leases", "profiles", "virt", "data"},
 }
@@ -124,8 +151,10 @@ def cycles(sources: dict[str, str]) -> list[list[str]]:
             name = name.rpartition(".")[0]
         return name or None
 
-    graph = {m: {t for n, _, _ in imports(m, s) if (t := module_of(n)) not in (None, m, "bootsrv")}
-             for m, s in sources.items()}
+    graph = {
+        m: {t for n, _, _ in imports(m, s) if (t := module_of(n)) not in (None, m, "bootsrv")}
+        for m, s in sources.items()
+    }
     index: dict[str, int] = {}
     low: dict[str, int] = {}
     stack: list[str] = []
@@ -194,18 +223,32 @@ def test_the_allowed_edges_have_no_cycle():
 
 
 FORBIDDEN = [
-    pytest.param("bootsrv.dhcp.engine", "from bootsrv.machines.admin import discover\n",
-                 "dhcp -> machines", id="protocol imports the product"),
-    pytest.param("bootsrv.dhcp.engine", "def f():\n    from bootsrv.app.wiring import Wiring\n",
-                 "dhcp -> app", id="hidden in a function is still an edge"),
-    pytest.param("bootsrv.leases.store", "import bootsrv.machines.model\n",
-                 "leases -> machines", id="plain import"),
-    pytest.param("bootsrv.machines.pool", "from bootsrv import lab\n",
-                 "machines -> lab", id="the lab from the core"),
-    pytest.param("bootsrv.cli.main", "from bootsrv.lab import demo\n",
-                 "only inside a function", id="the lab at the CLI's top level"),
-    pytest.param("bootsrv.http.api", "from bootsrv.machines.enrollment import _token\n",
-                 "private name", id="another module's private name"),
+    pytest.param(
+        "bootsrv.dhcp.engine",
+        "from bootsrv.machines.admin import discover\n",
+        "dhcp -> machines",
+        id="protocol imports the product",
+    ),
+    pytest.param(
+        "bootsrv.dhcp.engine",
+        "def f():\n    from bootsrv.app.wiring import Wiring\n",
+        "dhcp -> app",
+        id="hidden in a function is still an edge",
+    ),
+    pytest.param("bootsrv.leases.store", "import bootsrv.machines.model\n", "leases -> machines", id="plain import"),
+    pytest.param("bootsrv.machines.pool", "from bootsrv import lab\n", "machines -> lab", id="the lab from the core"),
+    pytest.param(
+        "bootsrv.cli.main",
+        "from bootsrv.lab import demo\n",
+        "only inside a function",
+        id="the lab at the CLI's top level",
+    ),
+    pytest.param(
+        "bootsrv.http.api",
+        "from bootsrv.machines.enrollment import _token\n",
+        "private name",
+        id="another module's private name",
+    ),
     pytest.param("bootsrv.gadgets.x", "import os\n", "not in tests/test_layering.py ALLOWED", id="a new part"),
 ]
 
@@ -218,10 +261,14 @@ def test_a_forbidden_import_is_named(module, source, expected):
 
 ALLOWED_EXAMPLES = [
     pytest.param("bootsrv.cli.main", "def demo():\n    from bootsrv.lab import demo\n", id="the lab, lazily"),
-    pytest.param("bootsrv.machines.pool", "from bootsrv.virt.placement import HypervisorInfo\n",
-                 id="product over a protocol"),
-    pytest.param("bootsrv.dhcp.engine", "from bootsrv import __version__\nfrom bootsrv.leases import LeaseStore\n",
-                 id="the package's version and a lower protocol"),
+    pytest.param(
+        "bootsrv.machines.pool", "from bootsrv.virt.placement import HypervisorInfo\n", id="product over a protocol"
+    ),
+    pytest.param(
+        "bootsrv.dhcp.engine",
+        "from bootsrv import __version__\nfrom bootsrv.leases import LeaseStore\n",
+        id="the package's version and a lower protocol",
+    ),
 ]
 
 

@@ -16,11 +16,19 @@ DOCUMENTS = [
     ("string escapes", {"s": 'quote " backslash \\ newline \n tab \t done', "u": "Zürich ☃"}),
     ("scalar arrays", {"owner_ips": ["10.0.0.1", "10.0.0.2"], "empty": [], "mixed": [1, "a", True]}),
     ("table", {"server": {"name": "b", "owner_ips": ["192.0.2.1"], "rescan_interval": 60}}),
-    ("array of tables with nested arrays", {"networks": [
-        {"name": "pub", "subnet": "10.0.0.0/24", "ranges": [{"start": "10.0.0.10", "end": "10.0.0.20"},
-                                                             {"start": "10.0.0.30", "end": "10.0.0.40"}]},
-        {"name": "backend", "subnet": "10.1.0.0/24", "ranges": []},
-    ]}),
+    (
+        "array of tables with nested arrays",
+        {
+            "networks": [
+                {
+                    "name": "pub",
+                    "subnet": "10.0.0.0/24",
+                    "ranges": [{"start": "10.0.0.10", "end": "10.0.0.20"}, {"start": "10.0.0.30", "end": "10.0.0.40"}],
+                },
+                {"name": "backend", "subnet": "10.1.0.0/24", "ranges": []},
+            ]
+        },
+    ),
     ("inline table of options", {"networks": [{"name": "pub", "options": {"42": ["10.0.0.1"], "66": "tftp"}}]}),
     ("tables of tables", {"dhcp": {"port": 67, "classes": {"PXEClient": {"66": "a"}, "HTTPClient": {"60": "b"}}}}),
     ("empty tables", {"a": {}, "b": {"c": {}}, "d": {"e": {"f": {}}}}),
@@ -28,8 +36,15 @@ DOCUMENTS = [
     ("non-ASCII keys", {"Zürich": 1, "\u00b9": {"x": 1}}),
     ("control characters", {"43": "\x01\x02vendor\r\x7f", "key\x08": "\x00"}),
     ("mixed array at the top", {"a": [False, {}], "t": {"b": [1, {"c": 2}]}}),
-    ("deep paths", {"guests": {"segments": {"odd": {"fe0": "public", "be0": "backend"}}, "hypervisors": [
-        {"name": "hv1", "memory_mib": 4096}]}}),
+    (
+        "deep paths",
+        {
+            "guests": {
+                "segments": {"odd": {"fe0": "public", "be0": "backend"}},
+                "hypervisors": [{"name": "hv1", "memory_mib": 4096}],
+            }
+        },
+    ),
 ]
 
 
@@ -58,7 +73,7 @@ def test_what_toml_cannot_hold_is_refused():
 # not equal to itself), with any keys and strings: what config show writes must read back,
 # whatever a site put in its DHCP options or class names (an option 43 vendor string can carry
 # control characters). It found the three cases at the end of DOCUMENTS.
-_scalars = (st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.floats(allow_nan=False) | st.text())
+_scalars = st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.floats(allow_nan=False) | st.text()
 _values = st.recursive(
     _scalars,
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),

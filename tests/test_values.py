@@ -47,7 +47,14 @@ def test_bad_macs(value, rule):
 
 @pytest.mark.parametrize(
     ("value", "rule"),
-    [("", "non-empty"), ("-hv", "label"), ("hv_1", "label"), ("a" * 64, "label"), ("a." * 130, "253"), (3, "non-empty")],
+    [
+        ("", "non-empty"),
+        ("-hv", "label"),
+        ("hv_1", "label"),
+        ("a" * 64, "label"),
+        ("a." * 130, "253"),
+        (3, "non-empty"),
+    ],
 )
 def test_bad_hostnames(value, rule):
     with pytest.raises(InvalidInput) as info:
@@ -68,7 +75,9 @@ def test_guid_from_option_97_bytes_is_smbios_little_endian():
         normalize_guid("nope")
 
 
-@pytest.mark.parametrize(("value", "name"), [(0, "bios"), (7, "efi-x64"), (9, "efi-bc"), (42, "arch-42"), ("bios", "bios")])
+@pytest.mark.parametrize(
+    ("value", "name"), [(0, "bios"), (7, "efi-x64"), (9, "efi-bc"), (42, "arch-42"), ("bios", "bios")]
+)
 def test_arch_names(value, name):
     assert arch_name(value) == name
 

@@ -42,8 +42,15 @@ def _setuptools_builds_wheels() -> bool:
 def _copy_checkout(dest: Path) -> None:
     """The files git tracks or would track (not build/, *.egg-info, .venv): a build in the checkout
     itself would leave build/lib behind, whose stale modules end up in the next wheel."""
-    listed = subprocess.run(["git", "-C", str(REPO), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                            capture_output=True, check=True).stdout.decode().split("\0")
+    listed = (
+        subprocess.run(
+            ["git", "-C", str(REPO), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            capture_output=True,
+            check=True,
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     for name in filter(None, listed):
         src = REPO / name
         if src.is_file():  # deleted but still tracked: skip
@@ -55,8 +62,11 @@ def _dependency_paths() -> list[str]:
     # Every site directory of this interpreter, outside the checkout: where jinja2, flask, pydantic,
     # libvirt ... live. A .pth line only adds a directory to sys.path: the editable install's own
     # .pth and finder in there are not run, so they cannot bring the checkout's bootsrv back.
-    return [p for p in sys.path if p.endswith(("site-packages", "dist-packages"))
-            and not Path(p).resolve().is_relative_to(REPO)]
+    return [
+        p
+        for p in sys.path
+        if p.endswith(("site-packages", "dist-packages")) and not Path(p).resolve().is_relative_to(REPO)
+    ]
 
 
 def _env() -> dict[str, str]:
@@ -114,8 +124,9 @@ def test_profiles_list_and_render_from_the_wheel(venv, elsewhere):
         assert name in listed
     script = _bootsrv(venv, elsewhere, "profile", "render", "lab-test", "--mac", MAC, "--hostname", "hv1")
     assert script.startswith("#!ipxe") and "installing lab-test on hv1" in script
-    answer = _bootsrv(venv, elsewhere, "profile", "render", "lab-test", "--mac", MAC, "--hostname", "hv1",
-                  "--file", "answer.sh")
+    answer = _bootsrv(
+        venv, elsewhere, "profile", "render", "lab-test", "--mac", MAC, "--hostname", "hv1", "--file", "answer.sh"
+    )
     assert f"mac={MAC} host=hv1.lab.example" in answer
     # The domain templates of bootsrv.virt come from the wheel too.
     probe = "from bootsrv.virt import domain; print((domain.default_templates_dir() / 'domains/hvm.xml.j2').is_file())"
@@ -149,8 +160,12 @@ def test_the_systemd_unit_runs_the_install_readme_describes():
     assert programs and all(PurePosixPath(p).parts[-2:] == ("bin", "bootsrv") for p in programs), programs
     (venv,) = {str(PurePosixPath(p).parent.parent) for p in programs}
     config = re.search(r"^Environment=BOOTSRV_CONFIG=(\S+)", unit, re.M)[1]
-    for step in (f"python3 -m venv {venv}\n", f"{venv}/bin/pip install dist/bootsrv-*.whl",
-                 f"cp contrib/bootsrv.example.toml {config}", "cp contrib/bootsrv.service /etc/systemd/system/"):
+    for step in (
+        f"python3 -m venv {venv}\n",
+        f"{venv}/bin/pip install dist/bootsrv-*.whl",
+        f"cp contrib/bootsrv.example.toml {config}",
+        "cp contrib/bootsrv.service /etc/systemd/system/",
+    ):
         assert step in readme, step
 
 
@@ -178,17 +193,24 @@ address = "{SERVER}"
 """)
     (tmp_path / "files").mkdir()
     # Registering checks the profile against the catalog: the packaged one.
-    _bootsrv(venv, elsewhere, "--config", str(config), "machine", "add", MAC, "--hostname", "hv1",
-             "--profile", "lab-test")
+    _bootsrv(
+        venv, elsewhere, "--config", str(config), "machine", "add", MAC, "--hostname", "hv1", "--profile", "lab-test"
+    )
     seg = lab.segment("lan")
     srv = lab.host("srv")
     lab.plug(srv, seg, "net0", f"{SERVER}/24")
     log = tmp_path / "serve.log"
     with open(log, "wb") as out:
-        srv.popen([str(venv / "bin/bootsrv"), "--config", str(config), "serve"], cwd=elsewhere, env=_env(),
-                  stdout=out, stderr=subprocess.STDOUT)
-    fetch = ("import sys, urllib.request; "
-             "sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=1).read().decode())")
+        srv.popen(
+            [str(venv / "bin/bootsrv"), "--config", str(config), "serve"],
+            cwd=elsewhere,
+            env=_env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    fetch = (
+        "import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=1).read().decode())"
+    )
     deadline = time.monotonic() + 60
     while True:
         probe = srv.run([str(venv / "bin/python"), "-c", fetch, f"http://{SERVER}:8080/healthz"], check=False)

@@ -64,8 +64,14 @@ class DhcpService:
 
     name = "dhcp"
 
-    def __init__(self, config: Config, handler_factory: Callable[[], Handler], workers: int | None = None,
-                 process: int = 0, recorder: DiscoveryRecorder | None = None):
+    def __init__(
+        self,
+        config: Config,
+        handler_factory: Callable[[], Handler],
+        workers: int | None = None,
+        process: int = 0,
+        recorder: DiscoveryRecorder | None = None,
+    ):
         self.config = config
         self.handler_factory = handler_factory
         self.recorder = recorder  # records what this process' handler reports (bootsrv.app.discovery)
@@ -92,9 +98,15 @@ class DhcpService:
         # before, 2,612/2,372/2,481/2,065 after: a modest gain within this shared VM's noise.
         gc.freeze()
         gc.set_threshold(50_000, 100, 100)
-        self.server = DhcpServer(served_interfaces(self.config), relayed(self.config), self.config.dhcp.port,
-                                 self.handler, workers=self.workers, processes=self.config.dhcp.processes,
-                                 process=self.process)
+        self.server = DhcpServer(
+            served_interfaces(self.config),
+            relayed(self.config),
+            self.config.dhcp.port,
+            self.handler,
+            workers=self.workers,
+            processes=self.config.dhcp.processes,
+            process=self.process,
+        )
         try:
             self.server.start()
         except OSError as exc:
@@ -115,8 +127,14 @@ class DhcpService:
         if self.server is not None:
             self.server.stop()
             shed = getattr(self.handler, "shed", [0])[0]
-            event(log, "dhcp.stopped", malformed=self.server.malformed, errors=self.server.errors, shed=shed,
-                  **({"process": self.process} if self.config.dhcp.processes > 1 else {}))
+            event(
+                log,
+                "dhcp.stopped",
+                malformed=self.server.malformed,
+                errors=self.server.errors,
+                shed=shed,
+                **({"process": self.process} if self.config.dhcp.processes > 1 else {}),
+            )
         self._stop_recorder()  # after the loop: it records what the last packets reported
 
     def _stop_recorder(self) -> None:
@@ -143,8 +161,9 @@ def dhcp_services(wiring: Wiring) -> list[DhcpService]:
         return []
     recorder = None
     if cfg.boot.unknown_machines == "discover":  # otherwise nothing is ever reported
-        recorder = DiscoveryRecorder(wiring.machines, wiring.sightings, cfg.boot.discovered_limit,
-                                     cfg.boot.auto_profile)
+        recorder = DiscoveryRecorder(
+            wiring.machines, wiring.sightings, cfg.boot.discovered_limit, cfg.boot.auto_profile
+        )
     return [DhcpService(cfg, lambda: engine_handler(wiring), process=wiring.dhcp_process, recorder=recorder)]
 
 
@@ -161,8 +180,13 @@ def engine_handler(wiring: Wiring) -> Handler:
     from bootsrv.machines.model import RegistryNetboot
 
     cfg = wiring.config
-    engine = Engine(cfg, wiring.leases, RegistryNetboot(wiring.machines),
-                    ServerAddresses(cfg, cached_interface_address()), probe=icmp_echo)
+    engine = Engine(
+        cfg,
+        wiring.leases,
+        RegistryNetboot(wiring.machines),
+        ServerAddresses(cfg, cached_interface_address()),
+        probe=icmp_echo,
+    )
     sightings = wiring.sightings
     clock = wiring.clock
     debug = functools.partial(log.isEnabledFor, logging.DEBUG)
@@ -196,15 +220,23 @@ def engine_handler(wiring: Wiring) -> Handler:
         if reply.sighting is not None:
             sightings.saw(reply.sighting)  # recorded later, in a batch: no registry write here
         if debug():  # one line per reply at --log-level debug (at thousands a second, not by default)
-            event(log, "dhcp.reply", logging.DEBUG, type=P.MESSAGE_NAMES.get(reply.message_type, reply.message_type),
-                  mac=request.chaddr[:6].hex(":"), ip=str(reply.packet.yiaddr), to=f"{reply.to.address}:{reply.to.port}",
-                  file=reply.packet.file.rstrip(b"\0").decode("ascii", "replace") or "-")
+            event(
+                log,
+                "dhcp.reply",
+                logging.DEBUG,
+                type=P.MESSAGE_NAMES.get(reply.message_type, reply.message_type),
+                mac=request.chaddr[:6].hex(":"),
+                ip=str(reply.packet.yiaddr),
+                to=f"{reply.to.address}:{reply.to.port}",
+                file=reply.packet.file.rstrip(b"\0").decode("ascii", "replace") or "-",
+            )
         if reply.durable is None:
             return Outgoing(encode(reply.packet, reply.max_size), reply.to.address, reply.to.port, reply.to.hwaddr)
 
         def finish(stored) -> Outgoing:  # encoded once durable: the stored record may complete the ACK
-            return Outgoing(encode(reply.settled(stored), reply.max_size), reply.to.address, reply.to.port,
-                            reply.to.hwaddr)
+            return Outgoing(
+                encode(reply.settled(stored), reply.max_size), reply.to.address, reply.to.port, reply.to.hwaddr
+            )
 
         return Deferred(reply.durable, finish)
 
@@ -235,8 +267,12 @@ def icmp_echo(ip: IPv4Address, timeout: float = ICMP_TIMEOUT) -> bool:
             except (TimeoutError, OSError):
                 return False
             header = (data[0] & 0x0F) * 4  # a raw ICMP socket hands us the IP header too
-            if src == str(ip) and len(data) >= header + 8 and data[header] == 0 \
-                    and struct.unpack_from("!H", data, header + 4)[0] == ident:
+            if (
+                src == str(ip)
+                and len(data) >= header + 8
+                and data[header] == 0
+                and struct.unpack_from("!H", data, header + 4)[0] == ident
+            ):
                 return True
     return False
 

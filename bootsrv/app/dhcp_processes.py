@@ -65,15 +65,21 @@ class Processes:
         a MAC is that process (server.py "Several processes"). WorkerFailed if one cannot start."""
         for number in range(1, self.config.dhcp.processes):
             self._started[number] = threading.Event()
-            thread = threading.Thread(target=self._supervise, args=(number,), daemon=True, name=f"dhcp-process-{number}")
+            thread = threading.Thread(
+                target=self._supervise, args=(number,), daemon=True, name=f"dhcp-process-{number}"
+            )
             thread.start()
             self._threads.append(thread)
             self._started[number].wait()
             if number in self._failed:
                 self.stop()
                 raise WorkerFailed(f"DHCP process {number} did not start: {self._failed[number]}")
-        event(log, "dhcp.processes", count=self.config.dhcp.processes,
-              pids=",".join(str(p.pid) for p in self._children.values()))
+        event(
+            log,
+            "dhcp.processes",
+            count=self.config.dhcp.processes,
+            pids=",".join(str(p.pid) for p in self._children.values()),
+        )
 
     @property
     def pids(self) -> dict[int, int]:
@@ -132,12 +138,20 @@ class Processes:
 
     def _spawn(self, number: int) -> subprocess.Popen:
         # Its own session: a ^C at the terminal reaches `serve`, which stops the children itself.
-        proc = subprocess.Popen([sys.executable, "-m", "bootsrv.app.dhcp_child"], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bootsrv.app.dhcp_child"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            start_new_session=True,
+        )
         self._children[number] = proc
         try:
-            setup = {"config": self.config.model_dump(mode="json"), "process": number, "parent": os.getpid(),
-                     "log": _log_settings()}
+            setup = {
+                "config": self.config.model_dump(mode="json"),
+                "process": number,
+                "parent": os.getpid(),
+                "log": _log_settings(),
+            }
             proc.stdin.write(json.dumps(setup).encode())
             proc.stdin.close()
             line = _read_line(proc, READY_TIMEOUT)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from bootsrv.log import event
+from bootsrv.log import event, failure
 from bootsrv.machines.discovery import SightingQueue, record
 from bootsrv.machines.model import MachineRegistry
 
@@ -28,8 +28,14 @@ IDLE = 1.0  # seconds between looks at the stop flag while nothing is pending
 class DiscoveryRecorder:
     name = "discovery"
 
-    def __init__(self, registry: MachineRegistry, queue: SightingQueue, limit: int, auto_profile: str | None,
-                 gather: float = GATHER):
+    def __init__(
+        self,
+        registry: MachineRegistry,
+        queue: SightingQueue,
+        limit: int,
+        auto_profile: str | None,
+        gather: float = GATHER,
+    ):
         self.registry = registry
         self.queue = queue
         self.limit = limit
@@ -51,8 +57,17 @@ class DiscoveryRecorder:
         if self._thread is not None:
             self._thread.join(timeout=10)
         self.record_pending()
-        event(log, "discovery.stopped", batches=self.batches, added=self.added, filled=self.filled,
-              pushed_out=self.pushed_out, refused=self.refused, failed=self.failed, dropped=self.queue.dropped)
+        event(
+            log,
+            "discovery.stopped",
+            batches=self.batches,
+            added=self.added,
+            filled=self.filled,
+            pushed_out=self.pushed_out,
+            refused=self.refused,
+            failed=self.failed,
+            dropped=self.queue.dropped,
+        )
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -70,7 +85,7 @@ class DiscoveryRecorder:
             batch = record(self.registry, sightings, self.limit, self.auto_profile)
         except Exception:  # noqa: BLE001 - a disk or a bug: its clients are reported again at their next DISCOVER
             self.failed += 1
-            event(log, "discovery.failed", logging.ERROR, exc_info=True, sightings=len(sightings))
+            failure(log, "discovery.failed", sightings=len(sightings))
             return
         added = sum(1 for _, expected in batch.puts if expected is None)
         self.added += added
@@ -84,6 +99,14 @@ class DiscoveryRecorder:
         if batch.changes or batch.over_limit:
             # The MACs when they fit on a line (a rack's worth), so `grep <mac>` finds its discovery.
             macs = ",".join(m.mac for m, _ in batch.puts) if len(batch.puts) <= 8 else f"{len(batch.puts)} machines"
-            event(log, "discovery.recorded", sightings=len(sightings), added=added, filled=len(batch.puts) - added,
-                  pushed_out=len(batch.removals), over_limit=len(batch.over_limit), dropped=self.queue.dropped,
-                  macs=macs)
+            event(
+                log,
+                "discovery.recorded",
+                sightings=len(sightings),
+                added=added,
+                filled=len(batch.puts) - added,
+                pushed_out=len(batch.removals),
+                over_limit=len(batch.over_limit),
+                dropped=self.queue.dropped,
+                macs=macs,
+            )

@@ -43,7 +43,7 @@ class ExpiryService:
                 event(log, "leases.expire_failed", logging.ERROR, error=str(exc)[:200])
 
     def start(self) -> None:
-        self.wiring.leases  # open (and check) the store at start, not at the first sweep
+        self.wiring.leases.networks()  # open (and check) the store at start, not at the first sweep
         self._thread = threading.Thread(target=self._run, name="lease-expiry", daemon=True)
         self._thread.start()
 

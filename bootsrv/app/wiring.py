@@ -107,9 +107,14 @@ class Wiring:
         source = Chain(*sources)
         storage_uri = settings.storage_uri or next((h.uri for h in source.hypervisors()), None)
         templates = Path(self.config.profiles.templates_dir)
-        guests = Guests(settings, _LazyStorage(storage_uri, connections), source, connections,
-                        LeaseBindings(lambda: self.leases, self.clock),
-                        templates if (templates / "domains").is_dir() else None)
+        guests = Guests(
+            settings,
+            _LazyStorage(storage_uri, connections),
+            source,
+            connections,
+            LeaseBindings(lambda: self.leases, self.clock),
+            templates if (templates / "domains").is_dir() else None,
+        )
         guests.connections = connections
         return guests
 
@@ -133,7 +138,10 @@ class _LazyStorage:
     def __getattr__(self, name):
         if self._host is None:
             if not self._uri:
-                raise ConfigError("<config>", "guests.storage_uri",
-                                  "no libvirt connection for the shared storage: set it or list a hypervisor")
+                raise ConfigError(
+                    "<config>",
+                    "guests.storage_uri",
+                    "no libvirt connection for the shared storage: set it or list a hypervisor",
+                )
             self._host = self._connect(self._uri)
         return getattr(self._host, name)

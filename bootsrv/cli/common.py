@@ -59,13 +59,13 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
     """Left-aligned columns, two spaces apart; empty values shown as "-"."""
     text_rows = [[("-" if v in (None, "") else str(v)) for v in row] for row in rows]
     widths = [max([len(h)] + [len(r[i]) for r in text_rows]) for i, h in enumerate(headers)]
-    lines = ["  ".join(h.upper().ljust(w) for h, w in zip(headers, widths)).rstrip()]
-    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in text_rows]
+    lines = ["  ".join(h.upper().ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in text_rows]
     return "\n".join(lines)
 
 
 def age(ts: float | None, now: float) -> str:
-    """"3m ago", "2h ago": how long since `ts` (epoch seconds); "-" for none."""
+    """ "3m ago", "2h ago": how long since `ts` (epoch seconds); "-" for none."""
     if not ts:
         return "-"
     seconds = max(0, int(now - ts))

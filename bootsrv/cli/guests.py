@@ -47,8 +47,20 @@ def do_clone(ctx, version: str, guest: str) -> None:
     click.echo(f"{target.disk}: clone of {ref} ({vol.allocation} bytes used, {vol.capacity >> 20} MiB) at {vol.path}")
 
 
-def do_init(ctx, kind, layout, segment, memory, vcpus, guest, dry_run=False, kernel=None, initrd=None,
-            cmdline="", console_log=None) -> None:
+def do_init(
+    ctx,
+    kind,
+    layout,
+    segment,
+    memory,
+    vcpus,
+    guest,
+    dry_run=False,
+    kernel=None,
+    initrd=None,
+    cmdline="",
+    console_log=None,
+) -> None:
     memory, vcpus = _int(memory, "memory"), _int(vcpus, "vcpus")
     ref = GuestRef.parse(guest, "guest")
     g = _guests(ctx)
@@ -209,9 +221,11 @@ def destroy_cmd(ctx, guest, yes):
     g = _guests(ctx)
     ref = GuestRef.parse(guest)
     found = g.find(ref)
-    what = [f"domain {ref.domain} on {found.host.name}" if found else f"(no domain {ref.domain})",
-            *(f"bindings of {n.name} {n.mac}" for n in (found.domain.facts.nics if found else ())),
-            f"clone {ref.disk}"]
+    what = [
+        f"domain {ref.domain} on {found.host.name}" if found else f"(no domain {ref.domain})",
+        *(f"bindings of {n.name} {n.mac}" for n in (found.domain.facts.nics if found else ())),
+        f"clone {ref.disk}",
+    ]
     if not yes and not click.confirm(f"Remove {', '.join(what)}?"):
         raise click.Abort()
     for line in g.destroy(ref):
@@ -222,8 +236,11 @@ def destroy_cmd(ctx, guest, yes):
 @_GUEST
 @click.argument("destination")
 @click.option("--dry-run", is_flag=True, help="Run the pre-flight checks only.")
-@click.option("--unsafe", is_flag=True,
-              help="Let libvirt migrate although it cannot tell the disk's filesystem is shared (lab only).")
+@click.option(
+    "--unsafe",
+    is_flag=True,
+    help="Let libvirt migrate although it cannot tell the disk's filesystem is shared (lab only).",
+)
 @click.pass_context
 def migrate_cmd(ctx, guest, destination, dry_run, unsafe):
     """Live-migrate a running guest (or move a stopped one) to DESTINATION, after pre-flight checks."""
@@ -255,8 +272,9 @@ def image_group():
 @click.pass_context
 def image_import(ctx, file, name):
     """Import FILE (qcow2 or raw) as master image NAME, with a progress bar."""
-    with click.progressbar(length=max(1, file.stat().st_size if file.is_file() else 1), label=f"import {name}",
-                           file=sys.stderr) as bar:
+    with click.progressbar(
+        length=max(1, file.stat().st_size if file.is_file() else 1), label=f"import {name}", file=sys.stderr
+    ) as bar:
         last = [0]
 
         def progress(done, total):
@@ -295,8 +313,12 @@ class Script(Errors, click.Command):
 
     def __init__(self, *args, **kw):
         super().__init__(*args, **kw)
-        self.params.insert(0, click.Option(["--config", "-c", "config_path"], metavar="FILE",
-                                           envvar="BOOTSRV_CONFIG", help="Site config (TOML)."))
+        self.params.insert(
+            0,
+            click.Option(
+                ["--config", "-c", "config_path"], metavar="FILE", envvar="BOOTSRV_CONFIG", help="Site config (TOML)."
+            ),
+        )
         self.context_settings.setdefault("help_option_names", ["-h", "--help"])
 
 
@@ -309,8 +331,19 @@ def _script(fn, decorators, name):
 
 
 domu_project = _script(do_project, [_NAME], "domu-project")
-domu_clone = _script(do_clone, [click.argument("version", metavar="masters/IMAGE@VERSION"),
-                                click.argument("guest", metavar="PROJECT/VM")], "domu-clone")
+domu_clone = _script(
+    do_clone,
+    [click.argument("version", metavar="masters/IMAGE@VERSION"), click.argument("guest", metavar="PROJECT/VM")],
+    "domu-clone",
+)
 domu_init = _script(do_init, INIT_ARGS, "domu-init")
-domu_assign_ip = _script(do_assign_ip, [_GUEST, click.argument("nic", metavar="fe0|be0"), click.argument("hostname"),
-                                        click.argument("address", required=False)], "domu-assign-ip")
+domu_assign_ip = _script(
+    do_assign_ip,
+    [
+        _GUEST,
+        click.argument("nic", metavar="fe0|be0"),
+        click.argument("hostname"),
+        click.argument("address", required=False),
+    ],
+    "domu-assign-ip",
+)

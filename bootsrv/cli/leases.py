@@ -90,9 +90,20 @@ def expiry_text(rec: Record) -> str:
 
 
 def as_dict(store, rec: Record) -> dict:
-    return {"network": rec.network, "ip": str(rec.ip), "client_id": rec.client_id, "flags": rec.flags.names(),
-            "owner": str(rec.owner), "owned": store.owns(rec), "expiry": rec.expiry, "expires": expiry_text(rec),
-            "signature": rec.signature, "macro": rec.macro, "hostname": rec.hostname, "comment": rec.comment}
+    return {
+        "network": rec.network,
+        "ip": str(rec.ip),
+        "client_id": rec.client_id,
+        "flags": rec.flags.names(),
+        "owner": str(rec.owner),
+        "owned": store.owns(rec),
+        "expiry": rec.expiry,
+        "expires": expiry_text(rec),
+        "signature": rec.signature,
+        "macro": rec.macro,
+        "hostname": rec.hostname,
+        "comment": rec.comment,
+    }
 
 
 COLUMNS = ("NETWORK", "CLIENT IP", "CLIENT ID", "FLAGS", "OWNER", "EXPIRES", "MACRO", "HOSTNAME", "COMMENT")
@@ -100,14 +111,23 @@ COLUMNS = ("NETWORK", "CLIENT IP", "CLIENT ID", "FLAGS", "OWNER", "EXPIRES", "MA
 
 def _row(store, rec: Record) -> tuple[str, ...]:
     owner = str(rec.owner) + ("" if store.owns(rec) else " (peer)")
-    return (rec.network, str(rec.ip), rec.client_id or "00", rec.flags.names(), owner, expiry_text(rec), rec.macro,
-            rec.hostname, rec.comment)
+    return (
+        rec.network,
+        str(rec.ip),
+        rec.client_id or "00",
+        rec.flags.names(),
+        owner,
+        expiry_text(rec),
+        rec.macro,
+        rec.hostname,
+        rec.comment,
+    )
 
 
 def _table(rows) -> str:
     rows = [COLUMNS, *rows]
     widths = [max(len(r[i]) for r in rows) for i in range(len(COLUMNS))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
 
 
 def _report_problems(store) -> None:
@@ -181,8 +201,16 @@ def add_cmd(obj, ip, client, network, hostname, macro, comment, flags) -> None:
     store = _store(obj)
     try:
         address = _ip(ip)
-        rec = store.bind(_network_of(store, address, network), address, client, hostname, now=time.time(),
-                         flags=flag, macro=macro, comment=comment)
+        rec = store.bind(
+            _network_of(store, address, network),
+            address,
+            client,
+            hostname,
+            now=time.time(),
+            flags=flag,
+            macro=macro,
+            comment=comment,
+        )
         click.echo(json.dumps(as_dict(store, rec), indent=1))
     finally:
         store.close()
@@ -225,8 +253,11 @@ def modify_cmd(obj, ip, network, client_id, hostname, macro, comment, flags, own
     if expiry is not None:
         changes["expiry"] = parse_expiry(expiry)
     if not changes:
-        raise InvalidInput("modify", "nothing to change (give at least one of --client-id, --hostname, --macro, "
-                                     "--comment, --flags, --owner, --expiry)")
+        raise InvalidInput(
+            "modify",
+            "nothing to change (give at least one of --client-id, --hostname, --macro, "
+            "--comment, --flags, --owner, --expiry)",
+        )
     store = _store(obj)
     try:
         address = _ip(ip)
@@ -294,8 +325,13 @@ def import_cmd(obj, fmt, network, replace, path: Path) -> None:
 @lease_group.command("export")
 @click.option("--format", "fmt", type=click.Choice(["sunwfiles"]), required=True)
 @click.option("--network", "-n", required=True)
-@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Default: stdout. A directory-less name like SUNWfiles1_10_0_0_0 is fine.")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Default: stdout. A directory-less name like SUNWfiles1_10_0_0_0 is fine.",
+)
 @click.pass_obj
 def export_cmd(obj, fmt, network, output: Path | None) -> None:
     """Write one network as a Solaris SUNWfiles table."""

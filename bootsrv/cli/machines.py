@@ -24,20 +24,33 @@ def _show_machine(machine: Machine, as_json: bool) -> None:
         return
     now = time.time()
     fields = [
-        ("mac", machine.mac), ("hostname", machine.hostname), ("state", machine.state.value),
-        ("profile", machine.profile), ("segment", machine.segment),
+        ("mac", machine.mac),
+        ("hostname", machine.hostname),
+        ("state", machine.state.value),
+        ("profile", machine.profile),
+        ("segment", machine.segment),
         ("addresses", ", ".join(f"{n}={ip}" for n, ip in machine.addresses)),
-        ("guid", machine.guid), ("serial", machine.serial), ("arch", machine.arch),
-        ("vendor class", machine.vendor_class), ("libvirt uri", machine.libvirt_uri),
-        ("drained", "yes" if machine.drained else None), ("comment", machine.comment),
-        ("created", age(machine.created, now)), ("updated", age(machine.updated, now)),
+        ("guid", machine.guid),
+        ("serial", machine.serial),
+        ("arch", machine.arch),
+        ("vendor class", machine.vendor_class),
+        ("libvirt uri", machine.libvirt_uri),
+        ("drained", "yes" if machine.drained else None),
+        ("comment", machine.comment),
+        ("created", age(machine.created, now)),
+        ("updated", age(machine.updated, now)),
         ("enrolled", age(machine.enrolled_at, now)),
-        ("tokens", f"{sum(1 for t in machine.tokens if not t.used and t.expires > now)} live" if machine.tokens else None),
+        (
+            "tokens",
+            f"{sum(1 for t in machine.tokens if not t.used and t.expires > now)} live" if machine.tokens else None,
+        ),
     ]
     if machine.facts:
         f = machine.facts
         fields += [
-            ("cpus", f.cpus), ("memory", gib(f.memory_mib)), ("hypervisor", f.hypervisor),
+            ("cpus", f.cpus),
+            ("memory", gib(f.memory_mib)),
+            ("hypervisor", f.hypervisor),
             ("nics", ", ".join(f"{n.name}={n.mac}" for n in f.nics)),
             ("disks", ", ".join(f"{d.name}={d.size_bytes / 1e9:.0f}GB" for d in f.disks)),
         ]
@@ -56,7 +69,10 @@ def machine_group() -> None:
 
 
 _address_option = click.option(
-    "--address", "addresses", multiple=True, metavar="NETWORK=IP",
+    "--address",
+    "addresses",
+    multiple=True,
+    metavar="NETWORK=IP",
     help="Fixed address on a configured network (repeatable), bound MANUAL+PERMANENT in the lease store.",
 )
 
@@ -76,10 +92,19 @@ def machine_add(ctx, mac, hostname, profile, addresses, guid, serial, segment, c
     """Register MAC for install: it gets PROFILE at its next netboot, once."""
     w = wiring_of(ctx)
     machine = machines_admin.add(
-        w.machines, w.address_book, w.config.networks,
-        mac=mac, hostname=hostname, profile=profile, now=w.clock(),
-        addresses=machines_admin.parse_address_options(addresses), guid=guid, serial=serial,
-        segment=segment, comment=comment, profiles=w.known_profiles(),
+        w.machines,
+        w.address_book,
+        w.config.networks,
+        mac=mac,
+        hostname=hostname,
+        profile=profile,
+        now=w.clock(),
+        addresses=machines_admin.parse_address_options(addresses),
+        guid=guid,
+        serial=serial,
+        segment=segment,
+        comment=comment,
+        profiles=w.known_profiles(),
     )
     _done(machine, as_json, "added")
 
@@ -97,9 +122,16 @@ def machine_adopt(ctx, mac, hostname, profile, addresses, segment, comment, as_j
     """Take a discovered MAC into service with PROFILE (it installs at its next netboot)."""
     w = wiring_of(ctx)
     machine = machines_admin.adopt(
-        w.machines, w.address_book, w.config.networks,
-        mac=mac, hostname=hostname, profile=profile, now=w.clock(),
-        addresses=machines_admin.parse_address_options(addresses), segment=segment, comment=comment,
+        w.machines,
+        w.address_book,
+        w.config.networks,
+        mac=mac,
+        hostname=hostname,
+        profile=profile,
+        now=w.clock(),
+        addresses=machines_admin.parse_address_options(addresses),
+        segment=segment,
+        comment=comment,
         profiles=w.known_profiles(),
     )
     _done(machine, as_json, "adopted")
@@ -117,8 +149,16 @@ def machine_list(ctx, state, as_json):
         return
     now = time.time()
     rows = [
-        (m.mac, m.hostname, m.state.value, m.profile, m.segment, " ".join(ip for _, ip in m.addresses),
-         m.arch, age(m.updated, now))
+        (
+            m.mac,
+            m.hostname,
+            m.state.value,
+            m.profile,
+            m.segment,
+            " ".join(ip for _, ip in m.addresses),
+            m.arch,
+            age(m.updated, now),
+        )
         for m in machines
     ]
     click.echo(table(["mac", "hostname", "state", "profile", "segment", "addresses", "arch", "updated"], rows))
@@ -140,7 +180,11 @@ def machine_show(ctx, machine, as_json):
 def machine_reinstall(ctx, machine, as_json):
     """Install MACHINE again at its next netboot (its old enrollment tokens stop working)."""
     w = wiring_of(ctx)
-    _done(machines_admin.reinstall(w.machines, find(w.machines, machine).mac, w.clock()), as_json, "reinstall requested for")
+    _done(
+        machines_admin.reinstall(w.machines, find(w.machines, machine).mac, w.clock()),
+        as_json,
+        "reinstall requested for",
+    )
 
 
 @machine_group.command("retire")
@@ -183,13 +227,12 @@ def hypervisor_list(ctx, include_drained, segment, as_json):
     if as_json:
         emit_json({"hypervisors": [h.to_dict() for h in hosts], "totals": machines_pool.totals(hosts)})
         return
-    rows = [
-        (h.name, h.segment, h.state, h.hypervisor, h.cpus, gib(h.memory_mib), h.libvirt_uri)
-        for h in hosts
-    ]
+    rows = [(h.name, h.segment, h.state, h.hypervisor, h.cpus, gib(h.memory_mib), h.libvirt_uri) for h in hosts]
     click.echo(table(["name", "segment", "state", "type", "cpus", "memory", "libvirt uri"], rows))
     t = machines_pool.totals(hosts)
-    click.echo(f"{t['hypervisors']} hypervisors ({t['active']} active), {t['cpus']} cpus, {gib(t['memory_mib'])} memory")
+    click.echo(
+        f"{t['hypervisors']} hypervisors ({t['active']} active), {t['cpus']} cpus, {gib(t['memory_mib'])} memory"
+    )
 
 
 @hypervisor_group.command("show")

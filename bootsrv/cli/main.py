@@ -21,12 +21,24 @@ from bootsrv.cli.tftp import tftp_group
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--config", "-c", "config_path", metavar="FILE", envvar=configmod.ENV_CONFIG,
-              help="Site config (TOML), merged over the embedded default. Env: BOOTSRV_CONFIG.")
-@click.option("--log-level", default="info", show_default=True,
-              type=click.Choice(["debug", "info", "warning", "error"]))
-@click.option("--log-format", default="kv", show_default=True, type=click.Choice(["kv", "json"]),
-              help="One line per event: key=value or JSON.")
+@click.option(
+    "--config",
+    "-c",
+    "config_path",
+    metavar="FILE",
+    envvar=configmod.ENV_CONFIG,
+    help="Site config (TOML), merged over the embedded default. Env: BOOTSRV_CONFIG.",
+)
+@click.option(
+    "--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"])
+)
+@click.option(
+    "--log-format",
+    default="kv",
+    show_default=True,
+    type=click.Choice(["kv", "json"]),
+    help="One line per event: key=value or JSON.",
+)
 @click.version_option(__version__, prog_name="bootsrv")
 @click.pass_context
 def main(ctx: click.Context, config_path: str | None, log_level: str, log_format: str) -> None:

@@ -55,8 +55,13 @@ def profile_show(ctx: click.Context, profile: str) -> None:
     w = wiring_of(ctx)
     p = w.profiles.get(profile)
     root = w.config.boot.files_root
-    fields = [("name", p.name), ("file", p.source), ("description", p.description), ("os", p.os),
-              ("hypervisor", p.hypervisor)]
+    fields = [
+        ("name", p.name),
+        ("file", p.source),
+        ("description", p.description),
+        ("os", p.os),
+        ("hypervisor", p.hypervisor),
+    ]
     for key in ("kernel", "initrd"):
         value = getattr(p.boot, key)
         where = "" if "://" in value else (" (present)" if (root / value).is_file() else f" (missing under {root})")
@@ -76,8 +81,14 @@ def _preview_machine(w: Wiring, profile: str, mac: str, hostname: str | None) ->
     if w.config.store.directory.is_dir():
         known = w.machines.get(mac)
     if known is not None and hostname is None:
-        return Machine(mac=mac, hostname=known.hostname or "node-" + mac.replace(":", ""),
-                       state=State.INSTALLING, profile=profile, addresses=known.addresses, arch=known.arch)
+        return Machine(
+            mac=mac,
+            hostname=known.hostname or "node-" + mac.replace(":", ""),
+            state=State.INSTALLING,
+            profile=profile,
+            addresses=known.addresses,
+            arch=known.arch,
+        )
     name = normalize_hostname(hostname, "hostname") if hostname else "node-" + mac.replace(":", "")
     return Machine(mac=mac, hostname=name, state=State.INSTALLING, profile=profile)
 
@@ -86,8 +97,13 @@ def _preview_machine(w: Wiring, profile: str, mac: str, hostname: str | None) ->
 @click.argument("profile")
 @click.option("--mac", required=True, help="The machine's MAC (any usual spelling).")
 @click.option("--hostname", help="Host name for an unknown MAC (default: the registry's, else node-<mac>).")
-@click.option("--file", "name", default="ipxe", show_default=True,
-              help=f"Boot config ({', '.join(BOOT_FORMATS)}) or one of the profile's answer files.")
+@click.option(
+    "--file",
+    "name",
+    default="ipxe",
+    show_default=True,
+    help=f"Boot config ({', '.join(BOOT_FORMATS)}) or one of the profile's answer files.",
+)
 @click.pass_context
 def profile_render(ctx: click.Context, profile: str, mac: str, hostname: str | None, name: str) -> None:
     """Print what MAC would get with PROFILE (no token is issued; nothing is written)."""
@@ -137,8 +153,13 @@ def _copy(source: Path, dest: Path) -> bool:
 
 
 @profile_group.command("fetch-installer")
-@click.option("--source", type=click.Path(file_okay=False, path_type=Path), default=DI_SOURCE, show_default=True,
-              help="Where debian-installer-12-netboot-amd64 put the netboot kernel and initrd.")
+@click.option(
+    "--source",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=DI_SOURCE,
+    show_default=True,
+    help="Where debian-installer-12-netboot-amd64 put the netboot kernel and initrd.",
+)
 @click.pass_context
 def fetch_installer(ctx: click.Context, source: Path) -> None:
     """Copy Debian's netboot installer (kernel + initrd) under boot.files_root/installers/debian12/amd64/.

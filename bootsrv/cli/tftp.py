@@ -15,8 +15,11 @@ def tftp_group() -> None:
 
 
 @tftp_group.command("populate")
-@click.option("--root", type=click.Path(file_okay=False, path_type=Path),
-              help="TFTP root to fill (default: boot.tftp_root of the config).")
+@click.option(
+    "--root",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="TFTP root to fill (default: boot.tftp_root of the config).",
+)
 @click.pass_context
 def populate_cmd(ctx: click.Context, root: Path | None) -> None:
     """Copy iPXE (ipxe), shim (shim-signed) and GRUB (grub-efi-amd64-signed) into the TFTP root."""

@@ -21,14 +21,18 @@ SHIPPED = ("profiles", "templates")
 def directory(name: str) -> Path:
     """The installed directory of the shipped data `name` ("profiles" or "templates")."""
     if name not in SHIPPED:
-        raise ValueError(f"{name!r} is not shipped data: a relative path names {' or '.join(SHIPPED)} "
-                         "(the packaged ones); a directory of your own needs an absolute path")
+        raise ValueError(
+            f"{name!r} is not shipped data: a relative path names {' or '.join(SHIPPED)} "
+            "(the packaged ones); a directory of your own needs an absolute path"
+        )
     try:
         root = resources.files(f"{__name__}.{name}")
     except ModuleNotFoundError:
         # An editable install made before the data became packages has no mapping for them.
-        raise ValueError(f"the packaged {name} are not installed (no package {__name__}.{name}): "
-                         "reinstall bootsrv (./setup, or pip install)") from None
+        raise ValueError(
+            f"the packaged {name} are not installed (no package {__name__}.{name}): "
+            "reinstall bootsrv (./setup, or pip install)"
+        ) from None
     if not isinstance(root, Path):
         # Jinja's FileSystemLoader and the catalog's glob need a directory, not a zip member.
         raise ValueError(f"the packaged {name} are inside an archive ({root}): install bootsrv unzipped")

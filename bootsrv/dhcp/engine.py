@@ -87,9 +87,11 @@ class Reply:
         a permanent binding (MANUAL) gets its infinite lease here, as only the stored record
         tells (the engine skips reading it when no macros are configured, see `Engine._ack`)."""
         if stored.permanent and self.packet.options.get(P.LEASE_TIME) != _INFINITE:
-            self.packet.options = {code: _INFINITE if code == P.LEASE_TIME else value
-                                   for code, value in self.packet.options.items()
-                                   if code not in (P.RENEWAL_TIME, P.REBINDING_TIME)}
+            self.packet.options = {
+                code: _INFINITE if code == P.LEASE_TIME else value
+                for code, value in self.packet.options.items()
+                if code not in (P.RENEWAL_TIME, P.REBINDING_TIME)
+            }
         return self.packet
 
 
@@ -110,9 +112,15 @@ class ServerAddresses:
 
 
 class Engine:
-    def __init__(self, config: Config, store, machines: KnownMachines,
-                 server_address: Callable[[NetworkSection], IPv4Address | None],
-                 layers: Layers | None = None, probe: Callable[[IPv4Address], bool] | None = None):
+    def __init__(
+        self,
+        config: Config,
+        store,
+        machines: KnownMachines,
+        server_address: Callable[[NetworkSection], IPv4Address | None],
+        layers: Layers | None = None,
+        probe: Callable[[IPv4Address], bool] | None = None,
+    ):
         self.config = config
         self.store = store
         self.machines = machines
@@ -334,8 +342,13 @@ class Engine:
         return Destination(out.yiaddr, CLIENT_PORT, req.mac)
 
 
-Engine._handlers = {P.DISCOVER: Engine.discover, P.REQUEST: Engine.request, P.DECLINE: Engine.decline,
-                    P.RELEASE: Engine.release, P.INFORM: Engine.inform}
+Engine._handlers = {
+    P.DISCOVER: Engine.discover,
+    P.REQUEST: Engine.request,
+    P.DECLINE: Engine.decline,
+    P.RELEASE: Engine.release,
+    P.INFORM: Engine.inform,
+}
 
 
 def client_id(req: Packet) -> str:

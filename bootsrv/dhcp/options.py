@@ -31,8 +31,38 @@ from typing import Any
 from bootsrv.errors import ConfigError
 
 # RFC 2132 option types, for turning config values into bytes.
-ADDRESSES = {1, 3, 4, 5, 6, 7, 8, 9, 10, 11, 16, 28, 32, 41, 42, 44, 45, 48, 49, 54, 65, 68, 69, 70, 71, 72, 73,
-             74, 75, 76}
+ADDRESSES = {
+    1,
+    3,
+    4,
+    5,
+    6,
+    7,
+    8,
+    9,
+    10,
+    11,
+    16,
+    28,
+    32,
+    41,
+    42,
+    44,
+    45,
+    48,
+    49,
+    54,
+    65,
+    68,
+    69,
+    70,
+    71,
+    72,
+    73,
+    74,
+    75,
+    76,
+}
 TEXTS = {12, 14, 15, 17, 18, 40, 47, 56, 60, 64, 66, 67}
 U32 = {2, 24, 35, 38, 51, 58, 59}
 U16 = {13, 22, 26, 57}
@@ -66,7 +96,7 @@ def encode_value(code: int, value: Any, key: str) -> bytes:
             return b"".join(ipaddress.IPv4Address(v).packed for v in value)  # unknown code: addresses
         if isinstance(value, bool):
             return b"\x01" if value else b"\x00"
-        raise ValueError(f"cannot tell how to encode {value!r} for option {code}; write it as \"hex:...\"")
+        raise ValueError(f'cannot tell how to encode {value!r} for option {code}; write it as "hex:..."')
     except (ValueError, struct.error, UnicodeEncodeError) as exc:
         raise ConfigError("config", key, f"option {code}: {exc}") from None
 
@@ -105,21 +135,29 @@ class Layers:
     macros: dict[str, dict[int, bytes]] = field(default_factory=dict)
 
     @classmethod
-    def from_config(cls, config, macros: Mapping[str, Mapping[str, Any]] | None = None) -> "Layers":
+    def from_config(cls, config, macros: Mapping[str, Mapping[str, Any]] | None = None) -> Layers:
         if macros is None:
             macros = config.dhcp.macros
-        classes = sorted(((prefix.encode(), encode_table(opts, f"dhcp.classes.{prefix}"))
-                          for prefix, opts in config.dhcp.classes.items()), key=lambda c: len(c[0]))
+        classes = sorted(
+            (
+                (prefix.encode(), encode_table(opts, f"dhcp.classes.{prefix}"))
+                for prefix, opts in config.dhcp.classes.items()
+            ),
+            key=lambda c: len(c[0]),
+        )
         return cls(
             defaults={},
             classes=tuple(classes),
             networks={net.name: network_options(net) for net in config.networks},
-            macros={name.upper() if _is_client_id(name) else name: encode_table(opts, f"dhcp.macros.{name}")
-                    for name, opts in macros.items()},
+            macros={
+                name.upper() if _is_client_id(name) else name: encode_table(opts, f"dhcp.macros.{name}")
+                for name, opts in macros.items()
+            },
         )
 
-    def resolve(self, network: str, vendor_class: bytes | None = None, macro: str = "",
-                client_id: str = "") -> dict[int, bytes]:
+    def resolve(
+        self, network: str, vendor_class: bytes | None = None, macro: str = "", client_id: str = ""
+    ) -> dict[int, bytes]:
         """Every option value for this client on this network, layers applied in order."""
         out = dict(self.defaults)
         if vendor_class:
@@ -146,18 +184,26 @@ def lease_times(values: Mapping[int, bytes]) -> tuple[int, Mapping[int, bytes]]:
 
 
 @functools.lru_cache(maxsize=256)
-def _lease_times(lease_time: bytes, renewal: bytes | None,
-                 rebinding: bytes | None) -> tuple[int, Mapping[int, bytes]]:
+def _lease_times(lease_time: bytes, renewal: bytes | None, rebinding: bytes | None) -> tuple[int, Mapping[int, bytes]]:
     # Cached: every OFFER and ACK asks (the ACK twice), and the layers of a site give a handful
     # of distinct lease times; packing them again cost ~1 us per call.
     lease = struct.unpack("!I", lease_time)[0]
-    return lease, MappingProxyType({51: lease_time,
-                                    58: renewal or struct.pack("!I", int(lease * T1_FRACTION)),
-                                    59: rebinding or struct.pack("!I", int(lease * T2_FRACTION))})
+    return lease, MappingProxyType(
+        {
+            51: lease_time,
+            58: renewal or struct.pack("!I", int(lease * T1_FRACTION)),
+            59: rebinding or struct.pack("!I", int(lease * T2_FRACTION)),
+        }
+    )
 
 
-def ordered(first: Mapping[int, bytes], values: Mapping[int, bytes], requested: bytes | None,
-            forced: Iterable[int] = (), skip: Iterable[int] = ()) -> dict[int, bytes]:
+def ordered(
+    first: Mapping[int, bytes],
+    values: Mapping[int, bytes],
+    requested: bytes | None,
+    forced: Iterable[int] = (),
+    skip: Iterable[int] = (),
+) -> dict[int, bytes]:
     """The reply's options in priority order (see the module doc)."""
     out = dict(first)
     skip = set(skip) | set(out)

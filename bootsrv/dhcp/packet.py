@@ -52,8 +52,7 @@ IP_UDP_HEADERS = 28
 
 # Message types (option 53, RFC 2132 9.6).
 DISCOVER, OFFER, REQUEST, DECLINE, ACK, NAK, RELEASE, INFORM = range(1, 9)
-MESSAGE_NAMES = {1: "DISCOVER", 2: "OFFER", 3: "REQUEST", 4: "DECLINE", 5: "ACK", 6: "NAK", 7: "RELEASE",
-                 8: "INFORM"}
+MESSAGE_NAMES = {1: "DISCOVER", 2: "OFFER", 3: "REQUEST", 4: "DECLINE", 5: "ACK", 6: "NAK", 7: "RELEASE", 8: "INFORM"}
 
 # Option codes used by name elsewhere.
 SUBNET_MASK, ROUTER, DNS_SERVERS, HOSTNAME, DOMAIN_NAME, MTU, BROADCAST_ADDRESS = 1, 3, 6, 12, 15, 26, 28
@@ -65,10 +64,20 @@ RELAY_AGENT, IPXE_ENCAP = 82, 175
 # (minimum length, maximum length, length must be a multiple of) for options we read or whose
 # size the RFCs fix. Anything else is carried as opaque bytes.
 _SIZES: dict[int, tuple[int, int, int]] = {
-    SUBNET_MASK: (4, 4, 1), ROUTER: (4, 255 * 4, 4), DNS_SERVERS: (4, 255 * 4, 4),
-    HOSTNAME: (1, 1 << 16, 1), REQUESTED_IP: (4, 4, 1), LEASE_TIME: (4, 4, 1), OVERLOAD: (1, 1, 1),
-    MESSAGE_TYPE: (1, 1, 1), SERVER_ID: (4, 4, 1), PARAMETER_LIST: (1, 1 << 16, 1), MAX_SIZE: (2, 2, 1),
-    RENEWAL_TIME: (4, 4, 1), REBINDING_TIME: (4, 4, 1), VENDOR_CLASS: (1, 1 << 16, 1),
+    SUBNET_MASK: (4, 4, 1),
+    ROUTER: (4, 255 * 4, 4),
+    DNS_SERVERS: (4, 255 * 4, 4),
+    HOSTNAME: (1, 1 << 16, 1),
+    REQUESTED_IP: (4, 4, 1),
+    LEASE_TIME: (4, 4, 1),
+    OVERLOAD: (1, 1, 1),
+    MESSAGE_TYPE: (1, 1, 1),
+    SERVER_ID: (4, 4, 1),
+    PARAMETER_LIST: (1, 1 << 16, 1),
+    MAX_SIZE: (2, 2, 1),
+    RENEWAL_TIME: (4, 4, 1),
+    REBINDING_TIME: (4, 4, 1),
+    VENDOR_CLASS: (1, 1 << 16, 1),
     CLIENT_ID: (2, 1 << 16, 1),  # RFC 2132 9.14: type octet plus at least one octet
     CLIENT_ARCH: (2, 1 << 16, 2),  # RFC 4578 2.1: a list of 16-bit types
     CLIENT_NDI: (3, 3, 1),  # RFC 4578 2.2: type, major, minor
@@ -152,22 +161,45 @@ def looks_like_discover(raw: bytes) -> bool:
     instead of a decode. When it is True, `decode` gives a DISCOVER or raises (a second 53 would
     be joined to this one, RFC 3396, and fail the length check): never another message type."""
     first = HEADER_LEN + 4  # the first option, after the cookie
-    return (len(raw) > first + 2 and raw[0] == BOOTREQUEST and raw[HEADER_LEN:first] == MAGIC
-            and raw[first] == MESSAGE_TYPE and raw[first + 1] == 1 and raw[first + 2] == DISCOVER)
+    return (
+        len(raw) > first + 2
+        and raw[0] == BOOTREQUEST
+        and raw[HEADER_LEN:first] == MAGIC
+        and raw[first] == MESSAGE_TYPE
+        and raw[first + 1] == 1
+        and raw[first + 2] == DISCOVER
+    )
 
 
 def decode(raw: bytes) -> Packet:
     if len(raw) < HEADER_LEN:
         raise MalformedPacket(f"{len(raw)} bytes, shorter than the {HEADER_LEN}-byte BOOTP header")
-    (op, htype, hlen, hops, xid, secs, flags, ciaddr, yiaddr, siaddr, giaddr, chaddr, sname,
-     file) = HEADER.unpack_from(raw)
+    (op, htype, hlen, hops, xid, secs, flags, ciaddr, yiaddr, siaddr, giaddr, chaddr, sname, file) = HEADER.unpack_from(
+        raw
+    )
     if op not in (BOOTREQUEST, BOOTREPLY):
         raise MalformedPacket(f"op is {op}, expected 1 (BOOTREQUEST) or 2 (BOOTREPLY)")
     if hlen > 16:
         raise MalformedPacket(f"hlen is {hlen}, more than the 16 bytes of chaddr")
-    packet = Packet(op, htype, hlen, hops, xid, secs, flags, _addr(ciaddr), _addr(yiaddr), _addr(siaddr),
-                    _addr(giaddr), chaddr, sname, file, {}, False)
-    if len(raw) < HEADER_LEN + 4 or raw[HEADER_LEN:HEADER_LEN + 4] != MAGIC:
+    packet = Packet(
+        op,
+        htype,
+        hlen,
+        hops,
+        xid,
+        secs,
+        flags,
+        _addr(ciaddr),
+        _addr(yiaddr),
+        _addr(siaddr),
+        _addr(giaddr),
+        chaddr,
+        sname,
+        file,
+        {},
+        False,
+    )
+    if len(raw) < HEADER_LEN + 4 or raw[HEADER_LEN : HEADER_LEN + 4] != MAGIC:
         return packet  # BOOTP (RFC 951): the vendor area is not RFC 1048 options
     packet.dhcp = True
     options = packet.options
@@ -206,7 +238,7 @@ def _read_options(raw: bytes, pos: int, stop: int, where: str, options: dict[int
         if code == OVERLOAD and where != "options":
             raise MalformedPacket(f"option 52 (overload) inside {where} (RFC 2132 9.3: only in the options field)")
         seen = options.get(code)
-        options[code] = raw[pos + 2:end] if seen is None else seen + raw[pos + 2:end]
+        options[code] = raw[pos + 2 : end] if seen is None else seen + raw[pos + 2 : end]
         pos = end
     if must_end:
         raise MalformedPacket(f"{where} field ends without the end option (255)")
@@ -230,8 +262,10 @@ def _check_sizes(options: dict[int, bytes]) -> None:
         raise MalformedPacket(f"option 53 (message type) is {mtype[0]}, not a DHCP message type")
     size = options.get(MAX_SIZE)
     if size is not None and struct.unpack("!H", size)[0] < MIN_MESSAGE:
-        raise MalformedPacket(f"option 57 (maximum message size) is {struct.unpack('!H', size)[0]}, "
-                              f"below the minimum {MIN_MESSAGE} (RFC 2132 9.10)")
+        raise MalformedPacket(
+            f"option 57 (maximum message size) is {struct.unpack('!H', size)[0]}, "
+            f"below the minimum {MIN_MESSAGE} (RFC 2132 9.10)"
+        )
     guid = options.get(CLIENT_GUID)
     if guid is not None and guid[0] != 0:
         raise MalformedPacket(f"option 97 (client GUID) has type {guid[0]}, expected 0 (RFC 4578 2.3)")
@@ -245,7 +279,7 @@ def _option_bytes(code: int, value: bytes) -> bytes:
     if len(value) <= 255:
         return bytes((code, len(value))) + value
     # RFC 3396: a long option is several options of the same code, concatenated by the reader.
-    return b"".join(bytes((code, len(value[i:i + 255]))) + value[i:i + 255] for i in range(0, len(value), 255))
+    return b"".join(bytes((code, len(value[i : i + 255]))) + value[i : i + 255] for i in range(0, len(value), 255))
 
 
 _NOT_OPTIONS = frozenset((PAD, END, OVERLOAD))  # never taken from Packet.options as they are
@@ -256,15 +290,33 @@ def encode(packet: Packet, max_size: int = MIN_MESSAGE - IP_UDP_HEADERS) -> byte
     sname, file = packet.sname, packet.file
     if len(sname) > 64 or len(file) > 128:
         raise ValueError(f"sname is {len(sname)} bytes (max 64) or file is {len(file)} bytes (max 128)")
-    head = HEADER.pack(packet.op, packet.htype, packet.hlen, packet.hops, packet.xid, packet.secs, packet.flags,
-                       packet.ciaddr.packed, packet.yiaddr.packed, packet.siaddr.packed, packet.giaddr.packed,
-                       packet.chaddr.ljust(16, b"\0")[:16], sname, file)
+    head = HEADER.pack(
+        packet.op,
+        packet.htype,
+        packet.hlen,
+        packet.hops,
+        packet.xid,
+        packet.secs,
+        packet.flags,
+        packet.ciaddr.packed,
+        packet.yiaddr.packed,
+        packet.siaddr.packed,
+        packet.giaddr.packed,
+        packet.chaddr.ljust(16, b"\0")[:16],
+        sname,
+        file,
+    )
     if not packet.dhcp:
         return head + bytes(MIN_REPLY - HEADER_LEN)
     room = max(max_size, MIN_MESSAGE - IP_UDP_HEADERS) - HEADER_LEN - 4 - 1  # cookie, end option
     # Nearly every reply: short options that all fit. Built in one pass, then checked.
-    body = b"".join([bytes((code, len(value))) + value if len(value) <= 255 else _option_bytes(code, value)
-                     for code, value in packet.options.items() if code not in _NOT_OPTIONS])
+    body = b"".join(
+        [
+            bytes((code, len(value))) + value if len(value) <= 255 else _option_bytes(code, value)
+            for code, value in packet.options.items()
+            if code not in _NOT_OPTIONS
+        ]
+    )
     if len(body) <= room:
         out = head + MAGIC + body + b"\xff"
         return out if len(out) >= MIN_REPLY else out + bytes(MIN_REPLY - len(out))
@@ -290,7 +342,7 @@ def encode(packet: Packet, max_size: int = MIN_MESSAGE - IP_UDP_HEADERS) -> byte
             spill.insert(0, last)
             body = b"".join(main)
         file_area, sname_area = _fill(spill, 128 - 1), None
-        rest = spill[len(file_area):]
+        rest = spill[len(file_area) :]
         sname_area = _fill(rest, 64 - 1) if rest else []
         overload = 1 | (2 if sname_area else 0)
         file_bytes = (b"".join(file_area) + b"\xff").ljust(128, b"\0")
@@ -316,25 +368,61 @@ def _fill(chunks: list[bytes], room: int) -> list[bytes]:
 
 def reply_to(request: Packet, message_type: int) -> Packet:
     """A BOOTREPLY skeleton for `request` (RFC 2131 table 3: xid, flags, giaddr, chaddr copied)."""
-    return Packet(BOOTREPLY, request.htype, request.hlen, 0, request.xid, 0, request.flags, _ZERO,
-                  _ZERO, _ZERO, request.giaddr, request.chaddr, b"", b"",
-                  {MESSAGE_TYPE: bytes((message_type,))})
+    return Packet(
+        BOOTREPLY,
+        request.htype,
+        request.hlen,
+        0,
+        request.xid,
+        0,
+        request.flags,
+        _ZERO,
+        _ZERO,
+        _ZERO,
+        request.giaddr,
+        request.chaddr,
+        b"",
+        b"",
+        {MESSAGE_TYPE: bytes((message_type,))},
+    )
 
 
 def _bench(n: int = 20000) -> None:  # pragma: no cover - measurement for the module doc
     import timeit
 
-    request = Packet(chaddr=bytes.fromhex("525400123456"), xid=0x1234, flags=BROADCAST, options={
-        MESSAGE_TYPE: b"\x01", PARAMETER_LIST: bytes([1, 3, 6, 43, 60, 66, 67, 97, 128, 129, 130]),
-        MAX_SIZE: b"\x04\xec", CLIENT_ARCH: b"\x00\x00", CLIENT_NDI: b"\x01\x02\x01",
-        CLIENT_GUID: b"\x00" + bytes(range(16)), VENDOR_CLASS: b"PXEClient:Arch:00000:UNDI:002001"})
+    request = Packet(
+        chaddr=bytes.fromhex("525400123456"),
+        xid=0x1234,
+        flags=BROADCAST,
+        options={
+            MESSAGE_TYPE: b"\x01",
+            PARAMETER_LIST: bytes([1, 3, 6, 43, 60, 66, 67, 97, 128, 129, 130]),
+            MAX_SIZE: b"\x04\xec",
+            CLIENT_ARCH: b"\x00\x00",
+            CLIENT_NDI: b"\x01\x02\x01",
+            CLIENT_GUID: b"\x00" + bytes(range(16)),
+            VENDOR_CLASS: b"PXEClient:Arch:00000:UNDI:002001",
+        },
+    )
     raw = encode(request)
     offer = reply_to(request, OFFER)
     offer.yiaddr = IPv4Address("10.0.0.50")
     offer.file = b"undionly.kpxe"
-    offer.options.update({SERVER_ID: bytes(4), LEASE_TIME: bytes(4), RENEWAL_TIME: bytes(4), REBINDING_TIME: bytes(4),
-                          SUBNET_MASK: bytes(4), ROUTER: bytes(4), DNS_SERVERS: bytes(8), DOMAIN_NAME: b"lab.example",
-                          VENDOR_CLASS: b"PXEClient", VENDOR_SPECIFIC: b"\x06\x01\x08\xff", CLIENT_GUID: request.options[97]})
+    offer.options.update(
+        {
+            SERVER_ID: bytes(4),
+            LEASE_TIME: bytes(4),
+            RENEWAL_TIME: bytes(4),
+            REBINDING_TIME: bytes(4),
+            SUBNET_MASK: bytes(4),
+            ROUTER: bytes(4),
+            DNS_SERVERS: bytes(8),
+            DOMAIN_NAME: b"lab.example",
+            VENDOR_CLASS: b"PXEClient",
+            VENDOR_SPECIFIC: b"\x06\x01\x08\xff",
+            CLIENT_GUID: request.options[97],
+        }
+    )
     ours_d = timeit.timeit(lambda: decode(raw), number=n) / n * 1e6
     ours_e = timeit.timeit(lambda: encode(offer), number=n) / n * 1e6
     print(f"decode {ours_d:.1f} us   encode {ours_e:.1f} us   ({len(raw)} / {len(encode(offer))} bytes)")

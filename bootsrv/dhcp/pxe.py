@@ -124,7 +124,7 @@ def _user_classes(value: bytes) -> set[bytes]:
         n = value[pos]
         if n == 0 or pos + 1 + n > len(value):
             return out
-        items.add(value[pos + 1:pos + 1 + n])
+        items.add(value[pos + 1 : pos + 1 + n])
         pos += 1 + n
     return out | items
 
@@ -155,7 +155,9 @@ def boot_reply(fw: Firmware, action: str, mac: str, boot: BootSection, server: I
         name = f"{base}/boot/{mac}.ipxe"
         options[IPXE_ENCAP] = IPXE_NO_PXEDHCP
     elif fw.http:
-        binary = boot.files.get(HTTP_ARCHES.get(fw.arch, "efi-x64")) if fw.arch in HTTP_ARCHES or fw.arch is None else None
+        binary = (
+            boot.files.get(HTTP_ARCHES.get(fw.arch, "efi-x64")) if fw.arch in HTTP_ARCHES or fw.arch is None else None
+        )
         if binary is None:
             return None
         name = f"{base}/tftp/{binary}"
@@ -201,7 +203,7 @@ class KnownMachines(Protocol):
     """The machine registry as the DHCP decision reads it (the read side of pixiecore's Booter)."""
 
     def netboot(self, mac: str) -> str | None:
-        """"install", "local", or None for a MAC the registry does not know. A read, once per
+        """ "install", "local", or None for a MAC the registry does not know. A read, once per
         netboot request: it never writes."""
         ...
 
@@ -235,8 +237,9 @@ class SightingLog:
         self.sightings.append(sighting)
 
 
-def netboot_action(known: str | None, mac: str, fw: Firmware, boot: BootSection,
-                   now: float) -> tuple[str, Sighting | None]:
+def netboot_action(
+    known: str | None, mac: str, fw: Firmware, boot: BootSection, now: float
+) -> tuple[str, Sighting | None]:
     """The netboot decision for a client, and the sighting to report for an unknown one. Pure.
 
     A known MAC gets what the registry says. An unknown one boots locally and is reported when

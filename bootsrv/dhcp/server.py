@@ -76,7 +76,7 @@ from ipaddress import IPv4Address
 from typing import NamedTuple, Protocol
 
 from bootsrv.errors import MalformedPacket
-from bootsrv.log import event
+from bootsrv.log import event, failure
 
 log = logging.getLogger("bootsrv.dhcp")
 
@@ -125,9 +125,9 @@ class Deferred(NamedTuple):
     (see "Batches")."""
 
     durable: Durable
-    finish: Callable[[object], "Outgoing | None"]
+    finish: Callable[[object], Outgoing | None]
 
-    def result(self) -> "Outgoing | None":
+    def result(self) -> Outgoing | None:
         """Make it durable here (tests, tools): what the loop would send."""
         return self.finish(self.durable.result())
 
@@ -150,7 +150,7 @@ def describe(raw: bytes) -> dict[str, str]:
         out["xid"] = f"0x{raw[4:8].hex()}"
     if len(raw) >= 34:
         hlen = raw[2] if 0 < raw[2] <= 16 else 6
-        out["mac"] = ":".join(f"{b:02x}" for b in raw[28:28 + min(hlen, 6)])
+        out["mac"] = ":".join(f"{b:02x}" for b in raw[28 : 28 + min(hlen, 6)])
     return out
 
 
@@ -229,8 +229,9 @@ def receive_backlog(sock: socket.socket) -> float:
     return queued / limit if limit else 0.0
 
 
-def open_socket(port: int, interface: str | None, address: str = "0.0.0.0", processes: int = 1,
-                process: int = 0) -> socket.socket:
+def open_socket(
+    port: int, interface: str | None, address: str = "0.0.0.0", processes: int = 1, process: int = 0
+) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     if processes > 1:
@@ -257,8 +258,17 @@ def open_socket(port: int, interface: str | None, address: str = "0.0.0.0", proc
 class DhcpServer:
     """Worker threads per socket, each receiving, running `handler` and replying from that socket."""
 
-    def __init__(self, interfaces: Sequence[str], relay_socket: bool, port: int, handler: Handler,
-                 workers: int = 1, address: str = "0.0.0.0", processes: int = 1, process: int = 0):
+    def __init__(
+        self,
+        interfaces: Sequence[str],
+        relay_socket: bool,
+        port: int,
+        handler: Handler,
+        workers: int = 1,
+        address: str = "0.0.0.0",
+        processes: int = 1,
+        process: int = 0,
+    ):
         self.interfaces = list(interfaces)
         self.relay_socket = relay_socket
         self.port = port
@@ -286,12 +296,19 @@ class DhcpServer:
             raise
         for ifname, sock in self._sockets:
             for i in range(self.workers):
-                thread = threading.Thread(target=self._serve, args=(ifname, sock), daemon=True,
-                                          name=f"dhcp-{ifname or 'relay'}-{i}")
+                thread = threading.Thread(
+                    target=self._serve, args=(ifname, sock), daemon=True, name=f"dhcp-{ifname or 'relay'}-{i}"
+                )
                 thread.start()
                 self._threads.append(thread)
-            event(log, "listening", service="dhcp", interface=ifname or "(relays)", port=sock.getsockname()[1],
-                  **({"process": self.process} if self.processes > 1 else {}))
+            event(
+                log,
+                "listening",
+                service="dhcp",
+                interface=ifname or "(relays)",
+                port=sock.getsockname()[1],
+                **({"process": self.process} if self.processes > 1 else {}),
+            )
 
     @property
     def bound(self) -> list[tuple[str | None, int]]:
@@ -352,14 +369,19 @@ class DhcpServer:
         except MalformedPacket as exc:  # the client's fault (DESIGN.md rule 5): one line, dropped
             with self._lock:
                 self.malformed += 1
-            event(log, "dhcp.dropped", logging.WARNING, interface=ifname or "(relays)",
-                  error=str(exc)[:200], **describe(raw))
+            event(
+                log,
+                "dhcp.dropped",
+                logging.WARNING,
+                interface=ifname or "(relays)",
+                error=str(exc)[:200],
+                **describe(raw),
+            )
             return None
         except Exception:  # noqa: BLE001 - anything else is a bug of ours: its traceback, counted apart
             with self._lock:
                 self.errors += 1
-            event(log, "dhcp.handler_failed", logging.ERROR, exc_info=True, interface=ifname or "(relays)",
-                  **describe(raw))
+            failure(log, "dhcp.handler_failed", interface=ifname or "(relays)", **describe(raw))
             return None
         if isinstance(out, Outgoing):
             self.send(sock, arrival, out)
@@ -372,8 +394,14 @@ class DhcpServer:
         try:
             out = deferred.finish(deferred.durable.result())
         except Exception as exc:  # the commit failed: no ACK may go out (durable before acknowledged)
-            event(log, "dhcp.commit_failed", logging.ERROR, interface=arrival.interface or "(relays)",
-                  error=str(exc)[:200], **describe(raw))
+            event(
+                log,
+                "dhcp.commit_failed",
+                logging.ERROR,
+                interface=arrival.interface or "(relays)",
+                error=str(exc)[:200],
+                **describe(raw),
+            )
             return
         if out is not None:
             self.send(sock, arrival, out)
@@ -390,5 +418,11 @@ class DhcpServer:
             # client retries.
             sock.sendto(out.payload, (_text(address), out.port))
         except OSError as exc:
-            event(log, "dhcp.send_failed", logging.WARNING, interface=arrival.interface or "(relays)",
-                  to=f"{address}:{out.port}", error=str(exc))
+            event(
+                log,
+                "dhcp.send_failed",
+                logging.WARNING,
+                interface=arrival.interface or "(relays)",
+                to=f"{address}:{out.port}",
+                error=str(exc),
+            )

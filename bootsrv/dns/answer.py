@@ -22,8 +22,9 @@ _TRANSFERS = {QTYPE.AXFR, QTYPE.IXFR}
 
 def _header(query: DNSRecord, rcode: int, aa: bool) -> DNSHeader:
     # RFC 1035 4.1.1: ID and RD are copied from the query; RA stays 0: no recursion here.
-    return DNSHeader(id=query.header.id, qr=1, opcode=query.header.opcode, aa=int(aa), ra=0,
-                     rd=query.header.rd, rcode=rcode)
+    return DNSHeader(
+        id=query.header.id, qr=1, opcode=query.header.opcode, aa=int(aa), ra=0, rd=query.header.rd, rcode=rcode
+    )
 
 
 def _edns(query: DNSRecord) -> EDNS0 | None:
@@ -53,9 +54,14 @@ def error(query: DNSRecord, rcode: int) -> DNSRecord:
 
 
 def _soa(apex: Apex, ttl: int, owner=None) -> RR:
-    return RR(owner or apex.origin + ".", QTYPE.SOA, ttl=ttl,
-              rdata=SOA(apex.mname + ".", apex.rname + ".",
-                        (apex.serial, apex.refresh, apex.retry, apex.expire, apex.minimum)))
+    return RR(
+        owner or apex.origin + ".",
+        QTYPE.SOA,
+        ttl=ttl,
+        rdata=SOA(
+            apex.mname + ".", apex.rname + ".", (apex.serial, apex.refresh, apex.retry, apex.expire, apex.minimum)
+        ),
+    )
 
 
 def answer(query: DNSRecord, zones: ZoneData) -> DNSRecord:
@@ -82,7 +88,10 @@ def answer(query: DNSRecord, zones: ZoneData) -> DNSRecord:
     ttl = zones.ttl
     records: list[RR] = []
     qtype = question.qtype
-    want = (lambda t: qtype == t or qtype == QTYPE.ANY)
+
+    def want(t: int) -> bool:
+        return qtype == t or qtype == QTYPE.ANY
+
     if qname and qname == apex.origin:
         if want(QTYPE.SOA):
             records.append(_soa(apex, ttl, owner))
@@ -118,10 +127,11 @@ def truncate(reply: DNSRecord, limit: int) -> bytes:
     if len(wire) <= limit:
         return wire
     header = reply.header
-    cut = DNSRecord(DNSHeader(id=header.id, qr=1, opcode=header.opcode, aa=header.aa, tc=1, ra=0,
-                              rd=header.rd, rcode=header.rcode), questions=list(reply.questions))
+    cut = DNSRecord(
+        DNSHeader(id=header.id, qr=1, opcode=header.opcode, aa=header.aa, tc=1, ra=0, rd=header.rd, rcode=header.rcode),
+        questions=list(reply.questions),
+    )
     for rr in reply.ar:
         if rr.rtype == QTYPE.OPT:
             cut.add_ar(rr)
     return cut.pack()
-

@@ -77,8 +77,9 @@ class ZoneCache:
     cache sees a new serial exactly when there is something new to see.
     """
 
-    def __init__(self, config: Config, source: HostSource, clock: Callable[[], float] = time.time,
-                 max_age: float | None = None):
+    def __init__(
+        self, config: Config, source: HostSource, clock: Callable[[], float] = time.time, max_age: float | None = None
+    ):
         self.config = config
         self.source = source
         self.clock = clock

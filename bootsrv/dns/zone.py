@@ -65,7 +65,7 @@ class ZoneData:
         best = None
         for origin, apex in self.apexes.items():
             tail = tuple(part.encode() for part in origin.split("."))
-            if labels[len(labels) - len(tail):] == tail and len(labels) >= len(tail):
+            if labels[len(labels) - len(tail) :] == tail and len(labels) >= len(tail):
                 if best is None or len(origin) > len(best.origin):
                     best = apex
         return best
@@ -161,8 +161,16 @@ def build_zones(config: Config, hosts: Iterable[Host], serial: int) -> ZoneData:
 
     minimum = min(dns.ttl, 300) or 1
     apexes = {
-        origin: Apex(origin, ns_name, f"hostmaster.{forward[0] if forward else origin}",
-                     serial % 2**32, refresh=3600, retry=600, expire=86400 * 7, minimum=minimum)
+        origin: Apex(
+            origin,
+            ns_name,
+            f"hostmaster.{forward[0] if forward else origin}",
+            serial % 2**32,
+            refresh=3600,
+            retry=600,
+            expire=86400 * 7,
+            minimum=minimum,
+        )
         for origin in forward + reverse
     }
     nodes: set[str] = set(apexes)

@@ -2,7 +2,8 @@
 
     POST /api/enroll                          installer callback (the one-time token is the credential)
     GET  /api/machines[?state=S]              admin: list machines
-    POST /api/machines                        admin: add {mac, hostname, profile, addresses?, guid?, serial?, segment?, comment?}
+    POST /api/machines                        admin: add {mac, hostname, profile, addresses?, guid?, serial?,
+                                              segment?, comment?}
     GET  /api/machines/<mac>                  admin: one machine
     POST /api/machines/<mac>/adopt            admin: adopt a discovered machine {hostname, profile, addresses?, ...}
     POST /api/machines/<mac>/reinstall        admin
@@ -154,12 +155,15 @@ def machines_show(mac: str):
 @admin
 def machines_adopt(mac: str):
     w = _site()
-    data = _strings(
-        _json_body(), {"hostname", "profile", "addresses", "segment", "comment"}, {"hostname", "profile"}
-    )
+    data = _strings(_json_body(), {"hostname", "profile", "addresses", "segment", "comment"}, {"hostname", "profile"})
     machine = machines_admin.adopt(
-        w.machines, w.address_book, w.config.networks, mac=mac, now=w.clock(),
-        profiles=_profiles(w), **data,
+        w.machines,
+        w.address_book,
+        w.config.networks,
+        mac=mac,
+        now=w.clock(),
+        profiles=_profiles(w),
+        **data,
     )
     return jsonify(_machine_json(machine))
 
@@ -204,4 +208,3 @@ def hypervisors_action(key: str, action: str):
         machine = machines_pool.hypervisor(w.machines, key)  # refuses a machine that is not a hypervisor
         return jsonify(_machine_json(machines_admin.retire(w.machines, machine.mac, w.clock())))
     raise InvalidInput("action", f"{action!r} is not one of drain, undrain, retire")
-

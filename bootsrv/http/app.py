@@ -17,7 +17,7 @@ from bootsrv.http.api import bp as api_bp
 from bootsrv.http.boot import bp as boot_bp
 from bootsrv.http.errors import refusal
 from bootsrv.http.site import Site
-from bootsrv.log import event
+from bootsrv.log import event, failure
 
 log = logging.getLogger("bootsrv.http")
 
@@ -44,13 +44,29 @@ def answer_error(exc: Exception):
     body, status, headers = refusal(exc, request.method, request.path)
     if not isinstance(exc, (BootsrvError, HTTPException)):
         # A bug: the client gets the fixed 500 of bootsrv.http.errors, the log the traceback.
-        event(log, "http.failed", logging.ERROR, exc_info=True, method=request.method, path=request.path)
+        failure(log, "http.failed", method=request.method, path=request.path)
     elif status >= 500:
-        event(log, "http.failed", logging.ERROR, method=request.method, path=request.path, status=status,
-              error=body["error"], reason=body["reason"])
+        event(
+            log,
+            "http.failed",
+            logging.ERROR,
+            method=request.method,
+            path=request.path,
+            status=status,
+            error=body["error"],
+            reason=body["reason"],
+        )
     else:
-        event(log, "http.refused", logging.INFO, method=request.method, path=request.path, status=status,
-              error=body["error"], reason=body["reason"])
+        event(
+            log,
+            "http.refused",
+            logging.INFO,
+            method=request.method,
+            path=request.path,
+            status=status,
+            error=body["error"],
+            reason=body["reason"],
+        )
     response = jsonify(body)
     response.status_code = status
     response.headers.update(headers)

@@ -84,9 +84,17 @@ def installer_initrd(dest: Path, fail_macs: tuple[str, ...] = ()) -> Path:
 class Site:
     """bootsrv configured for one lab segment: its config file, TFTP and files roots, its store."""
 
-    def __init__(self, workdir: Path, kernel: Path | None = None, initrd: Path | None = None,
-                 server_ip: str = SERVER_IP, prefix: str = PREFIX, name: str = "demo-a",
-                 backend_prefix: str | None = None, boot: bool = True):
+    def __init__(
+        self,
+        workdir: Path,
+        kernel: Path | None = None,
+        initrd: Path | None = None,
+        server_ip: str = SERVER_IP,
+        prefix: str = PREFIX,
+        name: str = "demo-a",
+        backend_prefix: str | None = None,
+        boot: bool = True,
+    ):
         self.workdir, self.server_ip, self.prefix, self.name = workdir, server_ip, prefix, name
         self.backend_prefix = backend_prefix  # a second network, served by nobody (guests' be0)
         self.boot = boot  # populate the TFTP root (bootsrv tftp populate)
@@ -152,8 +160,12 @@ end = "{b}.150"
 """
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        proc = subprocess.run([sys.executable, "-m", "bootsrv", "--config", str(self.config), *args],
-                              capture_output=True, text=True, timeout=60)
+        proc = subprocess.run(
+            [sys.executable, "-m", "bootsrv", "--config", str(self.config), *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         if check and proc.returncode != 0:
             raise RuntimeError(f"bootsrv {' '.join(args)} exited {proc.returncode}: {proc.stderr.strip()}")
         return proc
@@ -174,8 +186,9 @@ end = "{b}.150"
         self.prepare()
         self.host = lab.host(self.name.replace("-", "")[:12])
         lab.plug(self.host, segment, "net0", f"{self.server_ip}/24")
-        self.proc = self.host.popen([sys.executable, "-m", "bootsrv", "--config", str(self.config), "serve"],
-                                    stderr=open(self.log, "w"))
+        self.proc = self.host.popen(
+            [sys.executable, "-m", "bootsrv", "--config", str(self.config), "serve"], stderr=open(self.log, "w")
+        )
         wait_for("bootsrv to answer HTTP", self.healthy)
         return self.host
 
@@ -186,8 +199,9 @@ end = "{b}.150"
         return r.returncode == 0
 
     def add_machine(self, mac: str, hostname: str, profile: str = "lab-test") -> dict:
-        return json.loads(self.cli("machine", "add", mac, "--hostname", hostname, "--profile", profile,
-                                   "--json").stdout)
+        return json.loads(
+            self.cli("machine", "add", mac, "--hostname", hostname, "--profile", profile, "--json").stdout
+        )
 
     def machine(self, mac: str) -> dict:
         return json.loads(self.cli("machine", "show", mac, "--json").stdout)
@@ -208,8 +222,9 @@ def wait_for(what: str, check: Callable[[], bool], timeout: float = 30) -> None:
     raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
-def install_cycle(lab: labmod.Lab, workdir: Path, say: Callable[[str], None] = print,
-                  firmware: str = "bios", second: bool = True) -> dict:
+def install_cycle(
+    lab: labmod.Lab, workdir: Path, say: Callable[[str], None] = print, firmware: str = "bios", second: bool = True
+) -> dict:
     """The full cycle with two VMs (one with `second=False`); returns what happened, for the
     integration test to check."""
     from bootsrv.lab import vm as labvm
@@ -227,22 +242,38 @@ def install_cycle(lab: labmod.Lab, workdir: Path, say: Callable[[str], None] = p
     # UEFI VMs boot by OVMF's own PXE (no iPXE ROM on the NIC), so their chain goes through TFTP
     # as on most servers; BIOS VMs have qemu's iPXE ROM, which is iPXE already and goes to HTTP.
     uefi = firmware == "uefi"
-    vms = [labvm.Vm(seg, name, workdir, mac, firmware=firmware, disk=labvm.blank_disk(workdir / f"{name}.img"),
-                    option_rom=not uefi)
-           for name, mac in (("hv1", good), ("hv2", failing))[:2 if second else 1]]
+    vms = [
+        labvm.Vm(
+            seg,
+            name,
+            workdir,
+            mac,
+            firmware=firmware,
+            disk=labvm.blank_disk(workdir / f"{name}.img"),
+            option_rom=not uefi,
+        )
+        for name, mac in (("hv1", good), ("hv2", failing))[: 2 if second else 1]
+    ]
     chain = "UEFI PXE -> TFTP ipxe.efi -> iPXE DHCP" if uefi else "iPXE ROM DHCP"
-    say(f"[3] {len(vms)} {firmware.upper()} VM(s) with blank disks power on (qemu TCG): {chain} -> HTTP script -> kernel + installer")
+    say(
+        f"[3] {len(vms)} {firmware.upper()} VM(s) with blank disks power on (qemu TCG): {chain}"
+        " -> HTTP script -> kernel + installer"
+    )
     started = time.monotonic()
     for vm in vms:
         vm.start()
     vms[0].wait_for("BOOTSRV-INSTALLER-DONE", timeout=240)
-    say(f"[4] hv1 installed and called back after {time.monotonic() - started:.0f} s; machine state: "
-        f"{site.machine(good)['state']}")
+    say(
+        f"[4] hv1 installed and called back after {time.monotonic() - started:.0f} s; machine state: "
+        f"{site.machine(good)['state']}"
+    )
     # After the reboot the enrolled machine gets no boot file: iPXE says "Nothing to boot", UEFI's
     # own PXE "PXE-E16: No valid offer", and the firmware goes on to its next boot option (the disk).
-    wait_for("hv1's firmware to find no boot file after its reboot",
-             lambda: any(m in vms[0].output().split("BOOTSRV-INSTALLER-DONE", 1)[-1] for m in NO_BOOT_FILE),
-             timeout=180)
+    wait_for(
+        "hv1's firmware to find no boot file after its reboot",
+        lambda: any(m in vms[0].output().split("BOOTSRV-INSTALLER-DONE", 1)[-1] for m in NO_BOOT_FILE),
+        timeout=180,
+    )
     local = vms[0].output()
     say("[5] hv1 rebooted and was told to boot from its disk (no boot file in DHCP)")
     again = ""
@@ -252,16 +283,26 @@ def install_cycle(lab: labmod.Lab, workdir: Path, say: Callable[[str], None] = p
         say("[6] hv2 never called back: it is still 'installing' and got its install boot again after its reboot")
     pool = site.hypervisors()
     for hv in pool:
-        say(f"    bootsrv hypervisor list: {hv['name']} state={hv['state']} cpus={hv['cpus']} "
-            f"memory={hv['memory_mib']} MiB uri={hv['libvirt_uri']}")
+        say(
+            f"    bootsrv hypervisor list: {hv['name']} state={hv['state']} cpus={hv['cpus']} "
+            f"memory={hv['memory_mib']} MiB uri={hv['libvirt_uri']}"
+        )
     for vm in vms:
         vm.stop()
-    return {"site": site, "segment": seg, "hv1_console": local, "hv2_console": again, "hypervisors": pool,
-            "hv1": site.machine(good), "hv2": site.machine(failing) if second else None}
+    return {
+        "site": site,
+        "segment": seg,
+        "hv1_console": local,
+        "hv2_console": again,
+        "hypervisors": pool,
+        "hv1": site.machine(good),
+        "hv2": site.machine(failing) if second else None,
+    }
 
 
-def guest_cycle(lab: labmod.Lab, workdir: Path, site: Site, public: labmod.Segment,
-                say: Callable[[str], None] = print) -> str:
+def guest_cycle(
+    lab: labmod.Lab, workdir: Path, site: Site, public: labmod.Segment, say: Callable[[str], None] = print
+) -> str:
     """A guest provisioned the original domu way on a lab hypervisor, bound in bootsrv's lease
     store, getting its address from bootsrv's DHCP and its name from bootsrv's DNS. Returns the
     guest's console text."""
@@ -275,8 +316,10 @@ def guest_cycle(lab: labmod.Lab, workdir: Path, site: Site, public: labmod.Segme
 
     config = load(str(site.config))
     segments = {"fe0": public, "be0": lab.segment("backend")}
-    say("[7] guests: a lab hypervisor (libvirtd + qemu in its own namespace; hv1 above is a test VM, not a "
-        "real hypervisor) with bridges fe0/be0 on the Public and Backend segments")
+    say(
+        "[7] guests: a lab hypervisor (libvirtd + qemu in its own namespace; hv1 above is a test VM, not a "
+        "real hypervisor) with bridges fe0/be0 on the Public and Backend segments"
+    )
     hv = guestlab.hypervisor(lab, workdir, "hvlab", 1, segments, prefix=site.prefix)
     try:
         shared = workdir / "guests"
@@ -285,20 +328,30 @@ def guest_cycle(lab: labmod.Lab, workdir: Path, site: Site, public: labmod.Segme
         bindings = LeaseBindings(open_store(config), time.time)
         g = guestlab.guests([hv], shared, bindings=bindings, plans=plans)
         ref, console, host = guestlab.provision(g, guest_net_boot(workdir, site.server_ip), workdir)
-        say(f"    domu-project appl-1; domu-clone masters/{guestlab.MASTER.volume} appl-1/vm-1 (qcow2 clone, ~0 bytes); "
-            f"domu-init hvm fe-be odd 256 1 appl-1/vm-1 -> defined on {host.name}")
+        say(
+            f"    domu-project appl-1; domu-clone masters/{guestlab.MASTER.volume} appl-1/vm-1"
+            " (qcow2 clone, ~0 bytes); "
+            f"domu-init hvm fe-be odd 256 1 appl-1/vm-1 -> defined on {host.name}"
+        )
         fe = g.assign_ip(ref, "fe0", "vm-host1")
         be = g.assign_ip(ref, "be0", "vm-host1-be")
-        say(f"    domu-assign-ip: fe0 {fe.mac} -> {fe.ip} vm-host1, be0 {be.mac} -> {be.ip} vm-host1-be "
-            "(MANUAL+PERMANENT records in the lease store)")
+        say(
+            f"    domu-assign-ip: fe0 {fe.mac} -> {fe.ip} vm-host1, be0 {be.mac} -> {be.ip} vm-host1-be "
+            "(MANUAL+PERMANENT records in the lease store)"
+        )
         g.control(ref, "start")
-        wait_for("the guest's DHCP and DNS", lambda: "GUEST-NET-DONE" in console.read_text(errors="replace")
-                 if console.exists() else False, timeout=150)
+        wait_for(
+            "the guest's DHCP and DNS",
+            lambda: "GUEST-NET-DONE" in console.read_text(errors="replace") if console.exists() else False,
+            timeout=150,
+        )
         text = console.read_text(errors="replace")
         got = re.search(r"DHCP-GOT (\S+)", text)
         answer = re.findall(r"DNS: Address: (\S+)", text)
-        say(f"    virsh start appl-1:vm-1: the guest got {got.group(1) if got else 'no address'} from bootsrv's DHCP; "
-            f"vm-host1.lab.example resolves to {answer[-1] if answer else 'nothing'} through bootsrv's DNS")
+        say(
+            f"    virsh start appl-1:vm-1: the guest got {got.group(1) if got else 'no address'} from bootsrv's DHCP; "
+            f"vm-host1.lab.example resolves to {answer[-1] if answer else 'nothing'} through bootsrv's DNS"
+        )
         g.destroy(ref)
         g.connections.close()
         return text

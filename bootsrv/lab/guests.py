@@ -25,13 +25,16 @@ MARKER = b"BOOTSRV-MASTER-osol-0811"
 
 # The guest's /init: say it is up, show what its disk (the clone) holds, write to it, then tick
 # once a second so a live migration can be seen not to restart it (the counter goes on).
-GUEST_INIT = labvm.INIT_PRELUDE + """
+GUEST_INIT = (
+    labvm.INIT_PRELUDE
+    + """
 echo "GUEST-UP $(arg guest)"
 echo "DISK: $(dd if=/dev/vda bs=24 count=1 2>/dev/null)"
 echo written-by-guest | dd of=/dev/vda bs=512 seek=2048 conv=notrunc 2>/dev/null && sync
 i=0
 while true; do i=$((i+1)); echo "tick $i"; sleep 1; done
 """
+)
 
 
 @dataclass
@@ -71,21 +74,33 @@ def bridge(lab: Lab, host: Host, segment: Segment, name: str, mac: str) -> None:
 
 def settings(storage_dir: Path, **changes) -> GuestSettings:
     plans = {
-        "public": AddressPlan("public", IPv4Network("10.10.0.0/24"),
-                              ((IPv4Address("10.10.0.100"), IPv4Address("10.10.0.249")),)),
-        "backend": AddressPlan("backend", IPv4Network("10.20.0.0/24"),
-                               ((IPv4Address("10.20.0.100"), IPv4Address("10.20.0.249")),)),
+        "public": AddressPlan(
+            "public", IPv4Network("10.10.0.0/24"), ((IPv4Address("10.10.0.100"), IPv4Address("10.10.0.249")),)
+        ),
+        "backend": AddressPlan(
+            "backend", IPv4Network("10.20.0.0/24"), ((IPv4Address("10.20.0.100"), IPv4Address("10.20.0.249")),)
+        ),
     }
-    base = dict(storage_dir=str(storage_dir), virt_type="qemu", reserve_mib=512,
-                segments={"odd": {"fe0": "public", "be0": "backend"}}, plans=plans)
+    base = dict(
+        storage_dir=str(storage_dir),
+        virt_type="qemu",
+        reserve_mib=512,
+        segments={"odd": {"fe0": "public", "be0": "backend"}},
+        plans=plans,
+    )
     base.update(changes)
     return GuestSettings(**base)
 
 
 def guests(hvs: list[Hv], storage_dir: Path, bindings=None, **changes) -> Guests:
     conns = Connections()
-    g = Guests(settings(storage_dir, **changes), conns(hvs[0].info), MemoryHypervisors([h.info for h in hvs]),
-               conns, bindings if bindings is not None else MemoryBindings())
+    g = Guests(
+        settings(storage_dir, **changes),
+        conns(hvs[0].info),
+        MemoryHypervisors([h.info for h in hvs]),
+        conns,
+        bindings if bindings is not None else MemoryBindings(),
+    )
     g.connections = conns
     return g
 

@@ -51,8 +51,13 @@ log_outputs = "3:file:/var/log/libvirt/virtlogd.log"
 """
 
 MOUNTS = ("/run", "/var/lib", "/var/log", "/var/cache")
-BINDS = {"run": "/run/libvirt", "lib": "/var/lib/libvirt", "log": "/var/log/libvirt",
-         "cache": "/var/cache/libvirt", "etc": "/etc/libvirt"}
+BINDS = {
+    "run": "/run/libvirt",
+    "lib": "/var/lib/libvirt",
+    "log": "/var/log/libvirt",
+    "cache": "/var/cache/libvirt",
+    "etc": "/etc/libvirt",
+}
 
 
 @dataclass
@@ -87,7 +92,7 @@ class Libvirtd:
         lines.append("exec libvirtd --pid-file /run/libvirt/libvirtd.pid --config /etc/libvirt/libvirtd.conf")
         return "\n".join(lines)
 
-    def start(self, timeout: float = 30) -> "Libvirtd":
+    def start(self, timeout: float = 30) -> Libvirtd:
         for sub in BINDS:
             (self.workdir / sub).mkdir(parents=True, exist_ok=True)
         etc = self.workdir / "etc"
@@ -112,8 +117,10 @@ class Libvirtd:
             if self.socket.exists():
                 return self
             if self.proc.poll() is not None:
-                raise RuntimeError(f"libvirtd in {self.hostname} exited {self.proc.returncode}: "
-                                   f"{(self.workdir / 'daemon.out').read_text()[-2000:]}")
+                raise RuntimeError(
+                    f"libvirtd in {self.hostname} exited {self.proc.returncode}: "
+                    f"{(self.workdir / 'daemon.out').read_text()[-2000:]}"
+                )
             time.sleep(0.1)
         raise TimeoutError(f"libvirtd in {self.hostname}: no socket {self.socket} after {timeout} s")
 

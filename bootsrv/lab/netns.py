@@ -124,7 +124,7 @@ def sweep_stale() -> list[str]:
 
 @dataclass
 class Host:
-    lab: "Lab"
+    lab: Lab
     name: str
     ns: str
     interfaces: dict[str, str] = field(default_factory=dict)  # ifname -> "addr/prefix"
@@ -154,7 +154,7 @@ class Host:
 class Segment:
     """An L2 switch: a bridge `br0` inside its own namespace."""
 
-    lab: "Lab"
+    lab: Lab
     name: str
     ns: str
     ports: int = 0
@@ -172,8 +172,12 @@ class Segment:
 
     def capture(self, path: str, bpf: str = "udp") -> subprocess.Popen:
         """tcpdump on the bridge, writing a pcap (for golden packets)."""
-        proc = subprocess.Popen(self.cmd(["tcpdump", "-i", "br0", "-U", "-w", path, bpf]),
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen(
+            self.cmd(["tcpdump", "-i", "br0", "-U", "-w", path, bpf]),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         self.lab.processes.append(proc)
         return proc
 
@@ -195,7 +199,7 @@ class Lab:
         self.processes: list[subprocess.Popen] = []
         self._namespaces: list[str] = []
 
-    def __enter__(self) -> "Lab":
+    def __enter__(self) -> Lab:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -222,8 +226,9 @@ class Lab:
         host = self.hosts[name] = Host(self, name, ns)
         return host
 
-    def plug(self, host: Host, segment: Segment, ifname: str, address: str | None = None,
-             mac: str | None = None) -> str:
+    def plug(
+        self, host: Host, segment: Segment, ifname: str, address: str | None = None, mac: str | None = None
+    ) -> str:
         """Connect `host` to `segment` by a veth pair; `ifname` inside the host, optional address."""
         segment.ports += 1
         port = f"p{segment.ports}"

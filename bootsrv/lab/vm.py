@@ -69,9 +69,7 @@ def _cpio_newc(entries: list[tuple[str, int, bytes]]) -> bytes:
     ino = 1
     for name, mode, data in [*entries, ("TRAILER!!!", 0, b"")]:
         encoded = name.encode() + b"\0"
-        header = "070701" + "".join(
-            f"{v:08X}" for v in (ino, mode, 0, 0, 1, 0, len(data), 0, 0, 0, 0, len(encoded), 0)
-        )
+        header = "070701" + "".join(f"{v:08X}" for v in (ino, mode, 0, 0, 1, 0, len(data), 0, 0, 0, 0, len(encoded), 0))
         out.write(header.encode() + encoded)
         out.write(b"\0" * (-(110 + len(encoded)) % 4))
         out.write(data)
@@ -80,8 +78,9 @@ def _cpio_newc(entries: list[tuple[str, int, bytes]]) -> bytes:
     return out.getvalue()
 
 
-def build_initramfs(dest: Path, init: str, files: dict[str, bytes] | None = None,
-                    modules: tuple[str, ...] = NIC_MODULES) -> Path:
+def build_initramfs(
+    dest: Path, init: str, files: dict[str, bytes] | None = None, modules: tuple[str, ...] = NIC_MODULES
+) -> Path:
     """A gzip'd initramfs: busybox, `init` as /init (a busybox sh script), NIC/disk modules in
     /modules (loaded in dependency order by /bin/load-modules), and any extra `files`."""
     release = kernel_release()
@@ -154,11 +153,25 @@ class Vm:
 
     def argv(self, tap: str) -> list[str]:
         argv = [
-            "qemu-system-x86_64", "-name", self.name, "-accel", "tcg", "-m", str(self.memory_mib),
-            "-display", "none", "-monitor", "none", "-no-user-config", "-nodefaults",
-            "-serial", f"file:{self.console}",
-            "-netdev", f"tap,id=n0,ifname={tap},script=no,downscript=no",
-            "-device", f"{self.nic},netdev=n0,mac={self.mac}" + ("" if self.option_rom else ",romfile="),
+            "qemu-system-x86_64",
+            "-name",
+            self.name,
+            "-accel",
+            "tcg",
+            "-m",
+            str(self.memory_mib),
+            "-display",
+            "none",
+            "-monitor",
+            "none",
+            "-no-user-config",
+            "-nodefaults",
+            "-serial",
+            f"file:{self.console}",
+            "-netdev",
+            f"tap,id=n0,ifname={tap},script=no,downscript=no",
+            "-device",
+            f"{self.nic},netdev=n0,mac={self.mac}" + ("" if self.option_rom else ",romfile="),
         ]
         if self.firmware == "bios" and SGABIOS.exists():
             # SGABIOS copies SeaBIOS's and iPXE's text screen to the serial port, so a test can
@@ -168,8 +181,12 @@ class Vm:
             vars_copy = self.workdir / f"{self.name}.vars.fd"
             if not vars_copy.exists():
                 shutil.copyfile(OVMF_VARS, vars_copy)
-            argv += ["-drive", f"if=pflash,format=raw,readonly=on,file={OVMF_CODE}",
-                     "-drive", f"if=pflash,format=raw,file={vars_copy}"]
+            argv += [
+                "-drive",
+                f"if=pflash,format=raw,readonly=on,file={OVMF_CODE}",
+                "-drive",
+                f"if=pflash,format=raw,file={vars_copy}",
+            ]
         if self.disk is not None:
             argv += ["-drive", f"file={self.disk},format=raw,if=virtio"]
         if self.kernel is not None:
@@ -181,12 +198,13 @@ class Vm:
             argv += ["-boot", "order=nc" if self.disk is not None else "order=n"]
         return argv
 
-    def start(self) -> "Vm":
+    def start(self) -> Vm:
         tap = self.segment.tap()
         self.console.write_bytes(b"")
         log = open(self.workdir / f"{self.name}.qemu.log", "wb")
-        self.proc = subprocess.Popen(self.segment.cmd(self.argv(tap)), stdout=log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            self.segment.cmd(self.argv(tap)), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         self.segment.lab.processes.append(self.proc)
         return self
 
@@ -202,11 +220,15 @@ class Vm:
             if text.count(marker) >= count:
                 return text
             if self.proc is not None and self.proc.poll() is not None:
-                raise RuntimeError(f"qemu {self.name} exited {self.proc.returncode} before {marker!r}:\n"
-                                   f"{(self.workdir / f'{self.name}.qemu.log').read_text()}\n{text[-3000:]}")
+                raise RuntimeError(
+                    f"qemu {self.name} exited {self.proc.returncode} before {marker!r}:\n"
+                    f"{(self.workdir / f'{self.name}.qemu.log').read_text()}\n{text[-3000:]}"
+                )
             time.sleep(0.25)
-        raise TimeoutError(f"{self.name}: {marker!r} seen {self.output().count(marker)} of {count} time(s) "
-                           f"after {timeout:.0f} s:\n{self.output()[-3000:]}")
+        raise TimeoutError(
+            f"{self.name}: {marker!r} seen {self.output().count(marker)} of {count} time(s) "
+            f"after {timeout:.0f} s:\n{self.output()[-3000:]}"
+        )
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

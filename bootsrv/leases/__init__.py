@@ -21,8 +21,23 @@ from bootsrv.leases.model import (
 from bootsrv.leases.store import AddressTaken, LeaseStore, Pending
 
 __all__ = [
-    "NEVER", "NONE", "AddressTaken", "Collision", "Flag", "LeaseStore", "Pending", "Pool", "PoolExhausted", "Range",
-    "Record", "UnknownNetwork", "client_id_of_mac", "mac_of_client_id", "normalize_client_id", "open_store", "pools_from_config",
+    "NEVER",
+    "NONE",
+    "AddressTaken",
+    "Collision",
+    "Flag",
+    "LeaseStore",
+    "Pending",
+    "Pool",
+    "PoolExhausted",
+    "Range",
+    "Record",
+    "UnknownNetwork",
+    "client_id_of_mac",
+    "mac_of_client_id",
+    "normalize_client_id",
+    "open_store",
+    "pools_from_config",
 ]
 
 
@@ -35,5 +50,10 @@ def open_store(config, clock=time.time, dhcp_process: int = 0):
 
     # Each serving process keeps its offer holds in memory (LeaseStore.offers_in_memory); the
     # stripes keep the processes of one server from holding the same free address.
-    return FileStore(config.store.directory, pools_from_config(config), config.server.owner_ips,
-                     offers_in_memory=True, stripe=(dhcp_process, config.dhcp.processes))
+    return FileStore(
+        config.store.directory,
+        pools_from_config(config),
+        config.server.owner_ips,
+        offers_in_memory=True,
+        stripe=(dhcp_process, config.dhcp.processes),
+    )

@@ -54,8 +54,9 @@ LAPSED = "the lease that ended longest ago"
 KEPT = frozenset({BINDING, LEASE, HOLD})
 
 
-def acting_for(owner_ips: tuple[IPv4Address, ...],
-               adoptions: Mapping[IPv4Address, IPv4Address]) -> tuple[IPv4Address, ...]:
+def acting_for(
+    owner_ips: tuple[IPv4Address, ...], adoptions: Mapping[IPv4Address, IPv4Address]
+) -> tuple[IPv4Address, ...]:
     """The owner addresses a server with `owner_ips` acts for: its own unless a peer adopted them,
     and every peer whose chain of adoptions (A adopted B, then C adopted A) ends at one of its own.
     A tuple, not a set: there are one or two, and `in` on a tuple tries identity first where a
@@ -157,8 +158,15 @@ def best_of(records: list[Record], now: float) -> Record | None:
     return max(records, key=lambda r: (r.manual, r.active(now), r.expiry if r.expiry != NEVER else 2**62, int(r.ip)))
 
 
-def lendable(pool: Pool, records: Mapping[IPv4Address, Record], holds: Holds, lender: Lender, ip: IPv4Address,
-             now: float, client_id: str = "") -> bool:
+def lendable(
+    pool: Pool,
+    records: Mapping[IPv4Address, Record],
+    holds: Holds,
+    lender: Lender,
+    ip: IPv4Address,
+    now: float,
+    client_id: str = "",
+) -> bool:
     """May `ip` go to `client_id`: in a range this server owns and not reserved, not held for
     another client, and without a record or with one that is reusable and ours."""
     if not pool.lendable(ip) or not lender.owns_address(pool, ip):
@@ -169,8 +177,16 @@ def lendable(pool: Pool, records: Mapping[IPv4Address, Record], holds: Holds, le
     return rec is None or (rec.reusable(now) and lender.owns(rec))
 
 
-def choose(pool: Pool, table: Table, holds: Holds, lender: Lender, cursor: int, now: float, client_id: str,
-           requested: IPv4Address | None = None) -> Choice:
+def choose(
+    pool: Pool,
+    table: Table,
+    holds: Holds,
+    lender: Lender,
+    cursor: int,
+    now: float,
+    client_id: str,
+    requested: IPv4Address | None = None,
+) -> Choice:
     """The address to offer `client_id` on `pool`'s network (see the module doc for the rules,
     in order). Raises PoolExhausted when there is none."""
     current = best_of(table.of_client(client_id), now)
@@ -182,16 +198,22 @@ def choose(pool: Pool, table: Table, holds: Holds, lender: Lender, cursor: int, 
     mine = holds.of_client(network, client_id, now)
     if mine is not None and lendable(pool, records, holds, lender, mine.ip, now, client_id):
         return Choice(mine, HOLD, cursor)
-    if (current is not None and lender.owns(current) and pool.lendable(current.ip) and not current.unusable
-            and not holds.for_other(network, current.ip, now, client_id)):
+    if (
+        current is not None
+        and lender.owns(current)
+        and pool.lendable(current.ip)
+        and not current.unusable
+        and not holds.for_other(network, current.ip, now, client_id)
+    ):
         return Choice(current, PREVIOUS, cursor)
     if requested is not None and lendable(pool, records, holds, lender, requested, now, client_id):
         return Choice(records.get(requested) or Record(network, requested), REQUESTED, cursor)
     return _allocate(pool, records, holds, lender, cursor, now)
 
 
-def _allocate(pool: Pool, records: Mapping[IPv4Address, Record], holds: Holds, lender: Lender, cursor: int,
-              now: float) -> Choice:
+def _allocate(
+    pool: Pool, records: Mapping[IPv4Address, Record], holds: Holds, lender: Lender, cursor: int, now: float
+) -> Choice:
     """Rule 5 of the module doc: a free address from the cursor on, own stripe first; else the
     lapsed record that ended longest ago, own stripe first."""
     ranges = lender.ranges(pool)
@@ -201,7 +223,7 @@ def _allocate(pool: Pool, records: Mapping[IPv4Address, Record], holds: Holds, l
     network = pool.network
     start = cursor % total
     index, count = lender.stripe
-    for own_stripe in ((True, False) if count > 1 else (False,)):
+    for own_stripe in (True, False) if count > 1 else (False,):
         for i in _rotation(start, total):
             n = _nth(ranges, i)
             if own_stripe and n % count != index:
@@ -212,9 +234,15 @@ def _allocate(pool: Pool, records: Mapping[IPv4Address, Record], holds: Holds, l
             rec = records.get(ip)
             if rec is None or (not rec.client_id and not rec.unusable and not rec.manual):
                 return Choice(rec or Record(network, ip), FRESH, i + 1)
-    lapsed = [r for r in list(records.values())  # a snapshot: other threads may add records meanwhile
-              if pool.lendable(r.ip) and lender.owns_address(pool, r.ip) and r.reusable(now) and lender.owns(r)
-              and not holds.for_other(network, r.ip, now)]
+    lapsed = [
+        r
+        for r in list(records.values())  # a snapshot: other threads may add records meanwhile
+        if pool.lendable(r.ip)
+        and lender.owns_address(pool, r.ip)
+        and r.reusable(now)
+        and lender.owns(r)
+        and not holds.for_other(network, r.ip, now)
+    ]
     if lapsed:
         # Our stripe's first (False sorts first), then the one that ended longest ago.
         return Choice(min(lapsed, key=lambda r: (int(r.ip) % count != index, r.expiry, int(r.ip))), LAPSED, cursor)

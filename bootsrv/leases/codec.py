@@ -102,9 +102,10 @@ def _ip(text: str) -> IPv4Address:
 
 def encode(rec: Record) -> bytes:
     """One table line (with its newline) for `rec`; signature 0 writes a deletion."""
-    body = (f"{_ip_text(rec.ip)}|{rec.client_id or NO_CLIENT}|{int(rec.flags):02d}|{_ip_text(rec.owner)}|"
-            f"{rec.expiry}|{rec.signature}|{_escape(rec.macro)}|{_escape(rec.comment)}|{_escape(rec.hostname)}"
-            ).encode()
+    body = (
+        f"{_ip_text(rec.ip)}|{rec.client_id or NO_CLIENT}|{int(rec.flags):02d}|{_ip_text(rec.owner)}|"
+        f"{rec.expiry}|{rec.signature}|{_escape(rec.macro)}|{_escape(rec.comment)}|{_escape(rec.hostname)}"
+    ).encode()
     return b"%s|%08x\n" % (body, zlib.crc32(body))
 
 
@@ -134,8 +135,18 @@ def decode(network: str, line: bytes) -> tuple[IPv4Address, Record | None]:
     if not 0 <= flags < 16:
         raise ValueError(f"flags {flags}")
     cid = f[1]
-    return ip, Record(network, ip, "" if cid == NO_CLIENT else cid, _FLAGS[flags], _ip(f[3]), int(f[4]),
-                      signature, macro=f[6], comment=f[7], hostname=f[8])
+    return ip, Record(
+        network,
+        ip,
+        "" if cid == NO_CLIENT else cid,
+        _FLAGS[flags],
+        _ip(f[3]),
+        int(f[4]),
+        signature,
+        macro=f[6],
+        comment=f[7],
+        hostname=f[8],
+    )
 
 
 def header_end(path: Path, data: bytes) -> int:
@@ -145,10 +156,11 @@ def header_end(path: Path, data: bytes) -> int:
     header = data[:first]
     if not header.startswith(HEADER_MAGIC):
         raise StoreCorrupt(path, "not a bootsrv lease table (first line is not its header)")
-    version = header[len(HEADER_MAGIC):].split(b" ", 1)[0]
+    version = header[len(HEADER_MAGIC) :].split(b" ", 1)[0]
     if version != str(FORMAT_VERSION).encode():
-        raise StoreCorrupt(path, f"format version {version.decode(errors='replace')} "
-                                 f"(this bootsrv reads v{FORMAT_VERSION})")
+        raise StoreCorrupt(
+            path, f"format version {version.decode(errors='replace')} (this bootsrv reads v{FORMAT_VERSION})"
+        )
     return first
 
 

@@ -74,8 +74,21 @@ _monotonic = time.monotonic
 class _Log:
     """This handle's view of one network's table file."""
 
-    __slots__ = ("network", "path", "gate", "fd", "ino", "offset", "generation", "table", "held", "retired",
-                 "lines", "looked", "epoch")
+    __slots__ = (
+        "network",
+        "path",
+        "gate",
+        "fd",
+        "ino",
+        "offset",
+        "generation",
+        "table",
+        "held",
+        "retired",
+        "lines",
+        "looked",
+        "epoch",
+    )
 
     def __init__(self, network: str, path: Path, gate: Gate):
         self.network, self.path, self.gate = network, path, gate
@@ -96,9 +109,16 @@ class _Log:
 class FileStore(LeaseStore):
     """The lease store over one directory; see the module doc and docs/lease-store.md."""
 
-    def __init__(self, directory: str | os.PathLike[str], pools: Mapping[str, Pool],
-                 owner_ips: Iterable[IPv4Address], *, nfs: bool | None = None, offers_in_memory: bool = False,
-                 stripe: tuple[int, int] = (0, 1)):
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        pools: Mapping[str, Pool],
+        owner_ips: Iterable[IPv4Address],
+        *,
+        nfs: bool | None = None,
+        offers_in_memory: bool = False,
+        stripe: tuple[int, int] = (0, 1),
+    ):
         """`nfs`: take the NFS precautions (see the module doc); None = when the directory is on
         an NFS mount. Forcing them on a local directory is how tests exercise that path."""
         super().__init__(pools, owner_ips, offers_in_memory=offers_in_memory, stripe=stripe)
@@ -169,7 +189,7 @@ class FileStore(LeaseStore):
         log.offset = offset
         log.lines = data.count(b"\n", first, offset)
         if locked and log.offset < len(data):
-            self._torn(log, data[log.offset:])
+            self._torn(log, data[log.offset :])
         return changed
 
     def _load(self, log: _Log, data: bytes, start: int) -> tuple[dict[IPv4Address, Record], int]:
@@ -182,7 +202,7 @@ class FileStore(LeaseStore):
             return records, start
         network = log.network
         pos = start
-        for line in data[start:end - 1].split(b"\n"):
+        for line in data[start : end - 1].split(b"\n"):
             try:
                 ip, rec = decode(network, line)
             except (ValueError, UnicodeDecodeError) as exc:
@@ -206,7 +226,7 @@ class FileStore(LeaseStore):
         changed = set()
         pos = start
         base = log.offset - start
-        for line in data[start:end - 1].split(b"\n"):
+        for line in data[start : end - 1].split(b"\n"):
             try:
                 ip, rec = decode(network, line)
             except (ValueError, UnicodeDecodeError) as exc:
@@ -230,8 +250,15 @@ class FileStore(LeaseStore):
         text = f"{log.path}: byte {offset}: {what}"
         if len(self.problems) < MAX_PROBLEMS:  # every one is also logged; the list is a summary
             self.problems.append(text)
-        event(logger, "lease.store.corrupt", logging.WARNING, file=str(log.path), offset=offset, problem=what,
-              sample=raw[:80].decode(errors="replace"))
+        event(
+            logger,
+            "lease.store.corrupt",
+            logging.WARNING,
+            file=str(log.path),
+            offset=offset,
+            problem=what,
+            sample=raw[:80].decode(errors="replace"),
+        )
 
     def _torn(self, log: _Log, tail: bytes) -> None:
         """Under the lock a line without its newline is no write in progress but a writer that
@@ -266,7 +293,7 @@ class FileStore(LeaseStore):
         data = os.pread(log.fd, size - log.offset, log.offset)
         changed += self._apply(log, data, 0)
         if log.offset < size:
-            self._torn(log, data[log.offset - (size - len(data)):])
+            self._torn(log, data[log.offset - (size - len(data)) :])
         return changed
 
     def _catch_up(self, log: _Log) -> int:
@@ -502,8 +529,14 @@ class FileStore(LeaseStore):
                 os.close(tfd)
                 tmp.unlink(missing_ok=True)
         self._remove_stale(log)
-        event(logger, "lease.store.compacted", network=log.network, before=before, after=log.offset,
-              records=len(log.table.records))
+        event(
+            logger,
+            "lease.store.compacted",
+            network=log.network,
+            before=before,
+            after=log.offset,
+            records=len(log.table.records),
+        )
         return before, log.offset
 
     def _remove_stale(self, log: _Log) -> None:
@@ -566,10 +599,11 @@ def _read_all(fd: int, size: int) -> bytes:
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view):]
+        view = view[os.write(fd, view) :]
 
 
 def _difference(old: Table, new: Table) -> int:
-    changed = sum(1 for ip, rec in new.records.items()
-                  if (o := old.records.get(ip)) is None or o.signature != rec.signature)
+    changed = sum(
+        1 for ip, rec in new.records.items() if (o := old.records.get(ip)) is None or o.signature != rec.signature
+    )
     return changed + sum(1 for ip in old.records if ip not in new.records)

@@ -23,9 +23,15 @@ class MemoryBackend:
 
 
 class MemoryStore(LeaseStore):
-    def __init__(self, pools: Mapping[str, Pool], owner_ips: Iterable[IPv4Address],
-                 backend: MemoryBackend | None = None, *, offers_in_memory: bool = False,
-                 stripe: tuple[int, int] = (0, 1)):
+    def __init__(
+        self,
+        pools: Mapping[str, Pool],
+        owner_ips: Iterable[IPv4Address],
+        backend: MemoryBackend | None = None,
+        *,
+        offers_in_memory: bool = False,
+        stripe: tuple[int, int] = (0, 1),
+    ):
         super().__init__(pools, owner_ips, offers_in_memory=offers_in_memory, stripe=stripe)
         self.backend = backend or MemoryBackend()
         with self.backend.lock:

@@ -53,7 +53,7 @@ def mac_of_client_id(client_id: str) -> str:
     """The inverse of client_id_of_mac for Ethernet ids (type 01 + 6 octets): aa:bb:cc:dd:ee:ff;
     any other client id is returned as it is."""
     if len(client_id) == 14 and client_id.startswith("01"):
-        return ":".join(client_id[i:i + 2] for i in range(2, 14, 2)).lower()
+        return ":".join(client_id[i : i + 2] for i in range(2, 14, 2)).lower()
     return client_id
 
 
@@ -95,11 +95,31 @@ class Record:
     # generated __init__ of a frozen dataclass sets each field through object.__setattr__, which
     # is slower than this one, and a DORA makes four (docs/lease-store.md, "Measurements behind
     # the code").
-    def __init__(self, network: str, ip: IPv4Address, client_id: str = "", flags: Flag = Flag.DYNAMIC,
-                 owner: IPv4Address = _NOBODY, expiry: int = NONE, signature: int = 0, macro: str = "",
-                 hostname: str = "", comment: str = ""):
-        self.__dict__.update(network=network, ip=ip, client_id=client_id, flags=flags, owner=owner, expiry=expiry,
-                             signature=signature, macro=macro, hostname=hostname, comment=comment)
+    def __init__(
+        self,
+        network: str,
+        ip: IPv4Address,
+        client_id: str = "",
+        flags: Flag = Flag.DYNAMIC,
+        owner: IPv4Address = _NOBODY,
+        expiry: int = NONE,
+        signature: int = 0,
+        macro: str = "",
+        hostname: str = "",
+        comment: str = "",
+    ):
+        self.__dict__.update(
+            network=network,
+            ip=ip,
+            client_id=client_id,
+            flags=flags,
+            owner=owner,
+            expiry=expiry,
+            signature=signature,
+            macro=macro,
+            hostname=hostname,
+            comment=comment,
+        )
 
     # The flag tests below use int(flags): IntFlag's own `&` is Python code, and an ACK asks
     # these questions several times (docs/lease-store.md, "Measurements behind the code").
@@ -130,7 +150,7 @@ class Record:
             return self.expiry != NEVER and self.expiry <= now
         return not self.active(now)
 
-    def freed(self) -> "Record":
+    def freed(self) -> Record:
         """The address back in the pool: no client, no flags, no expiry (hostname goes too)."""
         return replace(self, client_id="", flags=Flag.DYNAMIC, expiry=NONE, hostname="", macro="", comment="")
 
@@ -272,4 +292,6 @@ class PoolExhausted(Conflict):
 
 class UnknownNetwork(InvalidInput):
     def __init__(self, network: str, known):
-        super().__init__("network", f"no network {network!r} in the store (known: {', '.join(sorted(known)) or 'none'})")
+        super().__init__(
+            "network", f"no network {network!r} in the store (known: {', '.join(sorted(known)) or 'none'})"
+        )

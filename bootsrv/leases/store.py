@@ -84,8 +84,14 @@ class Pending:
 class LeaseStore:
     """Operations over a network-by-network table of records; see the module doc."""
 
-    def __init__(self, pools: Mapping[str, Pool], owner_ips: Iterable[IPv4Address], *,
-                 offers_in_memory: bool = False, stripe: tuple[int, int] = (0, 1)):
+    def __init__(
+        self,
+        pools: Mapping[str, Pool],
+        owner_ips: Iterable[IPv4Address],
+        *,
+        offers_in_memory: bool = False,
+        stripe: tuple[int, int] = (0, 1),
+    ):
         self.pools = dict(pools)
         self.owner_ips = tuple(IPv4Address(ip) for ip in owner_ips)
         if not self.owner_ips:
@@ -186,8 +192,9 @@ class LeaseStore:
         return rng is not None and self.effective_owner(rng.owner) in self.owner_ips
 
     # ---- DHCP operations -----------------------------------------------------------------
-    def offer(self, network: str, client_id: str, now: float, hold: int,
-              requested: IPv4Address | None = None) -> Record:
+    def offer(
+        self, network: str, client_id: str, now: float, hold: int, requested: IPv4Address | None = None
+    ) -> Record:
         """The address to offer `client_id`, held for `hold` seconds so it is not offered to
         anyone else. A client's binding or live lease is returned unchanged, also when another
         server owns it (the caller decides whether to answer for it). Raises PoolExhausted."""
@@ -195,8 +202,9 @@ class LeaseStore:
         for _ in range(MAX_ATTEMPTS):
             table = self._table(network)
             cursor = self._cursor.get(network, 0)  # read unlocked (one dict read); written under the lock
-            target, reason, next_cursor = choose(pool, table, self._holds, self._lender(), cursor, now, client_id,
-                                                 requested)
+            target, reason, next_cursor = choose(
+                pool, table, self._holds, self._lender(), cursor, now, client_id, requested
+            )
             if reason in KEPT:
                 return target  # the client's binding, live lease or held offer, unchanged
             if next_cursor != cursor:
@@ -214,16 +222,18 @@ class LeaseStore:
             return stored  # not synced: an offer is a promise to ourselves, not an acknowledgement
         raise Conflict(f"{network}: gave up offering after {MAX_ATTEMPTS} write collisions")
 
-    def ack(self, network: str, ip: IPv4Address, client_id: str, now: float, lease_time: int,
-            hostname: str | None = None) -> Record:
+    def ack(
+        self, network: str, ip: IPv4Address, client_id: str, now: float, lease_time: int, hostname: str | None = None
+    ) -> Record:
         """Commit the lease of `ip` to `client_id` for `lease_time` seconds; durable on return.
         AddressTaken if someone else holds it; the caller NAKs (RFC 2131 4.3.2)."""
         stored, token = self._ack(network, ip, client_id, now, lease_time, hostname)
         self._sync(token)
         return stored
 
-    def ack_pending(self, network: str, ip: IPv4Address, client_id: str, now: float, lease_time: int,
-                    hostname: str | None = None) -> Pending:
+    def ack_pending(
+        self, network: str, ip: IPv4Address, client_id: str, now: float, lease_time: int, hostname: str | None = None
+    ) -> Pending:
         """`ack` that returns once the lease is written, before it is durable: `result()` on the
         returned Pending makes it durable (see Pending) and returns the record. The DHCP loop
         decides a whole batch of datagrams, then one `result()` flushes every ACK of the batch."""
@@ -241,8 +251,17 @@ class LeaseStore:
                 new = evolve(rec, expiry=expiry, hostname=rec.hostname if hostname is None else hostname)
             elif lendable(pool, table.records, self._holds, self._lender(), ip, now, client_id):
                 base = rec or Record(network, ip)
-                new = Record(network, ip, client_id, Flag.DYNAMIC, self._owner_for(pool, base), int(now + lease_time),
-                             0, base.macro, hostname or "")
+                new = Record(
+                    network,
+                    ip,
+                    client_id,
+                    Flag.DYNAMIC,
+                    self._owner_for(pool, base),
+                    int(now + lease_time),
+                    0,
+                    base.macro,
+                    hostname or "",
+                )
             elif rec is not None:
                 raise AddressTaken(rec)
             else:
@@ -274,8 +293,9 @@ class LeaseStore:
         self._drop_hold(network, client_id)
         if held is not None and held.ip == as_address(ip) and self.get(network, ip) is None:
             # Declined while only held in memory: the mark still goes to the store, for the peer too.
-            mark_only = replace(held, client_id="", flags=Flag.UNUSABLE, expiry=int(now + hold),
-                                comment=f"declined by {client_id}")
+            mark_only = replace(
+                held, client_id="", flags=Flag.UNUSABLE, expiry=int(now + hold), comment=f"declined by {client_id}"
+            )
             try:
                 stored, token = self._write(mark_only, 0)
             except Collision:
@@ -315,8 +335,18 @@ class LeaseStore:
         return freed
 
     # ---- administration (bootsrv lease ..., machines, guests) -----------------------------
-    def bind(self, network: str, ip: IPv4Address | str, client_id: str, hostname: str = "", *,
-             now: float = 0, flags: Flag = Flag.MANUAL | Flag.PERMANENT, macro: str = "", comment: str = "") -> Record:
+    def bind(
+        self,
+        network: str,
+        ip: IPv4Address | str,
+        client_id: str,
+        hostname: str = "",
+        *,
+        now: float = 0,
+        flags: Flag = Flag.MANUAL | Flag.PERMANENT,
+        macro: str = "",
+        comment: str = "",
+    ) -> Record:
         """A fixed binding: DHCP gives `ip` to `client_id` only, DNS answers `hostname`. Refused
         when another client holds the address or another record has the hostname."""
         pool = self.pool(network)
@@ -331,8 +361,18 @@ class LeaseStore:
                 raise AddressTaken(rec)
             self._check_hostname(hostname, network, ip)
             owner = self._owner_for(pool, rec or Record(network, ip))
-            new = Record(network, ip, client_id, Flag(flags), owner, NEVER if flags & Flag.PERMANENT else NONE, 0,
-                         macro, hostname, comment)
+            new = Record(
+                network,
+                ip,
+                client_id,
+                Flag(flags),
+                owner,
+                NEVER if flags & Flag.PERMANENT else NONE,
+                0,
+                macro,
+                hostname,
+                comment,
+            )
             try:
                 stored, token = self._write(new, rec.signature if rec else 0)
             except Collision:
@@ -411,8 +451,13 @@ class LeaseStore:
                 raise InvalidInput("ip", f"{rec.network}/{rec.ip} appears twice")
             seen.add((rec.network, rec.ip))
             current = self._table(rec.network).records.get(rec.ip)
-            if (current is not None and not replace_held and current.client_id and rec.client_id != current.client_id
-                    and (current.active(now) or current.unusable)):
+            if (
+                current is not None
+                and not replace_held
+                and current.client_id
+                and rec.client_id != current.client_id
+                and (current.active(now) or current.unusable)
+            ):
                 raise AddressTaken(current)
             if rec.hostname:
                 if rec.hostname in names:
@@ -434,7 +479,9 @@ class LeaseStore:
         for name in self.networks():
             for rec in list(self._table(name).records.values()):  # a snapshot: other threads catch up meanwhile
                 if rec.hostname == hostname and (name, rec.ip) != (network, ip):
-                    raise Conflict(f"hostname: {hostname!r} is already {name}/{rec.ip} ({rec.client_id or 'no client'})")
+                    raise Conflict(
+                        f"hostname: {hostname!r} is already {name}/{rec.ip} ({rec.client_id or 'no client'})"
+                    )
 
     def _owner_for(self, pool: Pool, record: Record) -> IPv4Address:
         if record.signature and record.owner != _NO_OWNER:
@@ -462,7 +509,6 @@ class LeaseStore:
             return
         with self._holds_lock:
             self._holds.drop(network, client_id)
-
 
 
 def _address(value, pool: Pool) -> IPv4Address:

@@ -50,13 +50,15 @@ def parse(text: str, pool: Pool, source: str = "table") -> list[Record]:
         if not line.strip() or line.lstrip().startswith("#"):
             continue
 
-        def bad(field: str, rule: str) -> InvalidInput:
+        def bad(field: str, rule: str, number: int = number) -> InvalidInput:
             return InvalidInput(f"{source}:{number}: {field}", rule)
 
         fields = line.split("|", 7)
         if len(fields) != 8:
-            raise bad("record", f"{len(fields)} fields; expected client_ip|client_id|flags|server_ip|lease|"
-                                "signature|macro|comment")
+            raise bad(
+                "record",
+                f"{len(fields)} fields; expected client_ip|client_id|flags|server_ip|lease|signature|macro|comment",
+            )
         client_ip, client_id, flags, server_ip, lease, signature, macro, comment = fields
         try:
             ip = IPv4Address(client_ip.strip())
@@ -112,6 +114,7 @@ def render(records: list[Record], pool: Pool) -> str:
     out = [HEADER.format(name=table_name(pool.subnet), network=pool.network, subnet=pool.subnet)]
     for r in sorted(records, key=lambda r: int(r.ip)):
         comment = r.comment.replace("\n", " ").replace("\r", " ")
-        out.append(f"{r.ip}|{r.client_id or '00'}|{int(r.flags):02d}|{r.owner}|{r.expiry}|{r.signature}|"
-                   f"{r.macro}|{comment}\n")
+        out.append(
+            f"{r.ip}|{r.client_id or '00'}|{int(r.flags):02d}|{r.owner}|{r.expiry}|{r.signature}|{r.macro}|{comment}\n"
+        )
     return "".join(out)

@@ -24,8 +24,14 @@ class LeaseAddressBook:
         self.store, self.config, self.clock = store, config, clock
 
     def bind(self, network: str, ip: str, mac: str, hostname: str) -> None:
-        self.store.bind(network, ip, client_id_of_mac(mac), dns_name(self.config, network, hostname),
-                        now=self.clock(), comment="machine")
+        self.store.bind(
+            network,
+            ip,
+            client_id_of_mac(mac),
+            dns_name(self.config, network, hostname),
+            now=self.clock(),
+            comment="machine",
+        )
 
     def release(self, network: str, ip: str, mac: str) -> None:
         rec = self.store.get(network, ip)

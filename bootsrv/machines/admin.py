@@ -118,7 +118,9 @@ def _check_unique(registry: MachineRegistry, mac: str, hostname: str, addresses:
             raise Conflict(f"hostname: {hostname!r} is already used by machine {other.mac}")
         for pair in addresses:
             if pair in other.addresses:
-                raise Conflict(f"address.{pair[0]}: {pair[1]} is already used by machine {other.mac} ({other.hostname})")
+                raise Conflict(
+                    f"address.{pair[0]}: {pair[1]} is already used by machine {other.mac} ({other.hostname})"
+                )
 
 
 def _bind_all(book: AddressBook, machine: Machine) -> None:
@@ -208,7 +210,12 @@ def adopt(
     current = require(registry, mac)
     _check_unique(registry, mac, hostname, pairs)
     adopted = current.with_event(
-        Event.ADOPT, now, hostname=hostname, profile=profile, addresses=pairs, segment=seg,
+        Event.ADOPT,
+        now,
+        hostname=hostname,
+        profile=profile,
+        addresses=pairs,
+        segment=seg,
         comment=_comment(comment) or current.comment,
     )
     stored = registry.put(adopted, current.revision)

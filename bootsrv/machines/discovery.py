@@ -55,12 +55,23 @@ class Seen:
     at: float
 
     @classmethod
-    def of(cls, mac: str | bytes, arch: str | int | None, guid: str | bytes | None,
-           vendor_class: str | bytes | None, at: float) -> Seen:
+    def of(
+        cls,
+        mac: str | bytes,
+        arch: str | int | None,
+        guid: str | bytes | None,
+        vendor_class: str | bytes | None,
+        at: float,
+    ) -> Seen:
         """InvalidInput naming the field when a value does not fit (a multicast MAC, a GUID of
         the wrong length, a binary vendor class)."""
-        return cls(normalize_mac(mac), arch_name(arch) if arch is not None else None,
-                   normalize_guid(guid) if guid else None, _vendor_class(vendor_class) if vendor_class else None, at)
+        return cls(
+            normalize_mac(mac),
+            arch_name(arch) if arch is not None else None,
+            normalize_guid(guid) if guid else None,
+            _vendor_class(vendor_class) if vendor_class else None,
+            at,
+        )
 
     @classmethod
     def of_sighting(cls, sighting: Sighting) -> Seen:
@@ -93,8 +104,7 @@ def made_by_discovery(machine: Machine) -> bool:
     return machine.state is State.NEW and machine.hostname == auto_hostname(machine.mac) and not machine.addresses
 
 
-def plan(machines: Mapping[str, Machine], seen: Sequence[Seen], limit: int | None,
-         auto_profile: str | None) -> Batch:
+def plan(machines: Mapping[str, Machine], seen: Sequence[Seen], limit: int | None, auto_profile: str | None) -> Batch:
     """What to write for `seen` over the registry's `machines`. Pure.
 
     An unknown MAC becomes "discovered", or with `auto_profile` "new" with that profile and the
@@ -107,12 +117,25 @@ def plan(machines: Mapping[str, Machine], seen: Sequence[Seen], limit: int | Non
         current = machines.get(item.mac)
         if current is None:
             state, hostname = (State.DISCOVERED, "") if auto_profile is None else (State.NEW, auto_hostname(item.mac))
-            machine = Machine(mac=item.mac, hostname=hostname, state=state, profile=auto_profile, arch=item.arch,
-                              guid=item.guid, vendor_class=item.vendor_class, created=item.at, updated=item.at)
+            machine = Machine(
+                mac=item.mac,
+                hostname=hostname,
+                state=state,
+                profile=auto_profile,
+                arch=item.arch,
+                guid=item.guid,
+                vendor_class=item.vendor_class,
+                created=item.at,
+                updated=item.at,
+            )
             after[item.mac] = (machine, None)
             continue
-        filled = dataclasses.replace(current, arch=current.arch or item.arch, guid=current.guid or item.guid,
-                                     vendor_class=current.vendor_class or item.vendor_class)
+        filled = dataclasses.replace(
+            current,
+            arch=current.arch or item.arch,
+            guid=current.guid or item.guid,
+            vendor_class=current.vendor_class or item.vendor_class,
+        )
         if filled != current:
             after[item.mac] = (dataclasses.replace(filled, updated=max(item.at, current.updated)), current.revision)
     removals: list[tuple[str, int]] = []
@@ -138,13 +161,22 @@ def _merged(seen: Iterable[Seen]) -> list[Seen]:
         if first is None:
             out[item.mac] = item
         else:
-            out[item.mac] = dataclasses.replace(first, arch=first.arch or item.arch, guid=first.guid or item.guid,
-                                                vendor_class=first.vendor_class or item.vendor_class)
+            out[item.mac] = dataclasses.replace(
+                first,
+                arch=first.arch or item.arch,
+                guid=first.guid or item.guid,
+                vendor_class=first.vendor_class or item.vendor_class,
+            )
     return list(out.values())
 
 
-def record(registry: MachineRegistry, sightings: Iterable[Sighting], limit: int | None,
-           auto_profile: str | None, attempts: int = 20) -> Batch:
+def record(
+    registry: MachineRegistry,
+    sightings: Iterable[Sighting],
+    limit: int | None,
+    auto_profile: str | None,
+    attempts: int = 20,
+) -> Batch:
     """Write a batch of sightings in one registry update. Compare-and-swap: when the peer server
     or an admin changed the registry meanwhile, the batch is planned again over what is there."""
     seen: list[Seen] = []
@@ -157,8 +189,9 @@ def record(registry: MachineRegistry, sightings: Iterable[Sighting], limit: int 
     return dataclasses.replace(record_seen(registry, seen, limit, auto_profile, attempts), refused=tuple(refused))
 
 
-def record_seen(registry: MachineRegistry, seen: Sequence[Seen], limit: int | None, auto_profile: str | None,
-                attempts: int = 20) -> Batch:
+def record_seen(
+    registry: MachineRegistry, seen: Sequence[Seen], limit: int | None, auto_profile: str | None, attempts: int = 20
+) -> Batch:
     if auto_profile is not None:
         auto_profile = normalize_profile(auto_profile, "boot.auto_profile")
     for _ in range(attempts):
@@ -194,9 +227,12 @@ class SightingQueue:
                 self._pending[sighting.mac] = sighting
                 wake = len(self._pending) == 1
             else:  # a retransmission: kept only for what the first did not tell
-                merged = dataclasses.replace(first, arch=first.arch if first.arch is not None else sighting.arch,
-                                             guid=first.guid or sighting.guid,
-                                             vendor_class=first.vendor_class or sighting.vendor_class)
+                merged = dataclasses.replace(
+                    first,
+                    arch=first.arch if first.arch is not None else sighting.arch,
+                    guid=first.guid or sighting.guid,
+                    vendor_class=first.vendor_class or sighting.vendor_class,
+                )
                 if merged != first:
                     self._pending[sighting.mac] = merged
                 return

@@ -30,7 +30,7 @@ import hmac
 import re
 import secrets
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from bootsrv.errors import Conflict, Forbidden, InvalidInput
 from bootsrv.machines.model import Disk, Event, Facts, Machine, MachineRegistry, Nic, StaleWrite, Token, require
@@ -68,7 +68,7 @@ def digest(token: str) -> str:
 
 
 def iso_time(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -184,7 +184,8 @@ def parse_facts(value: object, field: str = "facts") -> Facts:
     if match["driver"] != HYPERVISOR_DRIVERS[hypervisor]:
         raise InvalidInput(
             f"{field}.libvirt_uri",
-            f"driver {match['driver']!r} does not manage a {hypervisor} hypervisor (expected {HYPERVISOR_DRIVERS[hypervisor]})",
+            f"driver {match['driver']!r} does not manage a {hypervisor} hypervisor"
+            f" (expected {HYPERVISOR_DRIVERS[hypervisor]})",
         )
     if match["transport"] not in TRANSPORTS:
         raise InvalidInput(f"{field}.libvirt_uri", f"unknown transport {match['transport']!r}")
@@ -325,9 +326,23 @@ def callback_script(base_url: str, token: str, mac: str, hostname: str, hypervis
         raise InvalidInput("token", "must be a token issued by start_install")
     if not re.fullmatch(r"https?://[^\s'\"\\]+", base_url):
         raise InvalidInput("base_url", f"{base_url!r} is not an http(s) URL")
-    uri = parse_facts({"hostname": hostname, "cpus": 1, "memory_mib": 64, "nics": [{"name": "x", "mac": mac}],
-                       "disks": [{"name": "x", "size_bytes": 0}], "hypervisor": hypervisor,
-                       "libvirt_uri": libvirt_uri}).libvirt_uri
-    values = dict(url=base_url.rstrip("/") + "/api/enroll", token=token, mac=mac, hostname=hostname,
-                  hypervisor=hypervisor, libvirt_uri=uri)
+    uri = parse_facts(
+        {
+            "hostname": hostname,
+            "cpus": 1,
+            "memory_mib": 64,
+            "nics": [{"name": "x", "mac": mac}],
+            "disks": [{"name": "x", "size_bytes": 0}],
+            "hypervisor": hypervisor,
+            "libvirt_uri": libvirt_uri,
+        }
+    ).libvirt_uri
+    values = dict(
+        url=base_url.rstrip("/") + "/api/enroll",
+        token=token,
+        mac=mac,
+        hostname=hostname,
+        hypervisor=hypervisor,
+        libvirt_uri=uri,
+    )
     return CALLBACK_TEMPLATE.format(**{k: shlex.quote(v) for k, v in values.items()})

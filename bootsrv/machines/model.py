@@ -35,7 +35,7 @@ from bootsrv.values import normalize_mac
 # The model
 
 
-class State(str, enum.Enum):
+class State(enum.StrEnum):
     NEW = "new"
     INSTALLING = "installing"
     ENROLLED = "enrolled"
@@ -44,7 +44,7 @@ class State(str, enum.Enum):
     DISCOVERED = "discovered"
 
 
-class Event(str, enum.Enum):
+class Event(enum.StrEnum):
     ADOPT = "adopt"  # an admin takes a discovered machine into service
     INSTALL = "install"  # the machine fetched its install boot (an enrollment token was issued)
     ENROLL = "enroll"  # the installer's callback was valid
@@ -99,7 +99,7 @@ def boot_action(state: State) -> str:
     return "install" if state in INSTALL_STATES else "local"
 
 
-def netboot(registry: "MachineRegistry", mac: str) -> str | None:
+def netboot(registry: MachineRegistry, mac: str) -> str | None:
     """What DHCP/TFTP/HTTP should boot for `mac`: "install", "local", or None for an unknown
     machine (the caller applies `boot.unknown_machines`). A read only: no token, no write."""
     machine = registry.get(mac)
@@ -185,7 +185,7 @@ class Machine:
     def address(self, network: str) -> str | None:
         return dict(self.addresses).get(network)
 
-    def with_event(self, event: Event, now: float, **changes) -> "Machine":
+    def with_event(self, event: Event, now: float, **changes) -> Machine:
         """This machine after `event` (pure; nothing is stored)."""
         return dataclasses.replace(self, state=next_state(self.mac, self.state, event), updated=now, **changes)
 
@@ -204,8 +204,9 @@ class MachineRegistry(Protocol):
         may exist). Returns the stored machine with its revision bumped; Conflict otherwise."""
         ...
 
-    def put_many(self, machines: Sequence[tuple[Machine, int | None]],
-                 removals: Sequence[tuple[str, int]] = ()) -> Sequence[Machine]:
+    def put_many(
+        self, machines: Sequence[tuple[Machine, int | None]], removals: Sequence[tuple[str, int]] = ()
+    ) -> Sequence[Machine]:
         """Several puts and removals (mac, expected revision) as one update, all or none: one
         write of the store however many machines (discovery records a batch of sightings so)."""
         ...
@@ -247,8 +248,9 @@ class MemoryRegistry:
     def put(self, machine: Machine, expected: int | None) -> Machine:
         return self.put_many([(machine, expected)])[0]
 
-    def put_many(self, machines: Sequence[tuple[Machine, int | None]],
-                 removals: Sequence[tuple[str, int]] = ()) -> Sequence[Machine]:
+    def put_many(
+        self, machines: Sequence[tuple[Machine, int | None]], removals: Sequence[tuple[str, int]] = ()
+    ) -> Sequence[Machine]:
         with self._lock:
             stored, gone = apply_changes(self._machines, machines, removals)
             for machine in stored:
@@ -261,8 +263,9 @@ class MemoryRegistry:
         self.put_many([], [(mac, expected)])
 
 
-def apply_changes(current: Mapping[str, Machine], machines: Sequence[tuple[Machine, int | None]],
-                  removals: Sequence[tuple[str, int]]) -> tuple[list[Machine], list[str]]:
+def apply_changes(
+    current: Mapping[str, Machine], machines: Sequence[tuple[Machine, int | None]], removals: Sequence[tuple[str, int]]
+) -> tuple[list[Machine], list[str]]:
     """The machines to store (revisions bumped) and the MACs to delete for a put_many, after
     checking every expected revision against `current` first: all or nothing. Pure."""
     macs = [m.mac for m, _ in machines] + [mac for mac, _ in removals]
@@ -359,8 +362,10 @@ def from_record(data: dict) -> Machine:
             ),
             libvirt_uri=data.get("libvirt_uri"),
             drained=bool(data.get("drained", False)),
-            tokens=tuple(Token(t["digest"], float(t["issued"]), float(t["expires"]), bool(t["used"]))
-                         for t in data.get("tokens", ())),
+            tokens=tuple(
+                Token(t["digest"], float(t["issued"]), float(t["expires"]), bool(t["used"]))
+                for t in data.get("tokens", ())
+            ),
             created=float(data.get("created", 0.0)),
             updated=float(data.get("updated", 0.0)),
             enrolled_at=data.get("enrolled_at"),

@@ -54,7 +54,7 @@ class UnknownProfile(BootsrvError):
 
 
 class Planner(Protocol):
-    def plan(self, mac: str) -> "InstallPlan | None": ...
+    def plan(self, mac: str) -> InstallPlan | None: ...
 
 
 @dataclass(frozen=True)
@@ -122,8 +122,10 @@ class PlanBuilder:
         )
         partial = InstallPlan(profile, machine, token, urls, args=())
         context = self._base_context(partial)
-        args = [self.renderer.render_string(profile.name, f"boot.args[{i}]", arg, context)
-                for i, arg in enumerate(profile.boot.args)]
+        args = [
+            self.renderer.render_string(profile.name, f"boot.args[{i}]", arg, context)
+            for i, arg in enumerate(profile.boot.args)
+        ]
         # BOOTIF (pxelinux IPAPPEND 2 form) tells d-i's netcfg and dracut which NIC booted, so a
         # two-NIC machine installs over the NIC it PXE-booted from without asking.
         args.append(f"BOOTIF=01-{dashed(machine.mac)}")
@@ -138,15 +140,27 @@ class PlanBuilder:
         nets = {n.name: n for n in self.config.networks}
         out = []
         for i, nic in enumerate(plan.profile.site.nics):
-            entry: dict[str, Any] = {"name": nic.name, "role": nic.role, "network": nic.network,
-                                     "mac": plan.machine.mac if i == 0 else None, "address": None,
-                                     "prefixlen": None, "netmask": None, "gateway": None, "dns": []}
+            entry: dict[str, Any] = {
+                "name": nic.name,
+                "role": nic.role,
+                "network": nic.network,
+                "mac": plan.machine.mac if i == 0 else None,
+                "address": None,
+                "prefixlen": None,
+                "netmask": None,
+                "gateway": None,
+                "dns": [],
+            }
             address, net = plan.machine.address(nic.network), nets.get(nic.network)
             if address and net is not None:
                 iface = IPv4Interface(f"{address}/{net.subnet.prefixlen}")
-                entry.update(address=address, prefixlen=net.subnet.prefixlen, netmask=str(iface.netmask),
-                             gateway=str(net.router) if net.router else None,
-                             dns=[str(d) for d in net.dns_servers])
+                entry.update(
+                    address=address,
+                    prefixlen=net.subnet.prefixlen,
+                    netmask=str(iface.netmask),
+                    gateway=str(net.router) if net.router else None,
+                    dns=[str(d) for d in net.dns_servers],
+                )
             out.append(entry)
         return out
 
@@ -157,8 +171,15 @@ class PlanBuilder:
             "profile": profile,
             "settings": profile.settings,
             "site": profile.site,
-            "machine": {"mac": m.mac, "mac_dashed": dashed(m.mac), "hostname": m.hostname, "fqdn": name,
-                        "short": name.split(".")[0], "arch": m.arch, "addresses": dict(m.addresses)},
+            "machine": {
+                "mac": m.mac,
+                "mac_dashed": dashed(m.mac),
+                "hostname": m.hostname,
+                "fqdn": name,
+                "short": name.split(".")[0],
+                "arch": m.arch,
+                "addresses": dict(m.addresses),
+            },
             "token": plan.token,
             "urls": plan.urls,
             # Every file of the profile's answer, by name, with this install's token.
@@ -172,16 +193,23 @@ class PlanBuilder:
         return f"{plan.urls.base}/profiles/{dashed(plan.machine.mac)}/{name}?token={plan.token}"
 
     def libvirt_uri(self, plan: InstallPlan) -> str:
-        return plan.profile.site.libvirt_uri.format(driver=HYPERVISOR_DRIVERS[plan.profile.hypervisor],
-                                                     fqdn=fqdn(plan.machine, plan.profile))
+        return plan.profile.site.libvirt_uri.format(
+            driver=HYPERVISOR_DRIVERS[plan.profile.hypervisor], fqdn=fqdn(plan.machine, plan.profile)
+        )
 
     def context(self, plan: InstallPlan) -> dict[str, Any]:
         ctx = self._base_context(plan)
         ctx["cmdline"] = plan.cmdline
         ctx["args"] = list(plan.args)
         # The installer's last step (bootsrv.machines.enrollment): POSIX sh, values validated and quoted there.
-        ctx["enroll_script"] = callback_script(plan.urls.base, plan.token, plan.machine.mac,
-                                               ctx["machine"]["fqdn"], plan.profile.hypervisor, ctx["libvirt_uri"])
+        ctx["enroll_script"] = callback_script(
+            plan.urls.base,
+            plan.token,
+            plan.machine.mac,
+            ctx["machine"]["fqdn"],
+            plan.profile.hypervisor,
+            ctx["libvirt_uri"],
+        )
         return ctx
 
     # -- files ---------------------------------------------------------------------------------
@@ -218,12 +246,15 @@ def boot_decision(wiring, planner_: Planner, mac: str) -> tuple[InstallPlan | No
     known = wiring.machines.get(mac)
     boot = wiring.config.boot
     if known is None and boot.unknown_machines == "discover":
-        known = admin.discover(wiring.machines, mac, None, None, None, wiring.clock(), boot.auto_profile,
-                               boot.discovered_limit)
+        known = admin.discover(
+            wiring.machines, mac, None, None, None, wiring.clock(), boot.auto_profile, boot.discovered_limit
+        )
     if known is not None and boot_action(known.state) == "install" and known.profile not in wiring.profiles:
         # Refused before the planner issues a token and moves the machine: nothing changes.
-        raise UnknownProfile(f"profile: machine {mac} has profile {known.profile!r}, which is not in the "
-                             f"catalog ({', '.join(wiring.profiles.names()) or 'none'})")
+        raise UnknownProfile(
+            f"profile: machine {mac} has profile {known.profile!r}, which is not in the "
+            f"catalog ({', '.join(wiring.profiles.names()) or 'none'})"
+        )
     plan = planner_.plan(mac)
     if plan is not None:
         return plan, ""

@@ -42,8 +42,13 @@ def decide(registry: MachineRegistry, mac: str, now: float, ttl: int) -> Install
 
 
 class RegistryPlanner:
-    def __init__(self, registry: MachineRegistry, clock: Callable[[], float], token_ttl: int,
-                 to_plan: Callable[[Install], object] | None = None):
+    def __init__(
+        self,
+        registry: MachineRegistry,
+        clock: Callable[[], float],
+        token_ttl: int,
+        to_plan: Callable[[Install], object] | None = None,
+    ):
         self.registry = registry
         self.clock = clock
         self.token_ttl = token_ttl

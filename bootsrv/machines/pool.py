@@ -117,5 +117,8 @@ class MachineHypervisors:
         self._registry = registry
 
     def hypervisors(self) -> list[HypervisorInfo]:
-        return [HypervisorInfo(h.name, h.segment, h.libvirt_uri, h.cpus, h.memory_mib, h.state)
-                for h in pool(self._registry, include_drained=True) if h.libvirt_uri]
+        return [
+            HypervisorInfo(h.name, h.segment, h.libvirt_uri, h.cpus, h.memory_mib, h.state)
+            for h in pool(self._registry, include_drained=True)
+            if h.libvirt_uri
+        ]

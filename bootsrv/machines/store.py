@@ -190,8 +190,9 @@ class FileRegistry:
     def remove(self, mac: str, expected: int) -> None:
         self.put_many([], [(mac, expected)])
 
-    def put_many(self, machines: Sequence[tuple[Machine, int | None]],
-                 removals: Sequence[tuple[str, int]] = ()) -> Sequence[Machine]:
+    def put_many(
+        self, machines: Sequence[tuple[Machine, int | None]], removals: Sequence[tuple[str, int]] = ()
+    ) -> Sequence[Machine]:
         """Every change in one locked rewrite of the file (one fsync of it and of the directory),
         checked against the file as it is under the lock: all or nothing."""
         with self._exclusive():

@@ -66,16 +66,22 @@ def dynamic_files(wiring) -> Callable[[str, str], bytes | None]:
             try:
                 return wiring.plans.renderer.render("(grub chain)", "boot/chain.grub.j2", {}).encode()
             except BootsrvError as exc:
-                event(log, "tftp.render_failed", level=logging.ERROR, path=path, client=client, error=str(exc))
+                event(log, "tftp.render_failed", logging.ERROR, path=path, client=client, error=str(exc))
                 return None
         try:
             plan, reason = boot_decision(wiring, wiring.planner, mac)
             text = wiring.plans.boot_script(fmt, plan, mac, reason)
         except BootsrvError as exc:
-            event(log, "tftp.render_failed", level=logging.ERROR, path=path, client=client, error=str(exc))
+            event(log, "tftp.render_failed", logging.ERROR, path=path, client=client, error=str(exc))
             return None
-        event(log, "tftp.rendered", path=path, client=client, mac=plan.machine.mac if plan else mac,
-              action="install" if plan else "local")
+        event(
+            log,
+            "tftp.rendered",
+            path=path,
+            client=client,
+            mac=plan.machine.mac if plan else mac,
+            action="install" if plan else "local",
+        )
         return text.encode()
 
     return fetch

@@ -75,7 +75,9 @@ class Site(_Strict):
     locale: str = Field(default="en_US.UTF-8", pattern=r"^[a-z]{2,3}_[A-Z]{2}\.UTF-8$")
     keymap: str = Field(default="us", pattern=r"^[a-z]{2,8}$")
     ntp: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9.-]+$")]] = Field(default_factory=list)
-    root_keys: list[Annotated[str, Field(pattern=r"^(ssh-(ed25519|rsa)|ecdsa-sha2-nistp\d+) [A-Za-z0-9+/=]+( [^\n'\"\\]*)?$")]] = Field(min_length=1)
+    root_keys: list[
+        Annotated[str, Field(pattern=r"^(ssh-(ed25519|rsa)|ecdsa-sha2-nistp\d+) [A-Za-z0-9+/=]+( [^\n'\"\\]*)?$")]
+    ] = Field(min_length=1)
     mirrors: Mirrors
     # The first NIC is the one the machine PXE-boots from (its MAC is the machine's MAC).
     nics: list[SiteNic] = Field(min_length=1, max_length=8)
@@ -240,8 +242,17 @@ def load_profile(path: Path, site: dict[str, Any], templates_dir: Path) -> Profi
     for key, template in _templates(data).items():
         if not (templates_dir / template).is_file():
             raise ProfileError(source, key, f"no template {template!r} in {templates_dir}")
-    return Profile(name=name, source=source, description=data.description, os=data.os, hypervisor=data.hypervisor,
-                   boot=data.boot, answer=data.answer, settings=data.settings, site=site_model)
+    return Profile(
+        name=name,
+        source=source,
+        description=data.description,
+        os=data.os,
+        hypervisor=data.hypervisor,
+        boot=data.boot,
+        answer=data.answer,
+        settings=data.settings,
+        site=site_model,
+    )
 
 
 class Catalog:

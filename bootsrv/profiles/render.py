@@ -88,7 +88,7 @@ def _template_line(exc: BaseException, templates_dir: Path) -> tuple[str | None,
     while tb is not None:
         filename = tb.tb_frame.f_code.co_filename
         if filename.startswith(root) or filename == "<template>":
-            name = filename[len(root) + 1:] if filename.startswith(root) else "<string>"
+            name = filename[len(root) + 1 :] if filename.startswith(root) else "<string>"
             found = (name, tb.tb_lineno)
         tb = tb.tb_next
     return found
@@ -136,6 +136,8 @@ class Renderer:
         try:
             self.env.get_template(template)
         except jinja2.TemplateNotFound:
-            raise RenderError(profile, template, None, f"template {template!r} not found in {self.templates_dir}") from None
+            raise RenderError(
+                profile, template, None, f"template {template!r} not found in {self.templates_dir}"
+            ) from None
         except jinja2.TemplateSyntaxError as exc:
             raise RenderError(profile, exc.name or template, exc.lineno, f"syntax error: {exc.message}") from None

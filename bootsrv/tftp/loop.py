@@ -30,8 +30,9 @@ class TransferLoop:
     transfer's client is released there. `on_finish(transfer)` is told of every finished one.
     """
 
-    def __init__(self, stop: threading.Event, clients: dict | None,
-                 on_finish: Callable[[Transfer], None] | None = None):
+    def __init__(
+        self, stop: threading.Event, clients: dict | None, on_finish: Callable[[Transfer], None] | None = None
+    ):
         self.stop, self.clients, self.on_finish = stop, clients, on_finish
         self.transfers: dict[int, Transfer] = {}
         self.sources: dict[int, Source] = {}

@@ -40,7 +40,9 @@ def _digest(path: Path) -> str:
     return h.hexdigest()
 
 
-def populate(root: Path, files: tuple[BootFile, ...] = BOOT_FILES, prefix: Path = Path("/")) -> list[tuple[BootFile, str]]:
+def populate(
+    root: Path, files: tuple[BootFile, ...] = BOOT_FILES, prefix: Path = Path("/")
+) -> list[tuple[BootFile, str]]:
     """Copy every boot file into `root`; [(file, "copied" | "unchanged")].
 
     All sources are checked first: a missing package changes nothing and names what to install.
@@ -52,8 +54,10 @@ def populate(root: Path, files: tuple[BootFile, ...] = BOOT_FILES, prefix: Path 
     if missing:
         packages = sorted({f.package for f in missing})
         names = ", ".join(str(sources[f]) for f in missing)
-        raise NotFound(f"missing {names}: install the Debian package{'s' if len(packages) > 1 else ''} "
-                       f"{' '.join(packages)} (apt-get install {' '.join(packages)})")
+        raise NotFound(
+            f"missing {names}: install the Debian package{'s' if len(packages) > 1 else ''} "
+            f"{' '.join(packages)} (apt-get install {' '.join(packages)})"
+        )
     root.mkdir(parents=True, exist_ok=True)
     done = []
     for f, src in sources.items():

@@ -45,8 +45,9 @@ class Pump:
         level = logging.getLevelName(root_logger.getEffectiveLevel()).lower()
         handler = root_logger.handlers[0] if root_logger.handlers else None
         fmt = "json" if handler is not None and type(handler.formatter).__name__ == "JsonFormatter" else "kv"
-        self.proc = subprocess.Popen([sys.executable, "-m", "bootsrv.tftp.pump", str(theirs.fileno()), level, fmt],
-                                     pass_fds=[theirs.fileno()])
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bootsrv.tftp.pump", str(theirs.fileno()), level, fmt], pass_fds=[theirs.fileno()]
+        )
         theirs.close()
         self.sock = ours
         self.sock.setblocking(False)
@@ -54,10 +55,18 @@ class Pump:
 
     def send(self, tr: Transfer) -> bool:
         opts = tr.opts
-        header = json.dumps({
-            "client": list(tr.client), "file": tr.filename, "size": tr.size, "blksize": opts.blksize,
-            "timeout": opts.timeout, "windowsize": opts.windowsize, "oack": opts.oack, "ignored": opts.ignored,
-        }).encode()
+        header = json.dumps(
+            {
+                "client": list(tr.client),
+                "file": tr.filename,
+                "size": tr.size,
+                "blksize": opts.blksize,
+                "timeout": opts.timeout,
+                "windowsize": opts.windowsize,
+                "oack": opts.oack,
+                "ignored": opts.ignored,
+            }
+        ).encode()
         fds = array.array("i", [tr.sock.fileno(), tr.fd])
         try:
             self.sock.sendmsg([header], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])

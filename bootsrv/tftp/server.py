@@ -66,8 +66,15 @@ class TftpServer:
     in docs/tftp.md). Dynamic files stay here.
     """
 
-    def __init__(self, root: str, address: str = "127.0.0.1", port: int = 69, dynamic: Dynamic | None = None,
-                 workers: int = 2, processes: int = 0):
+    def __init__(
+        self,
+        root: str,
+        address: str = "127.0.0.1",
+        port: int = 69,
+        dynamic: Dynamic | None = None,
+        workers: int = 2,
+        processes: int = 0,
+    ):
         self.root = os.path.realpath(root)
         self.address, self.requested_port = address, port
         self.dynamic = dynamic
@@ -108,8 +115,9 @@ class TftpServer:
             self.bind()
         if self.processes:
             self.pumps = [Pump() for _ in range(self.processes)]
-        self._threads = [threading.Thread(target=self.serve, name=f"tftp-{i}", daemon=True)
-                         for i in range(self.workers)]
+        self._threads = [
+            threading.Thread(target=self.serve, name=f"tftp-{i}", daemon=True) for i in range(self.workers)
+        ]
         for t in self._threads:
             t.start()
 
@@ -219,16 +227,24 @@ class TftpServer:
 
     def refuse(self, client: tuple[str, int], refusal: Refusal, filename: str = "", local: str | None = None) -> None:
         level = logging.DEBUG if refusal.code == paths.FILE_NOT_FOUND else logging.INFO
-        event(log, "tftp.refused", level, client=f"{client[0]}:{client[1]}", file=filename,
-              code=refusal.code, reason=refusal.reason)
+        event(
+            log,
+            "tftp.refused",
+            level,
+            client=f"{client[0]}:{client[1]}",
+            file=filename,
+            code=refusal.code,
+            reason=refusal.reason,
+        )
         try:
             with self.reply_socket(client, local) as sock:
                 sock.send(error_packet(refusal.code, refusal.reason))
         except OSError:
             pass
 
-    def accept(self, packet: bytes, client: tuple[str, int], busy: int, now: float,
-               local: str | None = None) -> Transfer | None:
+    def accept(
+        self, packet: bytes, client: tuple[str, int], busy: int, now: float, local: str | None = None
+    ) -> Transfer | None:
         """Decide a request: a Transfer to start, or None (refused with an ERROR).
 
         `local` is the address the request was sent to, when listening on 0.0.0.0.
@@ -241,11 +257,9 @@ class TftpServer:
         if isinstance(req, Refusal):
             return refuse(client, req)
         if req.opcode == OP_WRQ:
-            return refuse(client, Refusal(paths.ACCESS_VIOLATION, "read-only server: writes are refused"),
-                               req.filename)
+            return refuse(client, Refusal(paths.ACCESS_VIOLATION, "read-only server: writes are refused"), req.filename)
         if req.mode not in ("octet", "netascii"):
-            return refuse(client, Refusal(paths.ILLEGAL_OPERATION, f"unsupported mode {req.mode!r}"),
-                               req.filename)
+            return refuse(client, Refusal(paths.ILLEGAL_OPERATION, f"unsupported mode {req.mode!r}"), req.filename)
         if busy >= MAX_TRANSFERS:
             return refuse(client, Refusal(paths.NOT_DEFINED, "server busy, try again"), req.filename)
         name = paths.normalise(req.filename)
@@ -265,8 +279,9 @@ class TftpServer:
             if fd is not None:
                 try:
                     if size > MAX_NETASCII:
-                        return refuse(client, Refusal(paths.ACCESS_VIOLATION, "file too large for netascii"),
-                                           req.filename)
+                        return refuse(
+                            client, Refusal(paths.ACCESS_VIOLATION, "file too large for netascii"), req.filename
+                        )
                     data = os.pread(fd, size, 0)
                 finally:
                     os.close(fd)

@@ -33,12 +33,48 @@ class Transfer:
     """
 
     # Slots: attribute access is most of the Python time per packet.
-    __slots__ = ("sock", "client", "filename", "fd", "data", "size", "opts", "blksize", "window", "timeout",
-                 "started", "acked", "next", "last", "waiting_oack", "sent_at", "retries", "resent", "outcome",
-                 "n", "buf", "iov", "packets", "lengths", "chunk_first", "chunk_count", "oack", "stride")
+    __slots__ = (
+        "sock",
+        "client",
+        "filename",
+        "fd",
+        "data",
+        "size",
+        "opts",
+        "blksize",
+        "window",
+        "timeout",
+        "started",
+        "acked",
+        "next",
+        "last",
+        "waiting_oack",
+        "sent_at",
+        "retries",
+        "resent",
+        "outcome",
+        "n",
+        "buf",
+        "iov",
+        "packets",
+        "lengths",
+        "chunk_first",
+        "chunk_count",
+        "oack",
+        "stride",
+    )
 
-    def __init__(self, sock: socket.socket, client: tuple[str, int], filename: str, fd: int | None,
-                 data: bytes | None, size: int, opts: Negotiated, now: float):
+    def __init__(
+        self,
+        sock: socket.socket,
+        client: tuple[str, int],
+        filename: str,
+        fd: int | None,
+        data: bytes | None,
+        size: int,
+        opts: Negotiated,
+        now: float,
+    ):
         self.sock, self.client, self.filename = sock, client, filename
         self.fd, self.data, self.size, self.opts = fd, (memoryview(data) if data is not None else None), size, opts
         self.blksize, self.window, self.timeout = opts.blksize, opts.windowsize, opts.timeout
@@ -63,8 +99,8 @@ class Transfer:
         stride = self.stride
         self.buf = bytearray(self.n * stride)
         mv = memoryview(self.buf)
-        self.iov = [mv[i * stride + 4:(i + 1) * stride] for i in range(self.n)]
-        self.packets = [mv[i * stride:(i + 1) * stride] for i in range(self.n)]
+        self.iov = [mv[i * stride + 4 : (i + 1) * stride] for i in range(self.n)]
+        self.packets = [mv[i * stride : (i + 1) * stride] for i in range(self.n)]
         self.lengths = [0] * self.n
 
     def _fill(self, first: int) -> None:
@@ -78,7 +114,7 @@ class Transfer:
                 take = min(self.blksize, offset + got - pos)
                 if take <= 0:
                     break
-                view[:take] = self.data[pos:pos + take]
+                view[:take] = self.data[pos : pos + take]
                 pos += take
         full, rest = divmod(got, self.blksize)
         self.chunk_first = first
@@ -110,7 +146,7 @@ class Transfer:
             HEADER.pack_into(self.buf, i * (self.blksize + 4), OP_DATA, block & 0xFFFF)
             length = self.lengths[i]
             try:
-                send(self.packets[i] if length == self.blksize else self.packets[i][:length + 4])
+                send(self.packets[i] if length == self.blksize else self.packets[i][: length + 4])
             except BlockingIOError:
                 break  # socket buffer full: the rest goes when the client ACKs or on timeout
             self.next = block + 1
@@ -198,11 +234,16 @@ class Transfer:
         delivered = min(self.acked * self.blksize, self.size) if self.outcome == "ok" else self.acked * self.blksize
         level = logging.WARNING if self.outcome == "timeout" else logging.INFO
         opts = ",".join(f"{k}={v}" for k, v in self.opts.oack.items()) or "-"
-        fields = dict(client=f"{self.client[0]}:{self.client[1]}", file=self.filename, bytes=delivered,
-                      seconds=round(now - self.started, 3), options=opts, outcome=self.outcome)
+        fields = dict(
+            client=f"{self.client[0]}:{self.client[1]}",
+            file=self.filename,
+            bytes=delivered,
+            seconds=round(now - self.started, 3),
+            options=opts,
+            outcome=self.outcome,
+        )
         if self.resent:
             fields["resent_blocks"] = self.resent
         if self.opts.ignored:
             fields["ignored"] = ",".join(f"{k}({v})" for k, v in self.opts.ignored.items())
         event(log, "tftp.transfer", level, **fields)
-

@@ -56,7 +56,7 @@ class AddressPlan:
     reserved: frozenset[IPv4Address] = field(default_factory=frozenset)  # router, DNS servers, servers
 
     @classmethod
-    def from_network(cls, net, extra_reserved: Iterable[IPv4Address] = ()) -> "AddressPlan":
+    def from_network(cls, net, extra_reserved: Iterable[IPv4Address] = ()) -> AddressPlan:
         reserved = {*net.dns_servers, *extra_reserved}
         if net.router is not None:
             reserved.add(net.router)
@@ -71,8 +71,9 @@ class AddressPlan:
                 yield IPv4Address(value)
 
 
-def choose_address(plan: AddressPlan, used: list[Used], requested: str | None = None,
-                   field_name: str = "address") -> IPv4Address:
+def choose_address(
+    plan: AddressPlan, used: list[Used], requested: str | None = None, field_name: str = "address"
+) -> IPv4Address:
     taken = {u.ip: u for u in used}
     if requested is not None:
         try:
@@ -87,8 +88,10 @@ def choose_address(plan: AddressPlan, used: list[Used], requested: str | None = 
             raise Conflict(f"{field_name}: {ip} is reserved on {plan.name!r} (router, DNS or server address)")
         if ip in taken:
             who = taken[ip]
-            raise Conflict(f"{field_name}: {ip} is in use on {plan.name!r} by {who.client or '?'}"
-                           f"{' (' + who.hostname + ')' if who.hostname else ''}")
+            raise Conflict(
+                f"{field_name}: {ip} is in use on {plan.name!r} by {who.client or '?'}"
+                f"{' (' + who.hostname + ')' if who.hostname else ''}"
+            )
         return ip
     for ip in plan.candidates():
         if ip not in taken and ip not in plan.reserved:

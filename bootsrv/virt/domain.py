@@ -146,8 +146,7 @@ def facts(xml: str) -> DomainFacts:
     unit = memory.get("unit", "KiB") if memory is not None else "KiB"
     mem = _to_mib(int(memory.text or 0), unit) if memory is not None else 0
     disks = tuple(
-        src.get("file") or src.get("dev") or ""
-        for src in root.findall("./devices/disk[@device='disk']/source")
+        src.get("file") or src.get("dev") or "" for src in root.findall("./devices/disk[@device='disk']/source")
     )
     interfaces = []
     for el in root.findall("./devices/interface"):
@@ -195,4 +194,3 @@ def _to_mib(value: int, unit: str) -> int:
 
 def bridge_names(spec_or_facts: DomainSpec | DomainFacts) -> tuple[str, ...]:
     return tuple(n.source for n in spec_or_facts.nics)
-

@@ -67,9 +67,15 @@ def image_format(path: Path) -> tuple[str, int]:
 
 
 class Guests:
-    def __init__(self, settings: GuestSettings, storage: Storage, hypervisors: HypervisorSource,
-                 connect: Callable[[HypervisorInfo], Hypervisor], bindings: Bindings | None = None,
-                 templates_dir: Path | None = None):
+    def __init__(
+        self,
+        settings: GuestSettings,
+        storage: Storage,
+        hypervisors: HypervisorSource,
+        connect: Callable[[HypervisorInfo], Hypervisor],
+        bindings: Bindings | None = None,
+        templates_dir: Path | None = None,
+    ):
         self.connections = None  # the connection cache of `connect`, when the caller has one to close
         self.settings = settings
         self.storage = storage
@@ -144,7 +150,9 @@ class Guests:
             raise NotFound(f"version.image: no image {MASTERS}/{ref.image}")
         if ref.volume not in vols:
             known = sorted(n.split("@", 1)[1] for n in vols if n.startswith(ref.image + "@"))
-            raise NotFound(f"version.version: {ref.image} has no version {ref.version!r} (frozen: {', '.join(known) or 'none'})")
+            raise NotFound(
+                f"version.version: {ref.image} has no version {ref.version!r} (frozen: {', '.join(known) or 'none'})"
+            )
         return vols[ref.volume]
 
     # -- clone and define ------------------------------------------------------------------------
@@ -169,28 +177,56 @@ class Guests:
             out.append(HostLoad(host, len(doms), sum(d.facts.memory_mib for d in doms)))
         return out
 
-    def plan(self, kind: str, layout: str, segment: str, memory_mib: int, vcpus: int, guest: GuestRef,
-             boot: Boot | None = None) -> tuple[Placement, DomainSpec]:
+    def plan(
+        self,
+        kind: str,
+        layout: str,
+        segment: str,
+        memory_mib: int,
+        vcpus: int,
+        guest: GuestRef,
+        boot: Boot | None = None,
+    ) -> tuple[Placement, DomainSpec]:
         """Everything `init` checks and decides, without changing anything (`--dry-run`)."""
         check_request(kind, layout, memory_mib, vcpus)
         nics = self.settings.nics(segment, layout)
         self._project(guest.project, "guest.project")
         disk = self._volume(guest.project, guest.vm)
         if disk is None:
-            raise NotFound(f"guest: no disk {guest.disk}; clone one first (domu-clone masters/<image>@<version> {guest.disk})")
+            raise NotFound(
+                f"guest: no disk {guest.disk}; clone one first (domu-clone masters/<image>@<version> {guest.disk})"
+            )
         if self.find(guest) is not None:
             raise Conflict(f"guest.vm: domain {guest.domain} is already defined")
         spec = DomainSpec(
-            guest=guest, kind=kind, layout=layout, segment=segment, memory_mib=memory_mib, vcpus=vcpus,
-            disk_path=disk.path, disk_format=disk.format, nics=nics, virt_type=self.settings.virt_type,
-            kernel=boot.kernel if boot else None, initrd=boot.initrd if boot else None,
+            guest=guest,
+            kind=kind,
+            layout=layout,
+            segment=segment,
+            memory_mib=memory_mib,
+            vcpus=vcpus,
+            disk_path=disk.path,
+            disk_format=disk.format,
+            nics=nics,
+            virt_type=self.settings.virt_type,
+            kernel=boot.kernel if boot else None,
+            initrd=boot.initrd if boot else None,
             cmdline=boot.cmdline if boot else "",
         )
         placement = place(segment, memory_mib, self.loads(), self.settings.guests_per_host, self.settings.reserve_mib)
         return placement, spec
 
-    def init(self, kind: str, layout: str, segment: str, memory_mib: int, vcpus: int, guest: GuestRef,
-             boot: Boot | None = None, console_log: str | None = None) -> tuple[HypervisorInfo, DomainFacts, Placement]:
+    def init(
+        self,
+        kind: str,
+        layout: str,
+        segment: str,
+        memory_mib: int,
+        vcpus: int,
+        guest: GuestRef,
+        boot: Boot | None = None,
+        console_log: str | None = None,
+    ) -> tuple[HypervisorInfo, DomainFacts, Placement]:
         placement, spec = self.plan(kind, layout, segment, memory_mib, vcpus, guest, boot)
         host = require(segment, placement)
         if console_log:
@@ -246,7 +282,9 @@ class Guests:
         found = self.locate(guest)
         the_nic = found.domain.facts.nic(nic)
         if not the_nic.mac:
-            raise NotFound(f"nic: {guest.domain} has no MAC on {nic} (its definition has no interface on {the_nic.source})")
+            raise NotFound(
+                f"nic: {guest.domain} has no MAC on {nic} (its definition has no interface on {the_nic.source})"
+            )
         plan = require_network(self.settings.plans, the_nic.network)
         used = {name: self.bindings.used(name) for name in self.settings.plans}
         for u in used[plan.name]:
@@ -283,7 +321,9 @@ class Guests:
             raise NotFound(f"guest: no domain {guest.domain} and no disk {guest.disk}")
         return done
 
-    def preflight(self, guest: GuestRef, destination: str) -> tuple[Located, HypervisorInfo, Hypervisor | None, list[str]]:
+    def preflight(
+        self, guest: GuestRef, destination: str
+    ) -> tuple[Located, HypervisorInfo, Hypervisor | None, list[str]]:
         """Everything that would stop the migration, each naming its check; [] when it can go."""
         found = self.locate(guest)
         hosts = {h.name: h for h in self.source.hypervisors()}
@@ -303,16 +343,22 @@ class Guests:
         f = found.domain.facts
         for path in f.disks:
             if not dhv.sees(path):
-                problems.append(f"disk: {path} is not on storage {destination} sees (no pool there holds it;"
-                                f" is the shared storage mounted and the project defined there?)")
+                problems.append(
+                    f"disk: {path} is not on storage {destination} sees (no pool there holds it;"
+                    f" is the shared storage mounted and the project defined there?)"
+                )
         for nic in f.nics:
             present = view.bridges if nic.attach == "bridge" else view.networks
             if nic.source not in present:
                 kind = "bridge" if nic.attach == "bridge" else "libvirt network"
-                problems.append(f"nic {nic.name}: {kind} {nic.source!r} does not exist on {destination}"
-                                f" (has: {', '.join(sorted(present)) or 'none'})")
+                problems.append(
+                    f"nic {nic.name}: {kind} {nic.source!r} does not exist on {destination}"
+                    f" (has: {', '.join(sorted(present)) or 'none'})"
+                )
         if view.free_memory_mib < f.memory_mib:
-            problems.append(f"memory: {destination} has {view.free_memory_mib} MiB free, {guest.domain} needs {f.memory_mib} MiB")
+            problems.append(
+                f"memory: {destination} has {view.free_memory_mib} MiB free, {guest.domain} needs {f.memory_mib} MiB"
+            )
         return found, dest, dhv, problems
 
     def migrate(self, guest: GuestRef, destination: str, unsafe: bool = False) -> Located:
@@ -321,4 +367,3 @@ class Guests:
             raise MigrationRefused(guest, destination, problems)
         found.hypervisor.migrate(guest.domain, dhv, address=dest.address, unsafe=unsafe)
         return Located(dest, dhv, found.domain)
-

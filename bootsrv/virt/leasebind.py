@@ -23,12 +23,21 @@ class LeaseBindings:
 
     def used(self, network: str) -> list[Used]:
         now = self.clock()
-        return [Used(r.ip, mac_of_client_id(r.client_id), r.hostname) for r in self.store.records(network)
-                if r.active(now) or r.unusable or r.hostname]
+        return [
+            Used(r.ip, mac_of_client_id(r.client_id), r.hostname)
+            for r in self.store.records(network)
+            if r.active(now) or r.unusable or r.hostname
+        ]
 
     def bind(self, binding: Binding) -> None:
-        self.store.bind(binding.network, binding.ip, client_id_of_mac(binding.mac), binding.hostname,
-                        now=self.clock(), comment=binding.comment)
+        self.store.bind(
+            binding.network,
+            binding.ip,
+            client_id_of_mac(binding.mac),
+            binding.hostname,
+            now=self.clock(),
+            comment=binding.comment,
+        )
 
     def unbind(self, network: str, mac: str) -> list[IPv4Address]:
         cid = client_id_of_mac(mac)

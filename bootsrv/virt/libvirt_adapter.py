@@ -28,10 +28,14 @@ from bootsrv.virt.provisioner import Domain, HostView, Progress, Volume
 
 CHUNK = 1 << 20
 _STATES = {
-    libvirt.VIR_DOMAIN_NOSTATE: "no state", libvirt.VIR_DOMAIN_RUNNING: "running",
-    libvirt.VIR_DOMAIN_BLOCKED: "blocked", libvirt.VIR_DOMAIN_PAUSED: "paused",
-    libvirt.VIR_DOMAIN_SHUTDOWN: "shutting down", libvirt.VIR_DOMAIN_SHUTOFF: "shut off",
-    libvirt.VIR_DOMAIN_CRASHED: "crashed", libvirt.VIR_DOMAIN_PMSUSPENDED: "suspended",
+    libvirt.VIR_DOMAIN_NOSTATE: "no state",
+    libvirt.VIR_DOMAIN_RUNNING: "running",
+    libvirt.VIR_DOMAIN_BLOCKED: "blocked",
+    libvirt.VIR_DOMAIN_PAUSED: "paused",
+    libvirt.VIR_DOMAIN_SHUTDOWN: "shutting down",
+    libvirt.VIR_DOMAIN_SHUTOFF: "shut off",
+    libvirt.VIR_DOMAIN_CRASHED: "crashed",
+    libvirt.VIR_DOMAIN_PMSUSPENDED: "suspended",
 }
 
 
@@ -59,16 +63,21 @@ def _call(what: str, fn, *args):
 
 
 def volume_xml(name: str, capacity: int, fmt: str, backing: Volume | None = None, readonly: bool = False) -> str:
-    parts = [f"<volume type='file'><name>{escape(name)}</name>",
-             f"<capacity unit='bytes'>{capacity}</capacity>",
-             # A clone starts empty: allocation 0 keeps the dir backend from preallocating.
-             "<allocation unit='bytes'>0</allocation>",
-             f"<target><format type={quoteattr(fmt)}/>"]
+    parts = [
+        f"<volume type='file'><name>{escape(name)}</name>",
+        f"<capacity unit='bytes'>{capacity}</capacity>",
+        # A clone starts empty: allocation 0 keeps the dir backend from preallocating.
+        "<allocation unit='bytes'>0</allocation>",
+        f"<target><format type={quoteattr(fmt)}/>",
+    ]
     if readonly:
         parts.append("<permissions><mode>0444</mode></permissions>")
     parts.append("</target>")
     if backing is not None:
-        parts.append(f"<backingStore><path>{escape(backing.path)}</path><format type={quoteattr(backing.format)}/></backingStore>")
+        parts.append(
+            f"<backingStore><path>{escape(backing.path)}</path>"
+            f"<format type={quoteattr(backing.format)}/></backingStore>"
+        )
     parts.append("</volume>")
     return "".join(parts)
 
@@ -78,8 +87,15 @@ def _volume(project: str, vol) -> Volume:
     fmt = root.find("./target/format")
     backing = root.findtext("./backingStore/path")
     _, capacity, allocation = vol.info()
-    return Volume(project, vol.name(), vol.path(), fmt.get("type", "raw") if fmt is not None else "raw",
-                  capacity, allocation, backing or None)
+    return Volume(
+        project,
+        vol.name(),
+        vol.path(),
+        fmt.get("type", "raw") if fmt is not None else "raw",
+        capacity,
+        allocation,
+        backing or None,
+    )
 
 
 class LibvirtHost:
@@ -110,8 +126,7 @@ class LibvirtHost:
         return pool
 
     def create_project(self, name: str, directory: str) -> None:
-        xml = (f"<pool type='dir'><name>{escape(name)}</name>"
-               f"<target><path>{escape(directory)}</path></target></pool>")
+        xml = f"<pool type='dir'><name>{escape(name)}</name><target><path>{escape(directory)}</path></target></pool>"
         pool = _call(f"define pool {name}", self.conn.storagePoolDefineXML, xml, 0)
         try:
             pool.build(0)  # mkdir (no-op when it exists on the shared storage already)
@@ -140,13 +155,16 @@ class LibvirtHost:
             pass
         return sorted((_volume(project, v) for v in pool.listAllVolumes(0)), key=lambda v: v.name)
 
-    def create_volume(self, project: str, name: str, capacity: int, fmt: str,
-                      backing: Volume | None = None, readonly: bool = False) -> Volume:
+    def create_volume(
+        self, project: str, name: str, capacity: int, fmt: str, backing: Volume | None = None, readonly: bool = False
+    ) -> Volume:
         pool = self._pool(project)
         vol = _call(f"create {project}/{name}", pool.createXML, volume_xml(name, capacity, fmt, backing, readonly), 0)
         return _volume(project, vol)
 
-    def import_volume(self, project: str, name: str, source: Path, fmt: str, progress: Progress | None = None) -> Volume:
+    def import_volume(
+        self, project: str, name: str, source: Path, fmt: str, progress: Progress | None = None
+    ) -> Volume:
         from bootsrv.virt.guests import image_format
 
         _, capacity = image_format(source)
@@ -253,7 +271,7 @@ class LibvirtHost:
                     return False
         return False
 
-    def migrate(self, name: str, destination: "LibvirtHost", address: str = "", unsafe: bool = False) -> None:
+    def migrate(self, name: str, destination: LibvirtHost, address: str = "", unsafe: bool = False) -> None:
         dom = _call(f"guest {name}", self.conn.lookupByName, name)
         if not dom.isActive():
             # Nothing runs: moving the definition is the whole migration.
@@ -261,7 +279,7 @@ class LibvirtHost:
             _call(f"define {name} on destination", destination.conn.defineXML, xml)
             _call(f"undefine {name}", dom.undefine)
             return
-        flags = (libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PERSIST_DEST | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE)
+        flags = libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PERSIST_DEST | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE
         if unsafe:
             # libvirt only trusts NFS/GFS2/... as shared; a shared directory it cannot recognise
             # (the lab's one filesystem seen from two namespaces) needs this explicit override.

@@ -24,7 +24,8 @@ _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 def check_name(value: str, field: str) -> str:
     if not isinstance(value, str) or not _NAME.match(value) or ".." in value:
         raise InvalidInput(
-            field, f"{value!r} must be 1-63 of a-z 0-9 . _ - starting with a letter or digit (no '..', no '@', '/', ':')"
+            field,
+            f"{value!r} must be 1-63 of a-z 0-9 . _ - starting with a letter or digit (no '..', no '@', '/', ':')",
         )
     return value
 
@@ -44,7 +45,7 @@ class VersionRef:
         return f"{MASTERS}/{self.volume}"
 
     @classmethod
-    def parse(cls, text: str, field: str = "version") -> "VersionRef":
+    def parse(cls, text: str, field: str = "version") -> VersionRef:
         body = text
         if "/" in text:
             project, _, body = text.partition("/")
@@ -77,7 +78,7 @@ class GuestRef:
         return self.domain
 
     @classmethod
-    def parse(cls, text: str, field: str = "guest") -> "GuestRef":
+    def parse(cls, text: str, field: str = "guest") -> GuestRef:
         seps = [s for s in "/:" if s in text]
         if len(seps) != 1 or text.count(seps[0]) != 1:
             raise InvalidInput(field, f"{text!r} is not <project>/<vm> or <project>:<vm> (e.g. appl-1/vm-1)")

@@ -62,19 +62,28 @@ class Placement:
     candidates: tuple[Candidate, ...]
 
     def explain(self) -> str:
-        lines = [f"{'->' if self.chosen and c.host == self.chosen.name else '  '} {c.host}: {c.reason}"
-                 for c in self.candidates]
+        lines = [
+            f"{'->' if self.chosen and c.host == self.chosen.name else '  '} {c.host}: {c.reason}"
+            for c in self.candidates
+        ]
         return "\n".join(lines) if lines else "   (no hypervisors in the pool)"
 
 
 class NoRoom(Conflict):
     def __init__(self, segment: str, placement: Placement):
         self.placement = placement
-        super().__init__(f"segment: no hypervisor of segment {segment!r} has room for this guest\n{placement.explain()}")
+        super().__init__(
+            f"segment: no hypervisor of segment {segment!r} has room for this guest\n{placement.explain()}"
+        )
 
 
-def place(segment: str, memory_mib: int, loads: list[HostLoad], guests_per_host: int = DEFAULT_GUESTS_PER_HOST,
-          reserve_mib: int = 1024) -> Placement:
+def place(
+    segment: str,
+    memory_mib: int,
+    loads: list[HostLoad],
+    guests_per_host: int = DEFAULT_GUESTS_PER_HOST,
+    reserve_mib: int = 1024,
+) -> Placement:
     candidates: list[Candidate] = []
     fits: list[tuple[int, int, str, HostLoad]] = []
     for load in sorted(loads, key=lambda item: item.host.name):
@@ -89,8 +98,10 @@ def place(segment: str, memory_mib: int, loads: list[HostLoad], guests_per_host:
         elif load.guests >= guests_per_host:
             reason = f"full: {load.guests} of {guests_per_host} guests"
         elif free < memory_mib:
-            reason = (f"{free} MiB free ({host.memory_mib} - {reserve_mib} reserved - {load.memory_used_mib} used),"
-                      f" guest needs {memory_mib} MiB")
+            reason = (
+                f"{free} MiB free ({host.memory_mib} - {reserve_mib} reserved - {load.memory_used_mib} used),"
+                f" guest needs {memory_mib} MiB"
+            )
         else:
             fits.append((-load.guests, free, host.name, load))
             candidates.append(Candidate(host.name, True, f"{load.guests} of {guests_per_host} guests, {free} MiB free"))

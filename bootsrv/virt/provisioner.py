@@ -58,11 +58,14 @@ class Storage(Protocol):
 
     def volumes(self, project: str) -> list[Volume]: ...
 
-    def create_volume(self, project: str, name: str, capacity: int, fmt: str,
-                      backing: Volume | None = None, readonly: bool = False) -> Volume:
+    def create_volume(
+        self, project: str, name: str, capacity: int, fmt: str, backing: Volume | None = None, readonly: bool = False
+    ) -> Volume:
         """A new empty volume, or (with `backing`) a qcow2 overlay of it: a clone."""
 
-    def import_volume(self, project: str, name: str, source: Path, fmt: str, progress: Progress | None = None) -> Volume: ...
+    def import_volume(
+        self, project: str, name: str, source: Path, fmt: str, progress: Progress | None = None
+    ) -> Volume: ...
 
     def copy_volume(self, source: Volume, name: str, readonly: bool = False) -> Volume: ...
 
@@ -85,7 +88,7 @@ class Hypervisor(Protocol):
     def sees(self, path: str) -> bool:
         """Does this hypervisor reach the file at `path` through one of its storage pools?"""
 
-    def migrate(self, name: str, destination: "Hypervisor", address: str = "", unsafe: bool = False) -> None:
+    def migrate(self, name: str, destination: Hypervisor, address: str = "", unsafe: bool = False) -> None:
         """Live-migrate running domain `name`; `address`: where the destination takes the stream."""
 
 
@@ -127,13 +130,17 @@ class MemoryStorage:
         self._volumes[key] = volume
         return volume
 
-    def create_volume(self, project: str, name: str, capacity: int, fmt: str,
-                      backing: Volume | None = None, readonly: bool = False) -> Volume:
+    def create_volume(
+        self, project: str, name: str, capacity: int, fmt: str, backing: Volume | None = None, readonly: bool = False
+    ) -> Volume:
         directory = self._need(project)
-        return self._add(Volume(project, name, os.path.join(directory, name), fmt, capacity, 0,
-                                backing.path if backing else None))
+        return self._add(
+            Volume(project, name, os.path.join(directory, name), fmt, capacity, 0, backing.path if backing else None)
+        )
 
-    def import_volume(self, project: str, name: str, source: Path, fmt: str, progress: Progress | None = None) -> Volume:
+    def import_volume(
+        self, project: str, name: str, source: Path, fmt: str, progress: Progress | None = None
+    ) -> Volume:
         directory = self._need(project)
         size = source.stat().st_size
         if progress:
@@ -151,8 +158,9 @@ class MemoryStorage:
 class MemoryHypervisor:
     """Domains as XML kept in a dict, with a MAC generator, state, and optional visibility rules."""
 
-    def __init__(self, free_memory_mib: int = 64 * 1024, bridges=("fe0", "be0"), networks=(),
-                 mac_prefix: str = "52:54:00"):
+    def __init__(
+        self, free_memory_mib: int = 64 * 1024, bridges=("fe0", "be0"), networks=(), mac_prefix: str = "52:54:00"
+    ):
         self.free_memory_mib = free_memory_mib
         self.bridges = frozenset(bridges)
         self.networks = frozenset(networks)
@@ -209,7 +217,7 @@ class MemoryHypervisor:
     def sees(self, path: str) -> bool:
         return os.path.dirname(path) in self.pools.values()
 
-    def migrate(self, name: str, destination: "Hypervisor", address: str = "", unsafe: bool = False) -> None:
+    def migrate(self, name: str, destination: Hypervisor, address: str = "", unsafe: bool = False) -> None:
         xml, state = self._domains[name]
         assert isinstance(destination, MemoryHypervisor)
         destination._domains[name] = (xml, state)

@@ -31,14 +31,18 @@ class GuestSettings:
     def nics(self, segment: str, layout: str) -> tuple[Nic, ...]:
         """The NICs of `layout` on `segment`: which bootsrv network each is on, what it attaches to."""
         if segment not in self.segments:
-            raise NotFound(f"segment: no segment {segment!r} with guest networks "
-                           f"(known: {', '.join(sorted(self.segments)) or 'none'}; see [guests.segments])")
+            raise NotFound(
+                f"segment: no segment {segment!r} with guest networks "
+                f"(known: {', '.join(sorted(self.segments)) or 'none'}; see [guests.segments])"
+            )
         out = []
         for name in LAYOUTS[layout]:
             network = self.segments[segment].get(name)
             if network is None:
-                raise NotFound(f"layout: segment {segment!r} has no network for NIC {name!r} "
-                               f"(set [guests.segments.{segment}] {name} = \"<network>\")")
+                raise NotFound(
+                    f"layout: segment {segment!r} has no network for NIC {name!r} "
+                    f'(set [guests.segments.{segment}] {name} = "<network>")'
+                )
             source = name if self.attach == "bridge" else network
             out.append(Nic(name, network, self.attach, source))
         return tuple(out)
@@ -61,14 +65,24 @@ def from_config(cfg, source: str = "<config>") -> GuestSettings:
             if network not in networks:
                 raise ConfigError(source, key, f"no [[networks]] entry named {network!r}")
             if networks[network].segment != segment:
-                raise ConfigError(source, key, f"network {network!r} is on segment {networks[network].segment!r}, not {segment!r}")
+                raise ConfigError(
+                    source, key, f"network {network!r} is on segment {networks[network].segment!r}, not {segment!r}"
+                )
             segments.setdefault(segment, {})[nic] = network
     servers = list(cfg.server.owner_ips)
     plans = {n.name: AddressPlan.from_network(n, servers) for n in cfg.networks}
-    hosts = tuple(HypervisorInfo(h.name, h.segment, h.uri, h.cpus, h.memory_mib, h.state, h.address) for h in g.hypervisors)
+    hosts = tuple(
+        HypervisorInfo(h.name, h.segment, h.uri, h.cpus, h.memory_mib, h.state, h.address) for h in g.hypervisors
+    )
     return GuestSettings(
-        guests_per_host=g.guests_per_host, reserve_mib=g.reserve_mib, storage_dir=str(g.storage_dir),
-        storage_uri=g.storage_uri, attach=g.attach, virt_type=g.virt_type, segments=segments, plans=plans,
+        guests_per_host=g.guests_per_host,
+        reserve_mib=g.reserve_mib,
+        storage_dir=str(g.storage_dir),
+        storage_uri=g.storage_uri,
+        attach=g.attach,
+        virt_type=g.virt_type,
+        segments=segments,
+        plans=plans,
         hypervisors=hosts,
     )
 

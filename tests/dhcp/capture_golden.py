@@ -56,11 +56,11 @@ def run_vm(firmware: str, wait: float):
         vm.start()
         time.sleep(wait)
         vm.stop()
+
     return run
 
 
-CLIENTS = {"dhclient": run_dhclient, "udhcpc": run_udhcpc, "ipxe-bios": run_vm("bios", 40),
-           "ovmf": run_vm("uefi", 90)}
+CLIENTS = {"dhclient": run_dhclient, "udhcpc": run_udhcpc, "ipxe-bios": run_vm("bios", 40), "ovmf": run_vm("uefi", 90)}
 
 
 def capture(name: str) -> list[tuple[str, bytes]]:
@@ -68,8 +68,9 @@ def capture(name: str) -> list[tuple[str, bytes]]:
     with Lab() as lab:
         server, client, proc, _ = start_server(lab, workdir, lease_time=600)
         pcap = workdir / "cap.pcap"
-        dump = server.popen(["tcpdump", "-i", "net0", "-U", "-w", str(pcap), "udp port 67 or udp port 68"],
-                            stderr=subprocess.DEVNULL)
+        dump = server.popen(
+            ["tcpdump", "-i", "net0", "-U", "-w", str(pcap), "udp port 67 or udp port 68"], stderr=subprocess.DEVNULL
+        )
         time.sleep(1.0)
         CLIENTS[name](lab, client, workdir)
         time.sleep(1.0)

@@ -84,9 +84,12 @@ class World:
             store = MemoryStore(pools_from_config(self.cfg), [me], backend=self.backend)
             addrs = {"net0": me}
             self.stores[me] = store
-            self.engines[me] = Engine(self.cfg.model_copy(update={"server": self.cfg.server.model_copy(
-                update={"owner_ips": [me]})}), store, self.machines,
-                ServerAddresses(self.cfg, addrs.get))
+            self.engines[me] = Engine(
+                self.cfg.model_copy(update={"server": self.cfg.server.model_copy(update={"owner_ips": [me]})}),
+                store,
+                self.machines,
+                ServerAddresses(self.cfg, addrs.get),
+            )
 
     def ask(self, req: Packet, server=S1, interface: str | None = "net0"):
         # Through the wire format both ways: what the engine sees is what a client sends.
@@ -101,13 +104,29 @@ class World:
         return self.stores[S1].get(network, IPv4Address(ip))
 
 
-def request(mtype: int, mac: bytes = MAC, *, ciaddr="0.0.0.0", giaddr="0.0.0.0", flags=0, secs=0,
-            xid=0x1000, **options: bytes) -> Packet:
+def request(
+    mtype: int, mac: bytes = MAC, *, ciaddr="0.0.0.0", giaddr="0.0.0.0", flags=0, secs=0, xid=0x1000, **options: bytes
+) -> Packet:
     opts = {P.MESSAGE_TYPE: bytes((mtype,))}
     for key, value in options.items():
         opts[int(key.removeprefix("o"))] = value
-    return Packet(P.BOOTREQUEST, 1, len(mac), 0, xid, secs, flags, IPv4Address(ciaddr), IPv4Address(0),
-                  IPv4Address(0), IPv4Address(giaddr), mac.ljust(16, b"\0"), b"", b"", opts)
+    return Packet(
+        P.BOOTREQUEST,
+        1,
+        len(mac),
+        0,
+        xid,
+        secs,
+        flags,
+        IPv4Address(ciaddr),
+        IPv4Address(0),
+        IPv4Address(0),
+        IPv4Address(giaddr),
+        mac.ljust(16, b"\0"),
+        b"",
+        b"",
+        opts,
+    )
 
 
 def ip4(text) -> bytes:

@@ -49,7 +49,8 @@ class CountingRegistry:
 
 
 def wiring(tmp_path, boot: str = "") -> Wiring:
-    cfg = parse(f"""
+    cfg = parse(
+        f"""
 [server]
 owner_ips = ["10.73.0.1"]
 [store]
@@ -64,7 +65,9 @@ relays = ["{RELAY}"]
 [[networks.ranges]]
 start = "10.72.0.10"
 end = "10.72.0.200"
-""", "t")
+""",
+        "t",
+    )
     w = Wiring(cfg)
     w.machines = CountingRegistry(FileRegistry(tmp_path))  # a cached_property: the attribute replaces it
     return w
@@ -72,8 +75,18 @@ end = "10.72.0.200"
 
 def pxe(n: int, mtype: int = P.DISCOVER, **options: bytes) -> bytes:
     mac = bytes.fromhex(f"5254000001{n:02x}")
-    return encode(request(mtype, mac, giaddr=RELAY, xid=n, o60=b"PXEClient:Arch:00000:UNDI:002001", o93=b"\0\0",
-                          o97=b"\0" + bytes(range(16)), **options))
+    return encode(
+        request(
+            mtype,
+            mac,
+            giaddr=RELAY,
+            xid=n,
+            o60=b"PXEClient:Arch:00000:UNDI:002001",
+            o93=b"\0\0",
+            o97=b"\0" + bytes(range(16)),
+            **options,
+        )
+    )
 
 
 def dora(handle, n: int) -> bytes:

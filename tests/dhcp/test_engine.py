@@ -22,6 +22,7 @@ def dora(world: World, mac: bytes = MAC, server=S1, **kw) -> IPv4Address:
 
 # ---- DISCOVER / OFFER ------------------------------------------------------------------------
 
+
 def test_offer_carries_lease_network_options_and_holds_the_address(world):
     reply = world.ask(request(P.DISCOVER, o55=bytes([1, 3, 6, 15, 26, 28, 42, 12])))
     pkt = reply.packet
@@ -32,7 +33,9 @@ def test_offer_carries_lease_network_options_and_holds_the_address(world):
     assert o[54] == S1.packed and u32(o[51]) == 600 and u32(o[58]) == 300 and u32(o[59]) == 525
     assert list(o)[5:] == [1, 3, 6, 15, 26, 28, 42]  # the client's order (RFC 2132 9.8); 12 unknown
     assert o[1] == ip4("255.255.255.0") and o[3] == ip4("10.70.0.1") and o[6] == ip4("10.70.0.1") + ip4("10.70.0.3")
-    assert o[15] == b"lab.example" and o[26] == b"\x23\x28" and o[28] == ip4("10.70.0.255") and o[42] == ip4("10.70.0.5")
+    assert (
+        o[15] == b"lab.example" and o[26] == b"\x23\x28" and o[28] == ip4("10.70.0.255") and o[42] == ip4("10.70.0.5")
+    )
     rec = world.record("public", pkt.yiaddr)
     assert rec.client_id == "01" + MAC.hex().upper() and rec.expiry == NOW + 30  # offer_hold
     # The same client asking again is offered the same address; another client another one.
@@ -69,6 +72,7 @@ def test_pool_exhausted_is_silence():
 
 
 # ---- REQUEST ------------------------------------------------------------------------------------
+
 
 def test_selecting_acks_durably_and_records_the_lease(world):
     ip = dora(world)
@@ -152,6 +156,7 @@ def test_foreign_offer_only_after_the_secondary_timeout(world):
 
 # ---- DECLINE / RELEASE / INFORM -------------------------------------------------------------------
 
+
 def test_decline_marks_unusable_and_is_not_answered(world):
     ip = dora(world)
     assert world.ask(request(P.DECLINE, o50=ip.packed, o54=S1.packed)) is None
@@ -219,7 +224,9 @@ ROUTES = [
 ]
 
 
-@pytest.mark.parametrize("case, iface, giaddr, ciaddr, flags, network, dest, port, hw", ROUTES, ids=[r[0] for r in ROUTES])
+@pytest.mark.parametrize(
+    "case, iface, giaddr, ciaddr, flags, network, dest, port, hw", ROUTES, ids=[r[0] for r in ROUTES]
+)
 def test_network_selection_and_routing(world, case, iface, giaddr, ciaddr, flags, network, dest, port, hw):
     reply = world.ask(request(P.DISCOVER, giaddr=giaddr, flags=flags), interface=iface)
     if network is None:

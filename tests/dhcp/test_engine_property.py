@@ -18,12 +18,25 @@ from .conftest import RELAY, S1, World
 
 OPTION_VALUES = st.one_of(
     st.binary(max_size=20),
-    st.sampled_from([b"PXEClient:Arch:00000:UNDI:002001", b"HTTPClient:Arch:00016", b"iPXE", b"\x04iPXE",
-                     b"\x00\x07", b"\x00\x10", b"\x00" * 17, bytes([10, 70, 0, 60]), bytes([10, 70, 0, 160]),
-                     S1.packed, RELAY.packed]),
+    st.sampled_from(
+        [
+            b"PXEClient:Arch:00000:UNDI:002001",
+            b"HTTPClient:Arch:00016",
+            b"iPXE",
+            b"\x04iPXE",
+            b"\x00\x07",
+            b"\x00\x10",
+            b"\x00" * 17,
+            bytes([10, 70, 0, 60]),
+            bytes([10, 70, 0, 160]),
+            S1.packed,
+            RELAY.packed,
+        ]
+    ),
 )
-OPTIONS = st.dictionaries(st.sampled_from([50, 51, 54, 55, 57, 60, 61, 77, 93, 94, 97, 12, 82, 43]),
-                          OPTION_VALUES, max_size=6)
+OPTIONS = st.dictionaries(
+    st.sampled_from([50, 51, 54, 55, 57, 60, 61, 77, 93, 94, 97, 12, 82, 43]), OPTION_VALUES, max_size=6
+)
 
 
 @st.composite
@@ -31,15 +44,36 @@ def requests(draw):
     mtype = draw(st.integers(1, 8))
     opts = {53: bytes((mtype,)), **draw(OPTIONS)}
     body = b"".join(bytes((c, len(v))) + v for c, v in opts.items())
-    addr = st.sampled_from([b"\0\0\0\0", bytes([10, 70, 0, 60]), bytes([10, 71, 0, 55]), RELAY.packed,
-                            bytes([192, 168, 1, 1])])
-    head = struct.pack("!BBBBIHH4s4s4s4s16s64s128s", 1, draw(st.integers(0, 3)), draw(st.integers(0, 16)), 0,
-                       draw(st.integers(0, 2**32 - 1)), draw(st.integers(0, 65535)), draw(st.sampled_from([0, 0x8000])),
-                       draw(addr), b"\0" * 4, b"\0" * 4, draw(addr), draw(st.binary(min_size=16, max_size=16)), b"", b"")
-    return head + P.MAGIC + body + b"\xff", draw(st.sampled_from(["net0", None, "net9"])), draw(st.sampled_from([S1, None]))
+    addr = st.sampled_from(
+        [b"\0\0\0\0", bytes([10, 70, 0, 60]), bytes([10, 71, 0, 55]), RELAY.packed, bytes([192, 168, 1, 1])]
+    )
+    head = struct.pack(
+        "!BBBBIHH4s4s4s4s16s64s128s",
+        1,
+        draw(st.integers(0, 3)),
+        draw(st.integers(0, 16)),
+        0,
+        draw(st.integers(0, 2**32 - 1)),
+        draw(st.integers(0, 65535)),
+        draw(st.sampled_from([0, 0x8000])),
+        draw(addr),
+        b"\0" * 4,
+        b"\0" * 4,
+        draw(addr),
+        draw(st.binary(min_size=16, max_size=16)),
+        b"",
+        b"",
+    )
+    return (
+        head + P.MAGIC + body + b"\xff",
+        draw(st.sampled_from(["net0", None, "net9"])),
+        draw(st.sampled_from([S1, None])),
+    )
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
 @given(st.lists(requests(), min_size=1, max_size=6))
 def test_engine_never_raises(batch):
     registry = MemoryRegistry()

@@ -68,12 +68,16 @@ def test_our_replies_as_captured():
 # NIC's iPXE EFI ROM (user class iPXE), OVMF's own PXE (which ignores offers without a boot file
 # and retries: the machine was unknown, so it got none), then UEFI HTTP boot (arch 16).
 FIRMWARE = {
-    "ipxe-bios-00-req-discover": (0, True, False), "ipxe-bios-02-req-discover": (0, True, False),
+    "ipxe-bios-00-req-discover": (0, True, False),
+    "ipxe-bios-02-req-discover": (0, True, False),
     "ipxe-bios-04-req-request": (0, True, False),
-    "ovmf-00-req-discover": (7, True, False), "ovmf-02-req-discover": (7, True, False),
+    "ovmf-00-req-discover": (7, True, False),
+    "ovmf-02-req-discover": (7, True, False),
     "ovmf-04-req-request": (7, True, False),
-    "ovmf-06-req-discover": (7, False, False), "ovmf-08-req-discover": (7, False, False),
-    "ovmf-10-req-discover": (7, False, False), "ovmf-12-req-discover": (7, False, False),
+    "ovmf-06-req-discover": (7, False, False),
+    "ovmf-08-req-discover": (7, False, False),
+    "ovmf-10-req-discover": (7, False, False),
+    "ovmf-12-req-discover": (7, False, False),
     "ovmf-14-req-discover": (16, False, True),
 }
 

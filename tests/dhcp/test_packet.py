@@ -14,10 +14,33 @@ from bootsrv.dhcp import packet as P
 from bootsrv.dhcp.packet import MalformedPacket, Packet, decode, encode, looks_like_discover
 
 
-def raw_request(options: bytes = b"\x35\x01\x01", *, magic: bytes = P.MAGIC, sname: bytes = b"", file: bytes = b"",
-                hlen: int = 6, op: int = 1, end: bytes = b"\xff") -> bytes:
-    head = struct.pack("!BBBBIHH4s4s4s4s16s64s128s", op, 1, hlen, 0, 0xABCD, 3, 0x8000, bytes(4), bytes(4),
-                       bytes(4), bytes([10, 0, 0, 1]), bytes.fromhex("525400aabbcc").ljust(16, b"\0"), sname, file)
+def raw_request(
+    options: bytes = b"\x35\x01\x01",
+    *,
+    magic: bytes = P.MAGIC,
+    sname: bytes = b"",
+    file: bytes = b"",
+    hlen: int = 6,
+    op: int = 1,
+    end: bytes = b"\xff",
+) -> bytes:
+    head = struct.pack(
+        "!BBBBIHH4s4s4s4s16s64s128s",
+        op,
+        1,
+        hlen,
+        0,
+        0xABCD,
+        3,
+        0x8000,
+        bytes(4),
+        bytes(4),
+        bytes(4),
+        bytes([10, 0, 0, 1]),
+        bytes.fromhex("525400aabbcc").ljust(16, b"\0"),
+        sname,
+        file,
+    )
     return head + magic + options + end
 
 
@@ -74,9 +97,25 @@ def test_plain_bootp_has_no_options():
         (raw_request(b"\x35\x01\x01\x34\x01\x01", file=b"\x0c\xf0ab"), "option 12 in file claims 240 bytes"),
         (raw_request(b"\x35\x01\x01\x3d\x01\x01"), "option 61 has length 1, expected 2..any"),
     ],
-    ids=["short", "op", "hlen", "no-end", "no-length", "overrun", "type-len", "type-value", "requested-len",
-         "guid-len", "guid-type", "arch-odd", "maxsize-small", "overload-value", "overload-nested",
-         "overload-overrun", "client-id-short"],
+    ids=[
+        "short",
+        "op",
+        "hlen",
+        "no-end",
+        "no-length",
+        "overrun",
+        "type-len",
+        "type-value",
+        "requested-len",
+        "guid-len",
+        "guid-type",
+        "arch-odd",
+        "maxsize-small",
+        "overload-value",
+        "overload-nested",
+        "overload-overrun",
+        "client-id-short",
+    ],
 )
 def test_malformed_packets_name_the_rule(raw, message):
     with pytest.raises(MalformedPacket, match=message.replace("(", r"\(").replace(")", r"\)")):
@@ -143,8 +182,14 @@ def test_decode_raises_only_malformed_on_any_bytes(data):
 @settings(max_examples=2000, deadline=None)
 @given(st.binary(min_size=0, max_size=400), st.integers(0, 400), st.integers(0, 255))
 def test_decode_raises_only_malformed_on_mutated_requests(tail, pos, byte):
-    base = bytearray(raw_request(b"\x35\x01\x03\x34\x01\x03\x32\x04\x0a\x00\x00\x05", file=b"\x0c\x02ab\xff",
-                                 sname=b"\x3d\x07\x01" + bytes(6) + b"\xff") + tail)
+    base = bytearray(
+        raw_request(
+            b"\x35\x01\x03\x34\x01\x03\x32\x04\x0a\x00\x00\x05",
+            file=b"\x0c\x02ab\xff",
+            sname=b"\x3d\x07\x01" + bytes(6) + b"\xff",
+        )
+        + tail
+    )
     if pos < len(base):
         base[pos] = byte
     try:

@@ -21,8 +21,12 @@ MACTEXT = "52:54:00:00:00:01"
 
 
 def pxe_request(mtype=P.DISCOVER, arch: int | None = 0, vendor=b"PXEClient:Arch:00000:UNDI:002001", user=None, **kw):
-    opts = {"o60": vendor, "o97": GUID, "o94": b"\x01\x02\x01",
-            "o55": bytes([1, 3, 6, 43, 54, 60, 66, 67, 97, 128, 175])}
+    opts = {
+        "o60": vendor,
+        "o97": GUID,
+        "o94": b"\x01\x02\x01",
+        "o55": bytes([1, 3, 6, 43, 54, 60, 66, 67, 97, 128, 175]),
+    }
     if arch is not None:
         opts["o93"] = struct.pack("!H", arch)
     if user is not None:
@@ -58,14 +62,26 @@ def world_with(state: State | None, **cfg) -> World:
 BOOT = [
     # (id, request, expected file, siaddr?, extra option checks)
     ("bios", pxe_request(), b"undionly.kpxe", {60: b"PXEClient", 43: b"\x06\x01\x08\xff", 97: GUID}),
-    ("uefi-x64", pxe_request(arch=7, vendor=b"PXEClient:Arch:00007:UNDI:003016"), b"ipxe.efi",
-     {60: None, 43: None, 97: GUID}),  # EDK2: PXEClient without a 43 menu means "ask BINL on 4011"
+    (
+        "uefi-x64",
+        pxe_request(arch=7, vendor=b"PXEClient:Arch:00007:UNDI:003016"),
+        b"ipxe.efi",
+        {60: None, 43: None, 97: GUID},
+    ),  # EDK2: PXEClient without a 43 menu means "ask BINL on 4011"
     ("uefi-bc", pxe_request(arch=9, vendor=b"PXEClient:Arch:00009:UNDI:003016"), b"ipxe.efi", {60: None, 43: None}),
     ("arm64", pxe_request(arch=11, vendor=b"PXEClient:Arch:00011:UNDI:003016"), b"ipxe-arm64.efi", {}),
-    ("ipxe-gets-its-script", pxe_request(user=b"iPXE"),
-     b"http://10.70.0.1:8080/boot/52:54:00:00:00:01.ipxe", {175: b"\xb0\x01\x01", 43: None, 60: None}),
-    ("http-boot", pxe_request(arch=16, vendor=b"HTTPClient:Arch:00016:UNDI:003001"),
-     b"http://10.70.0.1:8080/tftp/ipxe.efi", {60: b"HTTPClient"}),
+    (
+        "ipxe-gets-its-script",
+        pxe_request(user=b"iPXE"),
+        b"http://10.70.0.1:8080/boot/52:54:00:00:00:01.ipxe",
+        {175: b"\xb0\x01\x01", 43: None, 60: None},
+    ),
+    (
+        "http-boot",
+        pxe_request(arch=16, vendor=b"HTTPClient:Arch:00016:UNDI:003001"),
+        b"http://10.70.0.1:8080/tftp/ipxe.efi",
+        {60: b"HTTPClient"},
+    ),
     ("unknown-arch", pxe_request(arch=2, vendor=b"PXEClient:Arch:00002:UNDI:003016"), b"", {60: None}),
 ]
 
@@ -88,8 +104,10 @@ def test_boot_decision_for_an_install(case, req, file, checks, mtype):
 
 
 def test_snponly_by_config():
-    world = World(config(**{"[boot]\n": '[boot]\nfiles = { efi-x64 = "snponly.efi", bios = "undionly.kpxe" }\n'}),
-                  RegistryNetboot(MemoryRegistry([machine(MACTEXT, State.NEW)])))
+    world = World(
+        config(**{"[boot]\n": '[boot]\nfiles = { efi-x64 = "snponly.efi", bios = "undionly.kpxe" }\n'}),
+        RegistryNetboot(MemoryRegistry([machine(MACTEXT, State.NEW)])),
+    )
     pkt = world.ask(pxe_request(arch=7, vendor=b"PXEClient:Arch:00007:UNDI:003016")).packet
     assert pkt.file.rstrip(b"\0") == b"snponly.efi"
 
@@ -158,10 +176,12 @@ def test_a_multicast_chaddr_is_no_machine():
 
 # ---- option layers ----------------------------------------------------------------------------
 
+
 def test_layers_apply_in_order():
     cfg = config()
-    layers = Layers.from_config(cfg, macros={"rack1": {"42": ["10.70.0.6"], "128": "hex:0a"},
-                                             "01525400000001": {"42": ["10.70.0.7"]}})
+    layers = Layers.from_config(
+        cfg, macros={"rack1": {"42": ["10.70.0.6"], "128": "hex:0a"}, "01525400000001": {"42": ["10.70.0.7"]}}
+    )
     base = layers.resolve("public")
     assert base[42] == IPv4Address("10.70.0.5").packed and 128 not in base  # network
     assert layers.resolve("public", b"PXEClient:Arch:00000")[128] == b"\x01"  # class
@@ -184,10 +204,16 @@ def test_record_macro_reaches_the_reply():
     assert world.ask(request(P.DISCOVER)).packet.options[42] == IPv4Address("10.70.0.9").packed
 
 
-@pytest.mark.parametrize("code, value, rule", [
-    (3, "not-an-ip", "option 3"), (51, "600", "expected an integer"), (26, 70000, "option 26"),
-    (200, 5, "cannot tell how to encode"), (12, ["a"], "expected a string"),
-])
+@pytest.mark.parametrize(
+    "code, value, rule",
+    [
+        (3, "not-an-ip", "option 3"),
+        (51, "600", "expected an integer"),
+        (26, 70000, "option 26"),
+        (200, 5, "cannot tell how to encode"),
+        (12, ["a"], "expected a string"),
+    ],
+)
 def test_bad_option_values_are_config_errors(code, value, rule):
     with pytest.raises(ConfigError, match=rule):
         encode_value(code, value, f"networks[x].options.{code}")
@@ -206,8 +232,12 @@ def test_lease_times_and_order():
 
 
 def test_macros_from_the_config_reach_the_client():
-    cfg = config(**{"offer_hold = 30\n": 'offer_hold = 30\n[dhcp.macros.01525400000001]\n"42" = ["10.70.0.8"]\n'
-                                         '[dhcp.macros.rack2]\n"42" = ["10.70.0.9"]\n'})
+    cfg = config(
+        **{
+            "offer_hold = 30\n": 'offer_hold = 30\n[dhcp.macros.01525400000001]\n"42" = ["10.70.0.8"]\n'
+            '[dhcp.macros.rack2]\n"42" = ["10.70.0.9"]\n'
+        }
+    )
     world = World(cfg)
     assert world.ask(request(P.DISCOVER)).packet.options[42] == IPv4Address("10.70.0.8").packed  # client macro
     world.stores[S1].bind("public", "10.70.0.92", "01525400000002", "n2", macro="rack2")
@@ -215,10 +245,14 @@ def test_macros_from_the_config_reach_the_client():
     assert other.yiaddr == IPv4Address("10.70.0.92") and other.options[42] == IPv4Address("10.70.0.9").packed
 
 
-@pytest.mark.parametrize("text, key", [
-    ('[dhcp.macros.rack1]\n"300" = 1\n', "dhcp.macros.rack1.300"),
-    ('[dhcp.classes.PXE]\nx = 1\n', "dhcp.classes.PXE.x"),
-], ids=["macro-option-number", "class-option-number"])
+@pytest.mark.parametrize(
+    "text, key",
+    [
+        ('[dhcp.macros.rack1]\n"300" = 1\n', "dhcp.macros.rack1.300"),
+        ("[dhcp.classes.PXE]\nx = 1\n", "dhcp.classes.PXE.x"),
+    ],
+    ids=["macro-option-number", "class-option-number"],
+)
 def test_option_tables_in_the_config_name_bad_keys(text, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         config(**{"offer_hold = 30\n": "offer_hold = 30\n" + text})

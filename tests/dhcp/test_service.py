@@ -19,7 +19,8 @@ RELAY = "10.72.0.1"
 
 
 def handler(tmp_path):
-    cfg = parse(f"""
+    cfg = parse(
+        f"""
 [server]
 owner_ips = ["10.73.0.1"]
 [store]
@@ -31,7 +32,9 @@ relays = ["{RELAY}"]
 [[networks.ranges]]
 start = "10.72.0.10"
 end = "10.72.0.20"
-""", "t")
+""",
+        "t",
+    )
     return engine_handler(Wiring(cfg))
 
 

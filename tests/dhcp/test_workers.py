@@ -54,11 +54,12 @@ def test_each_process_socket_gets_exactly_the_unicast_macs_the_rule_gives_it(pro
 
 def test_a_process_that_cannot_start_fails_the_start_with_its_reason(tmp_path, capfd):
     # The device does not exist, so process 1 cannot bind: nothing is ever served.
-    cfg = parse(f"""
+    cfg = parse(
+        f"""
 [server]
 owner_ips = ["10.74.0.1"]
 [store]
-directory = "{tmp_path / 'store'}"
+directory = "{tmp_path / "store"}"
 [dhcp]
 processes = 2
 port = 6767
@@ -66,7 +67,9 @@ port = 6767
 name = "nowhere"
 subnet = "10.74.0.0/24"
 interface = "nosuch9"
-""", "t")
+""",
+        "t",
+    )
     others = Processes(cfg)
     with pytest.raises(WorkerFailed, match="DHCP process 1 did not start: exited 2 before it was ready"):
         others.start()

@@ -5,7 +5,9 @@ from __future__ import annotations
 from ipaddress import IPv4Address, IPv4Network
 
 import pytest
-from dnslib import CLASS, EDNS0, OPCODE, QTYPE, RCODE, DNSRecord
+from dnslib import CLASS, EDNS0, OPCODE, QTYPE, RCODE, DNSLabel, DNSQuestion, DNSRecord
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bootsrv.config import parse
 from bootsrv.dns.answer import answer, max_udp_size, truncate
@@ -237,13 +239,11 @@ def test_loopback_listener_gets_no_glue():
 
 # Any question name and type: an answer with a sane rcode, never an exception; REFUSED exactly
 # when the name is outside our zones.
-from dnslib import DNSLabel, DNSQuestion  # noqa: E402
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st
 
 _labels = st.lists(st.binary(min_size=1, max_size=63), min_size=0, max_size=6)
-_suffix = st.sampled_from([(), (b"lab", b"example"), (b"be", b"lab", b"example"), (b"1", b"20", b"10", b"in-addr", b"arpa"),
-                           (b"com",)])
+_suffix = st.sampled_from(
+    [(), (b"lab", b"example"), (b"be", b"lab", b"example"), (b"1", b"20", b"10", b"in-addr", b"arpa"), (b"com",)]
+)
 
 
 @settings(max_examples=500, deadline=None)

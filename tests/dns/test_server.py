@@ -120,8 +120,11 @@ class _Rec:
 
 
 def test_store_hosts_takes_records_with_a_hostname():
-    recs = [_Rec("hv1", IPv4Address("10.30.0.11"), "public"), _Rec("", IPv4Address("10.30.0.12"), "public"),
-            _Rec(None, IPv4Address("10.30.0.13"), "public")]
+    recs = [
+        _Rec("hv1", IPv4Address("10.30.0.11"), "public"),
+        _Rec("", IPv4Address("10.30.0.12"), "public"),
+        _Rec(None, IPv4Address("10.30.0.13"), "public"),
+    ]
     assert store_hosts(lambda: recs)() == [Host("hv1", IPv4Address("10.30.0.11"), "public")]
 
 

@@ -30,8 +30,8 @@ files_root = "{tmp_path}/files"
 http_base_url = "{BASE}"
 {extra}
 [profiles]
-profiles_dir = "{REPO / 'profiles'}"
-templates_dir = "{REPO / 'templates'}"
+profiles_dir = "{REPO / "profiles"}"
+templates_dir = "{REPO / "templates"}"
 """
     wiring = Wiring(parse(text, "test.toml"), clock=Clock())
     wiring.machines = MemoryRegistry()  # a cached_property: the instance attribute replaces it
@@ -59,5 +59,5 @@ unknown_machines = "local"
 address = "{server}"
 [profiles]
 profiles_dir = "{profiles_dir}"
-templates_dir = "{REPO / 'templates'}"
+templates_dir = "{REPO / "templates"}"
 """

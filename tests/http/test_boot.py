@@ -16,9 +16,13 @@ from bootsrv.machines.model import Machine, State
 MAC = "52:54:00:12:34:56"
 OTHER = "52:54:00:ab:cd:ef"
 FACTS = {
-    "hostname": "hv1.lab.example", "cpus": 4, "memory_mib": 4096,
-    "nics": [{"name": "eth0", "mac": MAC}], "disks": [{"name": "vda", "size_bytes": 1 << 30}],
-    "hypervisor": "kvm", "libvirt_uri": "qemu+ssh://root@hv1.lab.example/system",
+    "hostname": "hv1.lab.example",
+    "cpus": 4,
+    "memory_mib": 4096,
+    "nics": [{"name": "eth0", "mac": MAC}],
+    "disks": [{"name": "vda", "size_bytes": 1 << 30}],
+    "hypervisor": "kvm",
+    "libvirt_uri": "qemu+ssh://root@hv1.lab.example/system",
 }
 
 
@@ -67,20 +71,26 @@ def test_enrolled_machine_boots_locally_and_nothing_is_written(client, wiring):
     assert "kernel " not in client.get(f"/boot/{MAC}.ipxe").text
 
 
-@pytest.mark.parametrize("spelling", ["52:54:00:12:34:56", "52-54-00-12-34-56", "5254.0012.3456",
-                                      "525400123456", "52:54:00:12:34:56".upper()])
+@pytest.mark.parametrize(
+    "spelling",
+    ["52:54:00:12:34:56", "52-54-00-12-34-56", "5254.0012.3456", "525400123456", "52:54:00:12:34:56".upper()],
+)
 def test_mac_spellings(client, wiring, spelling):
     add(wiring)
     assert "kernel " in client.get(f"/boot/{spelling}.ipxe").text
 
 
-@pytest.mark.parametrize(("path", "status", "words"), [
-    ("/boot/52:54:00:12:34.ipxe", 400, "mac: "),
-    ("/boot/zz:54:00:12:34:56.ipxe", 400, "mac: "),
-    ("/boot/01:00:5e:00:00:01.ipxe", 400, "multicast"),
-    ("/boot/52:54:00:12:34:56.cfg", 404, "path: "),
-    ("/profiles/not-a-mac/answer.sh?token=" + "A" * 43, 400, "mac: "),
-], ids=["short", "hex", "multicast", "suffix", "answer-mac"])
+@pytest.mark.parametrize(
+    ("path", "status", "words"),
+    [
+        ("/boot/52:54:00:12:34.ipxe", 400, "mac: "),
+        ("/boot/zz:54:00:12:34:56.ipxe", 400, "mac: "),
+        ("/boot/01:00:5e:00:00:01.ipxe", 400, "multicast"),
+        ("/boot/52:54:00:12:34:56.cfg", 404, "path: "),
+        ("/profiles/not-a-mac/answer.sh?token=" + "A" * 43, 400, "mac: "),
+    ],
+    ids=["short", "hex", "multicast", "suffix", "answer-mac"],
+)
 def test_bad_requests_name_the_field(client, wiring, path, status, words):
     add(wiring)
     before = wiring.machines.list()
@@ -166,8 +176,12 @@ ANSWER_REFUSALS = [
     ("malformed", lambda c, w: boot(c).split("?")[0] + "?token=abc", 403, "token: malformed"),
     ("unknown-token", lambda c, w: boot(c).split("?")[0] + "?token=" + "x" * 43, 403, "not issued to machine"),
     ("other-machines-token", _other_machines_token, 403, "not issued to machine 52:54:00:12:34:56"),
-    ("token-for-unknown-mac", lambda c, w: boot(c).replace("52-54-00-12-34-56", "52-54-00-99-99-99"), 403,
-     "not issued to machine 52:54:00:99:99:99"),
+    (
+        "token-for-unknown-mac",
+        lambda c, w: boot(c).replace("52-54-00-12-34-56", "52-54-00-99-99-99"),
+        403,
+        "not issued to machine 52:54:00:99:99:99",
+    ),
     ("expired", _expire, 403, "expired at"),
     ("replayed-after-enroll", _enrolled, 409, "already used"),
     ("retired-meanwhile", _retired, 403, "superseded"),  # retire forgets the tokens
@@ -176,8 +190,9 @@ ANSWER_REFUSALS = [
 ]
 
 
-@pytest.mark.parametrize(("make_path", "status", "words"), [r[1:] for r in ANSWER_REFUSALS],
-                         ids=[r[0] for r in ANSWER_REFUSALS])
+@pytest.mark.parametrize(
+    ("make_path", "status", "words"), [r[1:] for r in ANSWER_REFUSALS], ids=[r[0] for r in ANSWER_REFUSALS]
+)
 def test_answer_refusals(client, wiring, make_path, status, words):
     add(wiring)
     path = make_path(client, wiring)

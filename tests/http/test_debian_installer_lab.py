@@ -33,9 +33,11 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 IPXE = Path("/usr/lib/ipxe/ipxe.lkrn")
 SERVER = "10.237.0.2"
 MAC = "52:54:00:37:00:01"
-STATIC = ('"netcfg/disable_autoconfig=true", "netcfg/get_ipaddress=10.237.0.50", '
-          '"netcfg/get_netmask=255.255.255.0", "netcfg/get_gateway=10.237.0.2", '
-          '"netcfg/get_nameservers=10.237.0.2", "netcfg/confirm_static=true",')
+STATIC = (
+    '"netcfg/disable_autoconfig=true", "netcfg/get_ipaddress=10.237.0.50", '
+    '"netcfg/get_netmask=255.255.255.0", "netcfg/get_gateway=10.237.0.2", '
+    '"netcfg/get_nameservers=10.237.0.2", "netcfg/confirm_static=true",'
+)
 
 
 def test_debian_installer_fetches_its_preseed(lab, tmp_path):
@@ -50,8 +52,9 @@ def test_debian_installer_fetches_its_preseed(lab, tmp_path):
     site = profiles / "site.toml"
     site.write_text(site.read_text().replace("http://deb.debian.org/debian", f"http://{SERVER}:9/debian"))
     (tmp_path / "store").mkdir()
-    FileRegistry(tmp_path / "store").put(Machine(mac=MAC, hostname="hv1", state=State.NEW,
-                                                 profile="debian12-kvm-hypervisor", created=time.time()), None)
+    FileRegistry(tmp_path / "store").put(
+        Machine(mac=MAC, hostname="hv1", state=State.NEW, profile="debian12-kvm-hypervisor", created=time.time()), None
+    )
     config = tmp_path / "site.toml"
     config.write_text(lab_serve_config(tmp_path, SERVER, profiles))
     fetched = CliRunner().invoke(main, ["--config", str(config), "profile", "fetch-installer"])
@@ -61,21 +64,38 @@ def test_debian_installer_fetches_its_preseed(lab, tmp_path):
     srv = lab.host("srv")
     lab.plug(srv, seg, "net0", f"{SERVER}/24")
     log_path = tmp_path / "serve.log"
-    srv.popen([sys.executable, "-m", "bootsrv", "--config", str(config), "serve"],
-              stdout=open(log_path, "wb"), stderr=subprocess.STDOUT, cwd=str(REPO))
+    srv.popen(
+        [sys.executable, "-m", "bootsrv", "--config", str(config), "serve"],
+        stdout=open(log_path, "wb"),
+        stderr=subprocess.STDOUT,
+        cwd=str(REPO),
+    )
     deadline = time.monotonic() + 60
-    while srv.run([sys.executable, "-c", f"import urllib.request; urllib.request.urlopen('http://{SERVER}:8080/healthz', timeout=1)"],
-                  check=False).returncode != 0:
+    while (
+        srv.run(
+            [
+                sys.executable,
+                "-c",
+                f"import urllib.request; urllib.request.urlopen('http://{SERVER}:8080/healthz', timeout=1)",
+            ],
+            check=False,
+        ).returncode
+        != 0
+    ):
         assert time.monotonic() < deadline, log_path.read_text()
         time.sleep(0.3)
 
-    (tmp_path / "start.ipxe").write_text(f"#!ipxe\nset net0/ip 10.237.0.50\nset net0/netmask 255.255.255.0\n"
-                                         f"ifopen net0\nchain http://{SERVER}:8080/boot/${{net0/mac}}.ipxe\n")
+    (tmp_path / "start.ipxe").write_text(
+        f"#!ipxe\nset net0/ip 10.237.0.50\nset net0/netmask 255.255.255.0\n"
+        f"ifopen net0\nchain http://{SERVER}:8080/boot/${{net0/mac}}.ipxe\n"
+    )
     vm = labvm.Vm(seg, "di", tmp_path, MAC, kernel=IPXE, initrd=tmp_path / "start.ipxe", memory_mib=1024).start()
     try:
         deadline = time.monotonic() + 600  # ~40 s on an idle 2-core machine; generous for a loaded one
         while "file=preseed.cfg" not in log_path.read_text():
-            assert time.monotonic() < deadline, f"no preseed fetch:\n{vm.output()[-3000:]}\n{log_path.read_text()[-2000:]}"
+            assert time.monotonic() < deadline, (
+                f"no preseed fetch:\n{vm.output()[-3000:]}\n{log_path.read_text()[-2000:]}"
+            )
             assert vm.proc.poll() is None, vm.output()[-3000:]
             time.sleep(1)
         # Everything before the mirror came from the preseed: a question would stop d-i earlier.

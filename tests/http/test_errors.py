@@ -17,7 +17,14 @@ CASES = [
     # (method, path, status, error, field, words in the reason)
     ("get", "/nothing/here", 404, "NotFound", "path", "nothing is served at /nothing/here"),
     ("get", "/api", 404, "NotFound", "path", "nothing is served at /api"),
-    ("post", "/healthz", 405, "MethodNotAllowed", "method", "POST is not allowed on /healthz (allowed: GET, HEAD, OPTIONS)"),
+    (
+        "post",
+        "/healthz",
+        405,
+        "MethodNotAllowed",
+        "method",
+        "POST is not allowed on /healthz (allowed: GET, HEAD, OPTIONS)",
+    ),
     ("delete", f"/boot/{MAC}.ipxe", 405, "MethodNotAllowed", "method", "allowed: GET, HEAD, OPTIONS"),
     ("get", "/boot/zz.ipxe", 400, "InvalidInput", "mac", "'zz' is not a MAC address"),
     ("get", f"/boot/{MAC}.cfg", 404, "NotFound", None, "/boot/ serves <mac>.ipxe"),
@@ -29,8 +36,9 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("method, path, status, error, field, words", CASES,
-                         ids=[f"{c[2]}-{c[0]}-{c[1]}" for c in CASES])
+@pytest.mark.parametrize(
+    "method, path, status, error, field, words", CASES, ids=[f"{c[2]}-{c[0]}-{c[1]}" for c in CASES]
+)
 def test_every_error_has_the_one_shape(client, method, path, status, error, field, words):
     resp = getattr(client, method)(path, data=b"{not json" if method == "post" else None)
     assert resp.status_code == status and resp.mimetype == "application/json", resp.text

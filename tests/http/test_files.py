@@ -34,13 +34,17 @@ def test_whole_file(client, files):
     assert resp.headers["ETag"] and resp.headers["Last-Modified"]
 
 
-@pytest.mark.parametrize(("header", "status", "body", "content_range"), [
-    ("bytes=0-99", 206, KERNEL[:100], f"bytes 0-99/{len(KERNEL)}"),
-    ("bytes=1000-", 206, KERNEL[1000:], f"bytes 1000-{len(KERNEL) - 1}/{len(KERNEL)}"),
-    ("bytes=-256", 206, KERNEL[-256:], f"bytes {len(KERNEL) - 256}-{len(KERNEL) - 1}/{len(KERNEL)}"),
-    (f"bytes={len(KERNEL)}-", 416, None, f"bytes */{len(KERNEL)}"),
-    ("bytes=99999-100000", 416, None, f"bytes */{len(KERNEL)}"),
-], ids=["head", "tail-from", "suffix", "at-end", "beyond"])
+@pytest.mark.parametrize(
+    ("header", "status", "body", "content_range"),
+    [
+        ("bytes=0-99", 206, KERNEL[:100], f"bytes 0-99/{len(KERNEL)}"),
+        ("bytes=1000-", 206, KERNEL[1000:], f"bytes 1000-{len(KERNEL) - 1}/{len(KERNEL)}"),
+        ("bytes=-256", 206, KERNEL[-256:], f"bytes {len(KERNEL) - 256}-{len(KERNEL) - 1}/{len(KERNEL)}"),
+        (f"bytes={len(KERNEL)}-", 416, None, f"bytes */{len(KERNEL)}"),
+        ("bytes=99999-100000", 416, None, f"bytes */{len(KERNEL)}"),
+    ],
+    ids=["head", "tail-from", "suffix", "at-end", "beyond"],
+)
 def test_ranges(client, files, header, status, body, content_range):
     resp = client.get(PATH, headers={"Range": header})
     assert resp.status_code == status
@@ -66,19 +70,33 @@ def test_conditional_get(client, files):
     assert stale.status_code == 200 and len(stale.data) == len(KERNEL)
 
 
-@pytest.mark.parametrize(("path", "status", "words"), [
-    ("/files/../secret", 400, "path: "),
-    ("/files/installers/../../secret", 400, "path: "),
-    ("/files/%2e%2e/secret", 400, "path: "),
-    ("/files/installers/%2e%2e/%2e%2e/secret", 400, "path: "),
-    ("/files//etc/passwd", 404, "no file"),  # Werkzeug merges the slashes: etc/passwd under the root
-    ("/files/installers\\..\\..\\secret", 400, "backslash"),
-    ("/files/installers/./debian12/amd64/linux", 400, "path: "),
-    ("/files/escape", 404, "no file"),  # a symlink out of the root is not there
-    ("/files/installers/debian12", 404, "no file"),  # directories are not listed
-    ("/files/missing", 404, "no file"),
-], ids=["dotdot", "dotdot-deep", "encoded", "encoded-deep", "absolute", "backslash", "dot", "symlink-out",
-        "directory", "missing"])
+@pytest.mark.parametrize(
+    ("path", "status", "words"),
+    [
+        ("/files/../secret", 400, "path: "),
+        ("/files/installers/../../secret", 400, "path: "),
+        ("/files/%2e%2e/secret", 400, "path: "),
+        ("/files/installers/%2e%2e/%2e%2e/secret", 400, "path: "),
+        ("/files//etc/passwd", 404, "no file"),  # Werkzeug merges the slashes: etc/passwd under the root
+        ("/files/installers\\..\\..\\secret", 400, "backslash"),
+        ("/files/installers/./debian12/amd64/linux", 400, "path: "),
+        ("/files/escape", 404, "no file"),  # a symlink out of the root is not there
+        ("/files/installers/debian12", 404, "no file"),  # directories are not listed
+        ("/files/missing", 404, "no file"),
+    ],
+    ids=[
+        "dotdot",
+        "dotdot-deep",
+        "encoded",
+        "encoded-deep",
+        "absolute",
+        "backslash",
+        "dot",
+        "symlink-out",
+        "directory",
+        "missing",
+    ],
+)
 def test_nothing_outside_the_root(client, files, path, status, words):
     resp = client.get(path, follow_redirects=True)
     assert resp.status_code == status and words in resp.text, (resp.status_code, resp.text)
@@ -89,10 +107,13 @@ def test_symlink_inside_the_root_is_served(client, files):
     assert client.get("/files/inside-link").data == KERNEL
 
 
-@pytest.mark.parametrize(("text", "key", "words"), [
-    ('[boot]\nfiles_root = 5', "boot.files_root", "valid path"),
-    ('[boot]\nfile_root = "/x"', "boot.file_root", "unknown key"),
-])
+@pytest.mark.parametrize(
+    ("text", "key", "words"),
+    [
+        ("[boot]\nfiles_root = 5", "boot.files_root", "valid path"),
+        ('[boot]\nfile_root = "/x"', "boot.file_root", "unknown key"),
+    ],
+)
 def test_files_root_config(text, key, words):
     assert config.parse("", "t").boot.files_root.as_posix() == "/var/lib/bootsrv/files"
     with pytest.raises(ConfigError) as err:

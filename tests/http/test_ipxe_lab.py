@@ -61,19 +61,30 @@ def test_ipxe_install_then_local(lab, tmp_path):
     labvm.build_initramfs(files / "initrd.gz", labvm.INIT_PRELUDE + INSTALLER)
     (tmp_path / "store").mkdir()
     FileRegistry(tmp_path / "store").put(
-        Machine(mac=MAC, hostname="hv1", state=State.NEW, profile="lab-test", created=time.time()), None)
+        Machine(mac=MAC, hostname="hv1", state=State.NEW, profile="lab-test", created=time.time()), None
+    )
     config = tmp_path / "site.toml"
     config.write_text(lab_serve_config(tmp_path, SERVER))
     seg = lab.segment("lan")
     srv = lab.host("srv")
     lab.plug(srv, seg, "net0", f"{SERVER}/24")
     log = open(tmp_path / "serve.log", "wb")
-    srv.popen([sys.executable, "-m", "bootsrv", "--config", str(config), "serve"], stdout=log,
-              stderr=subprocess.STDOUT, cwd=str(REPO))
+    srv.popen(
+        [sys.executable, "-m", "bootsrv", "--config", str(config), "serve"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=str(REPO),
+    )
     deadline = time.monotonic() + 60
     while True:
-        probe = srv.run([sys.executable, "-c", f"import urllib.request; urllib.request.urlopen('http://{SERVER}:8080/healthz', timeout=1)"],
-                        check=False)
+        probe = srv.run(
+            [
+                sys.executable,
+                "-c",
+                f"import urllib.request; urllib.request.urlopen('http://{SERVER}:8080/healthz', timeout=1)",
+            ],
+            check=False,
+        )
         if probe.returncode == 0:
             break
         assert time.monotonic() < deadline, (tmp_path / "serve.log").read_text()

@@ -31,10 +31,12 @@ def served(tmp_path):
     server = create_server(create_app(wiring), host="127.0.0.1", port=0, threads=4)
     base = f"http://127.0.0.1:{server.effective_port}"
     # The URLs the scripts carry must reach this server.
-    wiring.config = wiring.config.model_copy(update={
-        "boot": wiring.config.boot.model_copy(update={"http_base_url": base}),
-        "profiles": wiring.config.profiles.model_copy(update={"profiles_dir": profiles}),
-    })
+    wiring.config = wiring.config.model_copy(
+        update={
+            "boot": wiring.config.boot.model_copy(update={"http_base_url": base}),
+            "profiles": wiring.config.profiles.model_copy(update={"profiles_dir": profiles}),
+        }
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     yield wiring, base
@@ -94,8 +96,9 @@ def test_lab_installer_cycle_with_busybox(served, tmp_path):
     (proc / "meminfo").write_text("MemTotal:        1048576 kB\n")
     env = {"PATH": str(bin_), "BOOTSRV_SYSFS": str(sys_), "BOOTSRV_PROCFS": str(proc)}
 
-    fetched = subprocess.run(["wget", "-q", "-O", str(tmp_path / "answer.sh"), answer], env=env,
-                             capture_output=True, text=True, timeout=30)
+    fetched = subprocess.run(
+        ["wget", "-q", "-O", str(tmp_path / "answer.sh"), answer], env=env, capture_output=True, text=True, timeout=30
+    )
     assert fetched.returncode == 0, fetched.stderr
     ran = subprocess.run(["sh", str(tmp_path / "answer.sh")], env=env, capture_output=True, text=True, timeout=30)
     assert ran.returncode == 0, ran.stdout + ran.stderr

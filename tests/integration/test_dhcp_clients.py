@@ -41,7 +41,8 @@ exit 0
 
 DHCLIENT_SCRIPT = """#!/bin/sh
 # dhclient-script contract: $reason, $interface, $new_ip_address, $new_subnet_mask, ...
-echo "$reason ${new_ip_address:-} ${new_dhcp_server_identifier:-} ${new_routers:-} ${new_dhcp_lease_time:-}" >> "%(rec)s"
+fields="$reason ${new_ip_address:-} ${new_dhcp_server_identifier:-} ${new_routers:-}"
+echo "$fields ${new_dhcp_lease_time:-}" >> "%(rec)s"
 case "$reason" in
   BOUND|RENEW|REBIND|REBOOT)
     ip addr flush dev "$interface"; ip addr add "$new_ip_address/$new_subnet_mask" dev "$interface" ;;
@@ -51,11 +52,21 @@ exit 0
 """
 
 
-def config_text(workdir: Path, *, owner: str = SERVER, interface: str | None = "net0",
-                relays: tuple[str, ...] = (), subnet: str = "10.65.0.0/24",
-                start: str = "10.65.0.50", end: str = "10.65.0.199", lease_time: int = 600,
-                extra_networks: str = "", server_extra: str = "", name: str = "boot1",
-                store: Path | None = None) -> str:
+def config_text(
+    workdir: Path,
+    *,
+    owner: str = SERVER,
+    interface: str | None = "net0",
+    relays: tuple[str, ...] = (),
+    subnet: str = "10.65.0.0/24",
+    start: str = "10.65.0.50",
+    end: str = "10.65.0.199",
+    lease_time: int = 600,
+    extra_networks: str = "",
+    server_extra: str = "",
+    name: str = "boot1",
+    store: Path | None = None,
+) -> str:
     iface = f'interface = "{interface}"\n' if interface else ""
     relay = f"relays = [{', '.join(repr(r).replace(chr(39), chr(34)) for r in relays)}]\n" if relays else ""
     router = ".".join(subnet.split("/")[0].split(".")[:3]) + ".1"
@@ -66,7 +77,7 @@ owner_ips = ["{owner}"]
 rescan_interval = 2
 {server_extra}
 [store]
-directory = "{store or workdir / 'store'}"
+directory = "{store or workdir / "store"}"
 [[networks]]
 name = "public"
 subnet = "{subnet}"
@@ -93,8 +104,7 @@ def launch(host, workdir: Path, text: str, tag: str = "serve"):
     conf.write_text(text)
     Path(text.split('directory = "')[1].split('"')[0]).mkdir(parents=True, exist_ok=True)
     logpath = workdir / f"{tag}.log"
-    proc = host.popen([sys.executable, "-m", "bootsrv", "--config", str(conf), "serve"],
-                      stderr=open(logpath, "w"))
+    proc = host.popen([sys.executable, "-m", "bootsrv", "--config", str(conf), "serve"], stderr=open(logpath, "w"))
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         if "event=ready" in logpath.read_text():
@@ -130,13 +140,34 @@ def records(rec: Path) -> list[list[str]]:
     return [line.split() for line in rec.read_text().splitlines() if line.strip()]
 
 
-def udhcpc_once(host, workdir: Path, ifname: str, tag: str = "u", timeout: int = 20,
-                vendor: str | None = None) -> str | None:
+def udhcpc_once(
+    host, workdir: Path, ifname: str, tag: str = "u", timeout: int = 20, vendor: str | None = None
+) -> str | None:
     """One udhcpc run that quits once bound (-q) or after its tries (-n): the address, or None.
     `vendor` is its option 60 (-V), e.g. a PXE ROM's "PXEClient:Arch:00000:UNDI:002001"."""
     script, rec = _script(workdir, tag, UDHCPC_SCRIPT)
-    host.run(["busybox", "udhcpc", "-f", "-q", "-n", "-i", ifname, "-s", str(script), "-t", "6", "-T", "1",
-              "-A", "1", *(["-V", vendor] if vendor else [])], check=False, timeout=timeout)
+    host.run(
+        [
+            "busybox",
+            "udhcpc",
+            "-f",
+            "-q",
+            "-n",
+            "-i",
+            ifname,
+            "-s",
+            str(script),
+            "-t",
+            "6",
+            "-T",
+            "1",
+            "-A",
+            "1",
+            *(["-V", vendor] if vendor else []),
+        ],
+        check=False,
+        timeout=timeout,
+    )
     bound = [r for r in records(rec) if r[0] == "bound"]
     return bound[-1][1] if bound else None
 
@@ -176,8 +207,11 @@ def test_udhcpc_gets_renews_and_releases(served):
     need(shutil.which("busybox") is not None, "busybox (busybox-static) is not installed")
     server, client, proc, workdir = served
     script, rec = _script(workdir, "ud", UDHCPC_SCRIPT)
-    ud = client.popen(["busybox", "udhcpc", "-f", "-i", "net0", "-s", str(script), "-t", "6", "-T", "1"],
-                      stdout=open(workdir / "ud.out", "w"), stderr=open(workdir / "ud.err", "w"))
+    ud = client.popen(
+        ["busybox", "udhcpc", "-f", "-i", "net0", "-s", str(script), "-t", "6", "-T", "1"],
+        stdout=open(workdir / "ud.out", "w"),
+        stderr=open(workdir / "ud.err", "w"),
+    )
     bound = wait_record(rec, "bound", 15)
     assert bound is not None, (workdir / "ud.err").read_text()
     ip, serverid, router = bound[1], bound[2], bound[3]
@@ -252,11 +286,19 @@ def test_relayed_through_dhcrelay(lab, tmp_path):
     lab.route(server, "10.66.1.0/24", "10.66.2.1")
     # The left network is served only through its relay (giaddr 10.66.1.1); the server's own
     # segment is named by no network, so it answers nothing there.
-    text = config_text(tmp_path, owner="10.66.2.10", interface=None, relays=("10.66.1.1",),
-                       subnet="10.66.1.0/24", start="10.66.1.50", end="10.66.1.99")
+    text = config_text(
+        tmp_path,
+        owner="10.66.2.10",
+        interface=None,
+        relays=("10.66.1.1",),
+        subnet="10.66.1.0/24",
+        start="10.66.1.50",
+        end="10.66.1.99",
+    )
     proc = launch(server, tmp_path, text)
-    relay = router.popen(["dhcrelay", "-d", "-4", "-id", "net0", "-iu", "net1", "10.66.2.10"],
-                         stderr=open(tmp_path / "relay.err", "w"))
+    relay = router.popen(
+        ["dhcrelay", "-d", "-4", "-id", "net0", "-iu", "net1", "10.66.2.10"], stderr=open(tmp_path / "relay.err", "w")
+    )
     time.sleep(0.5)
     ip = udhcpc_once(client, tmp_path, "net0")
     assert ip is not None, (tmp_path / "relay.err").read_text()[-1500:] + (tmp_path / "serve.log").read_text()[-1500:]

@@ -32,19 +32,49 @@ COUNT = 100_000
 MAGIC = b"\x63\x82\x53\x63"
 
 
-def bootp(op=1, xid=1, secs=0, flags=0x8000, ciaddr=b"\0" * 4, giaddr=b"\0" * 4, mac=b"\x02\0\0\0\0\1",
-          options: list[tuple[int, bytes]] = ()) -> bytes:
-    head = struct.pack("!BBBBIHH4s4s4s4s16s64s128s", op, 1, 6, 0, xid, secs, flags, ciaddr, b"\0" * 4,
-                       b"\0" * 4, giaddr, mac.ljust(16, b"\0"), b"", b"")
+def bootp(
+    op=1,
+    xid=1,
+    secs=0,
+    flags=0x8000,
+    ciaddr=b"\0" * 4,
+    giaddr=b"\0" * 4,
+    mac=b"\x02\0\0\0\0\1",
+    options: list[tuple[int, bytes]] = (),
+) -> bytes:
+    head = struct.pack(
+        "!BBBBIHH4s4s4s4s16s64s128s",
+        op,
+        1,
+        6,
+        0,
+        xid,
+        secs,
+        flags,
+        ciaddr,
+        b"\0" * 4,
+        b"\0" * 4,
+        giaddr,
+        mac.ljust(16, b"\0"),
+        b"",
+        b"",
+    )
     body = b"".join(bytes([code, len(value)]) + value for code, value in options)
     return head + MAGIC + body + b"\xff"
 
 
 def seeds() -> list[bytes]:
-    pxe = [(60, b"PXEClient:Arch:00007:UNDI:003016"), (93, b"\x00\x07"), (94, b"\x01\x03\x10"),
-           (97, b"\x00" + bytes(range(16))), (55, bytes([1, 3, 6, 43, 60, 66, 67, 97, 128]))]
+    pxe = [
+        (60, b"PXEClient:Arch:00007:UNDI:003016"),
+        (93, b"\x00\x07"),
+        (94, b"\x01\x03\x10"),
+        (97, b"\x00" + bytes(range(16))),
+        (55, bytes([1, 3, 6, 43, 60, 66, 67, 97, 128])),
+    ]
     out = [
-        bootp(options=[(53, b"\x01"), (61, b"\x01\x02\0\0\0\0\1"), (55, bytes([1, 3, 6, 15, 51, 54])), (57, b"\x05\xc0")]),
+        bootp(
+            options=[(53, b"\x01"), (61, b"\x01\x02\0\0\0\0\1"), (55, bytes([1, 3, 6, 15, 51, 54])), (57, b"\x05\xc0")]
+        ),
         bootp(options=[(53, b"\x01")] + pxe),
         bootp(options=[(53, b"\x01"), (77, b"iPXE"), (60, b"PXEClient:Arch:00000:UNDI:002001"), (93, b"\x00\x00")]),
         bootp(options=[(53, b"\x03"), (50, bytes([10, 65, 0, 50])), (54, bytes([10, 65, 0, 1])), (12, b"vm-host1")]),
@@ -98,8 +128,9 @@ def test_mutated_packets_leave_the_server_serving(lab, tmp_path):
     # Mutated DISCOVERs are clients too (a mutated chaddr is a new one), each holding an address
     # for offer_hold: a 150-address range ran out under the flood now and then, and the real
     # client got no address (DHCP starvation, not a crash). A /16 range is far larger than the flood.
-    server, client, _proc, fuzzer = start_server(lab, tmp_path, subnet="10.65.0.0/16", start="10.65.1.0",
-                                                 end="10.65.250.255")
+    server, client, _proc, fuzzer = start_server(
+        lab, tmp_path, subnet="10.65.0.0/16", start="10.65.1.0", end="10.65.250.255"
+    )
 
     rng = random.Random(20261124)
     pool = seeds()

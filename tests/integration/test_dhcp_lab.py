@@ -214,8 +214,11 @@ def test_service_sockets_follow_the_config(two_segments, tmp_path):
     assert in_netns(server.ns, interface_address, "nosuch0") is None
     # The embedded default names no interface and no relay: no DHCP service at all.
     assert dhcp_services(Wiring(parse("", "default"))) == []
-    cfg = parse('[[networks]]\nname = "a"\nsubnet = "10.61.0.0/24"\ninterface = "net0"\n'
-                '[[networks]]\nname = "r"\nsubnet = "10.61.9.0/24"\nrelays = ["10.61.1.254"]\n', "t")
+    cfg = parse(
+        '[[networks]]\nname = "a"\nsubnet = "10.61.0.0/24"\ninterface = "net0"\n'
+        '[[networks]]\nname = "r"\nsubnet = "10.61.9.0/24"\nrelays = ["10.61.1.254"]\n',
+        "t",
+    )
     assert served_interfaces(cfg) == ["net0"] and relayed(cfg)
     off = parse('[dhcp]\nenabled = false\n[[networks]]\nname = "a"\nsubnet = "10.61.0.0/24"\ninterface = "net0"\n', "t")
     assert dhcp_services(Wiring(off)) == []
@@ -227,8 +230,11 @@ def test_a_missing_interface_is_a_config_error(two_segments):
     from bootsrv.errors import ConfigError
 
     server, *_ = two_segments
-    cfg = parse('[[networks]]\nname = "a"\nsubnet = "10.61.0.0/24"\ninterface = "net0"\n'
-                '[[networks]]\nname = "b"\nsubnet = "10.61.5.0/24"\ninterface = "nosuch9"\n', "t")
+    cfg = parse(
+        '[[networks]]\nname = "a"\nsubnet = "10.61.0.0/24"\ninterface = "net0"\n'
+        '[[networks]]\nname = "b"\nsubnet = "10.61.5.0/24"\ninterface = "nosuch9"\n',
+        "t",
+    )
     svc = DhcpService(cfg, lambda: _echo)
     with pytest.raises(ConfigError, match=r"networks\[1\]\.interface: cannot serve 'nosuch9'"):
         in_netns(server.ns, svc.start)
@@ -263,8 +269,9 @@ def test_a_batch_is_decided_before_its_acks_wait_for_the_disk(two_segments):
         decided.append(raw)
         commit = Commit(decided, OSError("fsync failed") if raw == b"broken" else None)
         commits.append(commit)
-        return Deferred(commit, lambda _stored, raw=raw: Outgoing(b"durable:" + raw,
-                                                                  IPv4Address("255.255.255.255"), 68))
+        return Deferred(
+            commit, lambda _stored, raw=raw: Outgoing(b"durable:" + raw, IPv4Address("255.255.255.255"), 68)
+        )
 
     srv = DhcpServer(["net0"], relay_socket=False, port=67, handler=handler, workers=1)
     in_netns(server.ns, srv.start)

@@ -43,8 +43,17 @@ owner = "{S2}"
 
 
 def pair_config(workdir: Path, store: Path, me: str, name: str) -> str:
-    text = config_text(workdir, owner=me, subnet="10.67.0.0/24", start="10.67.0.50", end="10.67.0.99",
-                       lease_time=LEASE, store=store, name=name, server_extra="secondary_timeout = 0")
+    text = config_text(
+        workdir,
+        owner=me,
+        subnet="10.67.0.0/24",
+        start="10.67.0.50",
+        end="10.67.0.99",
+        lease_time=LEASE,
+        store=store,
+        name=name,
+        server_extra="secondary_timeout = 0",
+    )
     # The first range belongs to S1 explicitly, the second (appended) to S2: both servers know both.
     text = text.replace('end = "10.67.0.99"\n', f'end = "10.67.0.99"\nowner = "{S1}"\n' + RANGES, 1)
     return text
@@ -72,8 +81,9 @@ def test_pair_shares_one_store_and_survives_a_peer(lab, tmp_path):
         host = lab.host(f"c{i}")
         lab.plug(host, seg, "net0", mac=f"02:00:00:67:00:{i:02x}")
         script, rec = _script(tmp_path, f"c{i}", UDHCPC_SCRIPT)
-        proc = host.popen(["busybox", "udhcpc", "-f", "-i", "net0", "-s", str(script), "-t", "10", "-T", "1",
-                           "-A", "1"])
+        proc = host.popen(
+            ["busybox", "udhcpc", "-f", "-i", "net0", "-s", str(script), "-t", "10", "-T", "1", "-A", "1"]
+        )
         clients.append((host, proc, rec))
 
     def all_bound(since: int = 0):
@@ -91,7 +101,8 @@ def test_pair_shares_one_store_and_survives_a_peer(lab, tmp_path):
         leases = all_bound()
         time.sleep(0.2)
     assert leases is not None, f"not all {CLIENTS} clients bound: " + str(
-        [i for i, (_h, _p, rec) in enumerate(clients) if latest(rec) is None])
+        [i for i, (_h, _p, rec) in enumerate(clients) if latest(rec) is None]
+    )
     addresses = [r[1] for r in leases.values()]
     dupes = [a for a, n in collections.Counter(addresses).items() if n > 1]
     assert not dupes, f"addresses given twice: {dupes}"
@@ -106,7 +117,7 @@ def test_pair_shares_one_store_and_survives_a_peer(lab, tmp_path):
     renewed = {}
     while time.monotonic() < deadline and len(renewed) < CLIENTS:
         for i, (_h, _p, rec) in enumerate(clients):
-            after = [r for r in records(rec)[killed_at[i]:] if r[0] in ("bound", "renew")]
+            after = [r for r in records(rec)[killed_at[i] :] if r[0] in ("bound", "renew")]
             if after and after[-1][2] == S2:
                 renewed[i] = after[-1]
         time.sleep(0.25)

@@ -37,8 +37,9 @@ RELAY = "10.66.0.2"  # perfdhcp acting as a relay agent: unicast with giaddr, on
 
 def started(logpath: Path, number: int = 1) -> list[int]:
     """Pids of process `number`, in the order `serve` started them."""
-    return [int(pid) for pid in re.findall(rf"event=dhcp.process_started process={number} pid=(\d+)",
-                                           logpath.read_text())]
+    return [
+        int(pid) for pid in re.findall(rf"event=dhcp.process_started process={number} pid=(\d+)", logpath.read_text())
+    ]
 
 
 def gone(pid: int) -> bool:
@@ -71,8 +72,15 @@ def test_processes_share_the_sockets_by_mac_and_survive_a_kill(lab, tmp_path, n)
         clients.append(host)
     relay = lab.host("relay")
     lab.plug(relay, seg, "net0", f"{RELAY}/24")
-    text = config_text(tmp_path, owner=SERVER, subnet="10.66.0.0/24", start="10.66.0.50", end="10.66.0.199",
-                       relays=(RELAY,), extra_networks=f"[dhcp]\nprocesses = {n}\n")
+    text = config_text(
+        tmp_path,
+        owner=SERVER,
+        subnet="10.66.0.0/24",
+        start="10.66.0.50",
+        end="10.66.0.199",
+        relays=(RELAY,),
+        extra_networks=f"[dhcp]\nprocesses = {n}\n",
+    )
     proc = launch(srv, tmp_path, text)
     logpath = tmp_path / "serve.log"
     first = started(logpath)
@@ -81,16 +89,22 @@ def test_processes_share_the_sockets_by_mac_and_survive_a_kill(lab, tmp_path, n)
     def relayed_exchanges():
         # -W: wait 1 s for replies after the last packet; without it perfdhcp -n stops counting
         # once it sent its last packet and counts that exchange's reply as dropped.
-        run = relay.run(["perfdhcp", "-4", "-l", "net0", "-r", "50", "-R", "40", "-n", "40", "-p", "5",
-                         "-W", "1000000", SERVER], check=False, timeout=30)
-        stats = dict(re.findall(r"Statistics for: (\S+)\*\*\*\s*sent packets: \d+\s*received packets: (\d+)", run.stdout))
+        run = relay.run(
+            ["perfdhcp", "-4", "-l", "net0", "-r", "50", "-R", "40", "-n", "40", "-p", "5", "-W", "1000000", SERVER],
+            check=False,
+            timeout=30,
+        )
+        stats = dict(
+            re.findall(r"Statistics for: (\S+)\*\*\*\s*sent packets: \d+\s*received packets: (\d+)", run.stdout)
+        )
         assert stats == {"DISCOVER-OFFER": "40", "REQUEST-ACK": "40"}, run.stdout
 
     def bind(indexes, round_, vendor=None):
         with ThreadPoolExecutor(len(indexes)) as pool:
-            got = pool.map(lambda i: udhcpc_once(clients[i], tmp_path, "net0", tag=f"r{round_}c{i}", vendor=vendor),
-                           indexes)
-            return dict(zip(indexes, got))
+            got = pool.map(
+                lambda i: udhcpc_once(clients[i], tmp_path, "net0", tag=f"r{round_}c{i}", vendor=vendor), indexes
+            )
+            return dict(zip(indexes, got, strict=True))
 
     def discovered():
         registry = tmp_path / "store" / "machines.jsonl"
@@ -114,14 +128,19 @@ def test_processes_share_the_sockets_by_mac_and_survive_a_kill(lab, tmp_path, n)
         # of a client to the same process.
         need(shutil.which("perfdhcp") is not None, "perfdhcp (kea-admin) is not installed")
         relayed_exchanges()
-        relayed = [line.split("|") for line in (tmp_path / "store" / "leases.public").read_text().splitlines()
-                   if line.startswith("10.66.") and line.split("|")[1] != "00"]
+        relayed = [
+            line.split("|")
+            for line in (tmp_path / "store" / "leases.public").read_text().splitlines()
+            if line.startswith("10.66.") and line.split("|")[1] != "00"
+        ]
         residues = {(int(IPv4Address(ip)) % n, int(cid[-2:], 16) % n) for ip, cid, *_ in relayed}
         assert len(relayed) >= 45  # the 6 udhcpc clients and perfdhcp's
         assert residues == {(k, k) for k in range(n)}, f"an address from another process's stripe: {relayed}"
 
         os.kill(first[0], signal.SIGKILL)
-        assert until(lambda: len(started(logpath)) == 2, 15), f"process 1 was not started again:\n{logpath.read_text()[-2000:]}"
+        assert until(lambda: len(started(logpath)) == 2, 15), (
+            f"process 1 was not started again:\n{logpath.read_text()[-2000:]}"
+        )
         assert "event=dhcp.process_died process=1" in logpath.read_text()
         again = bind([6, 7], 2)
         for i, ip in again.items():

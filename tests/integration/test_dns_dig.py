@@ -26,7 +26,7 @@ name = "ns1"
 owner_ips = ["{SERVER}"]
 rescan_interval = 1
 [store]
-directory = "{workdir / 'store'}"
+directory = "{workdir / "store"}"
 [[networks]]
 name = "public"
 subnet = "10.63.0.0/24"
@@ -61,8 +61,9 @@ def status(out: str) -> str:
 
 
 def answers(out: str) -> list[str]:
-    return sorted(line.split()[-1] for line in out.splitlines() if line and not line.startswith(";")
-                  and len(line.split()) >= 5)
+    return sorted(
+        line.split()[-1] for line in out.splitlines() if line and not line.startswith(";") and len(line.split()) >= 5
+    )
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ def test_install_enroll_then_local_boot_bios(lab, tmp_path):
     assert hv1["state"] == "enrolled", hv1
     assert hv2["state"] == "installing", hv2
     # the stamp the installer wrote is on hv1's disk
-    assert b"BOOTSRV-LAB-INSTALLED" in (tmp_path / "hv1.img").read_bytes()[:1 << 20]
+    assert b"BOOTSRV-LAB-INSTALLED" in (tmp_path / "hv1.img").read_bytes()[: 1 << 20]
     # after enrollment: booted once into the installer, then the disk (no second install)
     console = got["hv1_console"]
     assert console.count("BOOTSRV-INSTALLER-START") == 1

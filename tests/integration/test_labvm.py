@@ -28,15 +28,22 @@ def test_vm_boots_initramfs_and_reaches_lab_host(lab, tmp_path):
     (www / "hello.txt").write_text("hello-from-lab")
     init = labvm.INIT_PRELUDE + (
         "echo TEST-BOOTED\nnic=$(vm_nic)\nip link set $nic up\nip addr add 10.233.0.50/24 dev $nic\nsleep 1\n"
-        "echo \"got:$(wget -q -O - http://10.233.0.2:8000/hello.txt)\"\npoweroff -f\n"
+        'echo "got:$(wget -q -O - http://10.233.0.2:8000/hello.txt)"\npoweroff -f\n'
     )
     initrd = labvm.build_initramfs(tmp_path / "initrd.gz", init)
     seg = lab.segment("lan")
     srv = lab.host("srv")
     lab.plug(srv, seg, "net0", "10.233.0.2/24")
     srv.popen([sys.executable, "-m", "http.server", "-d", str(www), "-b", "10.233.0.2", "8000"])
-    vm = labvm.Vm(seg, "vm1", tmp_path, "52:54:00:00:00:01", kernel=labvm.kernel_path(), initrd=initrd,
-                  append="console=ttyS0 quiet").start()
+    vm = labvm.Vm(
+        seg,
+        "vm1",
+        tmp_path,
+        "52:54:00:00:00:01",
+        kernel=labvm.kernel_path(),
+        initrd=initrd,
+        append="console=ttyS0 quiet",
+    ).start()
     out = vm.wait_for("got:", timeout=120)
     vm.wait_for("Power down", timeout=30)
     assert "TEST-BOOTED" in out

@@ -43,7 +43,7 @@ def tftp(tmp_path_factory):
     port = free_port()
     conf.write_text(f"""
 [store]
-directory = "{work / 'store'}"
+directory = "{work / "store"}"
 [boot]
 tftp_root = "{root}"
 [tftp]
@@ -84,14 +84,54 @@ def run(cmd: list[str], cwd: Path, timeout: float = 60) -> subprocess.CompletedP
 CLIENTS = {
     "tftp-hpa": lambda port, name, out: ["tftp", "-m", "binary", "127.0.0.1", str(port), "-c", "get", name, str(out)],
     "curl": lambda port, name, out: ["curl", "-sS", "-o", str(out), f"tftp://127.0.0.1:{port}/{name}"],
-    "curl blksize 1468": lambda port, name, out: ["curl", "-sS", "--tftp-blksize", "1468", "-o", str(out),
-                                                  f"tftp://127.0.0.1:{port}/{name}"],
-    "atftp tsize": lambda port, name, out: ["atftp", "--option", "tsize", "-g", "-r", name, "-l", str(out),
-                                            "127.0.0.1", str(port)],
-    "atftp windowsize 16": lambda port, name, out: ["atftp", "--option", "blksize 1468", "--option", "windowsize 16",
-                                                    "-g", "-r", name, "-l", str(out), "127.0.0.1", str(port)],
-    "busybox blksize 1024": lambda port, name, out: ["busybox", "tftp", "-g", "-b", "1024", "-r", name, "-l", str(out),
-                                                     "127.0.0.1", str(port)],
+    "curl blksize 1468": lambda port, name, out: [
+        "curl",
+        "-sS",
+        "--tftp-blksize",
+        "1468",
+        "-o",
+        str(out),
+        f"tftp://127.0.0.1:{port}/{name}",
+    ],
+    "atftp tsize": lambda port, name, out: [
+        "atftp",
+        "--option",
+        "tsize",
+        "-g",
+        "-r",
+        name,
+        "-l",
+        str(out),
+        "127.0.0.1",
+        str(port),
+    ],
+    "atftp windowsize 16": lambda port, name, out: [
+        "atftp",
+        "--option",
+        "blksize 1468",
+        "--option",
+        "windowsize 16",
+        "-g",
+        "-r",
+        name,
+        "-l",
+        str(out),
+        "127.0.0.1",
+        str(port),
+    ],
+    "busybox blksize 1024": lambda port, name, out: [
+        "busybox",
+        "tftp",
+        "-g",
+        "-b",
+        "1024",
+        "-r",
+        name,
+        "-l",
+        str(out),
+        "127.0.0.1",
+        str(port),
+    ],
 }
 FILES = ["undionly.kpxe", "ipxe.efi", "snponly.efi", "shimx64.efi", "grubx64.efi", "pxelinux.cfg/default", "big.bin"]
 

@@ -18,19 +18,29 @@ A = IPv4Address("10.0.0.1")  # server A of the pair
 B = IPv4Address("10.0.0.2")  # server B
 
 POOLS = {
-    "public": Pool("public", IPv4Network("10.0.0.0/24"),
-                   (Range(IPv4Address("10.0.0.10"), IPv4Address("10.0.0.19"), A),
-                    Range(IPv4Address("10.0.0.20"), IPv4Address("10.0.0.29"), B)),
-                   frozenset({A, B, IPv4Address("10.0.0.254")})),
-    "backend": Pool("backend", IPv4Network("10.1.0.0/24"),
-                    (Range(IPv4Address("10.1.0.10"), IPv4Address("10.1.0.12"), A),), frozenset()),
+    "public": Pool(
+        "public",
+        IPv4Network("10.0.0.0/24"),
+        (
+            Range(IPv4Address("10.0.0.10"), IPv4Address("10.0.0.19"), A),
+            Range(IPv4Address("10.0.0.20"), IPv4Address("10.0.0.29"), B),
+        ),
+        frozenset({A, B, IPv4Address("10.0.0.254")}),
+    ),
+    "backend": Pool(
+        "backend",
+        IPv4Network("10.1.0.0/24"),
+        (Range(IPv4Address("10.1.0.10"), IPv4Address("10.1.0.12"), A),),
+        frozenset(),
+    ),
 }
 
 
 def memory_factory(tmp_path, offers_in_memory=False):
     backend = MemoryBackend()
-    return lambda owner_ips=(A,), pools=POOLS: MemoryStore(pools, owner_ips, backend=backend,
-                                                           offers_in_memory=offers_in_memory)
+    return lambda owner_ips=(A,), pools=POOLS: MemoryStore(
+        pools, owner_ips, backend=backend, offers_in_memory=offers_in_memory
+    )
 
 
 def file_factory(tmp_path, nfs=None, offers_in_memory=False):
@@ -53,8 +63,10 @@ def nfs_mode_factory(tmp_path):
     return file_factory(tmp_path, nfs=True)
 
 
-IMPLEMENTATIONS = {"memory": memory_factory,
-                   "memory-offers-held-in-memory": lambda tmp_path: memory_factory(tmp_path, offers_in_memory=True)}
+IMPLEMENTATIONS = {
+    "memory": memory_factory,
+    "memory-offers-held-in-memory": lambda tmp_path: memory_factory(tmp_path, offers_in_memory=True),
+}
 try:
     import bootsrv.leases.files  # noqa: F401
 

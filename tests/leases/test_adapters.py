@@ -53,8 +53,9 @@ def test_machine_addresses_become_named_manual_bindings(config, store):
 def test_guest_bindings_round_trip(store):
     bindings = LeaseBindings(lambda: store, lambda: 0)
     bindings.bind(Binding("public", IP("10.0.0.50"), "52:54:00:aa:00:01", "vm-host1", "appl-1:vm-1"))
-    assert [(u.ip, u.client, u.hostname) for u in bindings.used("public")] == \
-        [(IP("10.0.0.50"), "52:54:00:aa:00:01", "vm-host1")]
+    assert [(u.ip, u.client, u.hostname) for u in bindings.used("public")] == [
+        (IP("10.0.0.50"), "52:54:00:aa:00:01", "vm-host1")
+    ]
     with pytest.raises(Conflict):
         bindings.bind(Binding("public", IP("10.0.0.50"), "52:54:00:aa:00:02", "vm-host2"))
     assert bindings.unbind("public", "52:54:00:aa:00:01") == [IP("10.0.0.50")]
@@ -68,11 +69,14 @@ def test_guest_bindings_see_dynamic_leases_as_used(store):
     assert [u.client for u in bindings.used("public")] == ["52:54:00:bb:00:01"]
 
 
-@pytest.mark.parametrize("client_id, mac", [
-    ("01525400AABBCC", "52:54:00:aa:bb:cc"),  # Ethernet: the inverse of client_id_of_mac
-    ("FF00112233", "FF00112233"),  # any other client id (option 61) stays as it is
-    ("02525400AABBCC", "02525400AABBCC"),  # hardware type 2 is not Ethernet
-])
+@pytest.mark.parametrize(
+    "client_id, mac",
+    [
+        ("01525400AABBCC", "52:54:00:aa:bb:cc"),  # Ethernet: the inverse of client_id_of_mac
+        ("FF00112233", "FF00112233"),  # any other client id (option 61) stays as it is
+        ("02525400AABBCC", "02525400AABBCC"),  # hardware type 2 is not Ethernet
+    ],
+)
 def test_mac_of_client_id(client_id, mac):
     from bootsrv.leases import mac_of_client_id
 

@@ -37,10 +37,16 @@ OTHER = "01525400000002"  # another client
 
 # This server's ranges, in order: .10 .11 .12 .13 then .30 .31 (six addresses, cursor 0-5); .12
 # is reserved (a router, say). The peer owns .20-.21.
-POOL = Pool(NET, IPv4Network("10.0.0.0/24"),
-            (Range(IP("10.0.0.10"), IP("10.0.0.13"), A), Range(IP("10.0.0.20"), IP("10.0.0.21"), B),
-             Range(IP("10.0.0.30"), IP("10.0.0.31"), A)),
-            frozenset({A, B, IP("10.0.0.12")}))
+POOL = Pool(
+    NET,
+    IPv4Network("10.0.0.0/24"),
+    (
+        Range(IP("10.0.0.10"), IP("10.0.0.13"), A),
+        Range(IP("10.0.0.20"), IP("10.0.0.21"), B),
+        Range(IP("10.0.0.30"), IP("10.0.0.31"), A),
+    ),
+    frozenset({A, B, IP("10.0.0.12")}),
+)
 
 
 def ip(last: int) -> IP:
@@ -86,68 +92,106 @@ CASES = [
     ("skips a reserved address", dict(records=busy(10, 11)), (13, FRESH, 4)),
     ("next range of ours, the peer's skipped", dict(records=busy(10, 11, 13)), (30, FRESH, 5)),
     ("a released record is free", dict(records=[released(10)]), (10, FRESH, 1)),
-    ("expired lease waits while fresh addresses remain", dict(records=[lease(10, expiry=NOW - 10)]),
-     (11, FRESH, 2)),
-    ("expired lease is reusable", dict(records=[lease(10, expiry=NOW - 10), *busy(11, 13, 30, 31)]),
-     (10, LAPSED, 0)),
-    ("expiry at this very second is over", dict(records=[lease(10, expiry=NOW), *busy(11, 13, 30, 31)]),
-     (10, LAPSED, 0)),
-    ("the lease that ended longest ago first",
-     dict(records=[lease(10, expiry=NOW - 10), lease(11, expiry=NOW - 500), *busy(13, 30, 31)]), (11, LAPSED, 0)),
+    ("expired lease waits while fresh addresses remain", dict(records=[lease(10, expiry=NOW - 10)]), (11, FRESH, 2)),
+    ("expired lease is reusable", dict(records=[lease(10, expiry=NOW - 10), *busy(11, 13, 30, 31)]), (10, LAPSED, 0)),
+    (
+        "expiry at this very second is over",
+        dict(records=[lease(10, expiry=NOW), *busy(11, 13, 30, 31)]),
+        (10, LAPSED, 0),
+    ),
+    (
+        "the lease that ended longest ago first",
+        dict(records=[lease(10, expiry=NOW - 10), lease(11, expiry=NOW - 500), *busy(13, 30, 31)]),
+        (11, LAPSED, 0),
+    ),
     ("held for another client", dict(holds=[held(10)]), (11, FRESH, 2)),
     ("a lapsed hold holds nothing", dict(holds=[held(10, expiry=NOW - 1)]), (10, FRESH, 1)),
-    ("expired lease held for another client is skipped",
-     dict(records=[lease(10, expiry=NOW - 10), *busy(11, 13, 30, 31)], holds=[held(10)]), PoolExhausted),
+    (
+        "expired lease held for another client is skipped",
+        dict(records=[lease(10, expiry=NOW - 10), *busy(11, 13, 30, 31)], holds=[held(10)]),
+        PoolExhausted,
+    ),
     ("UNUSABLE skipped", dict(records=[declined(10, NOW + 600)]), (11, FRESH, 2)),
-    ("UNUSABLE comes back after its hold, as a lapsed one",
-     dict(records=[declined(10, NOW - 1), *busy(11, 13, 30, 31)]), (10, LAPSED, 0)),
+    (
+        "UNUSABLE comes back after its hold, as a lapsed one",
+        dict(records=[declined(10, NOW - 1), *busy(11, 13, 30, 31)]),
+        (10, LAPSED, 0),
+    ),
     ("UNUSABLE for good is never lent", dict(records=[declined(10, NEVER), *busy(11, 13, 30, 31)]), PoolExhausted),
     ("another client's binding skipped", dict(records=[bound(10)]), (11, FRESH, 2)),
     ("BOOTP lease never reclaimed", dict(records=[bootp(10), *busy(11, 13, 30, 31)]), PoolExhausted),
     ("exhausted, though the peer's range is free", dict(records=busy(*ALL_OURS)), PoolExhausted),
-    ("peer's lapsed record in our range is not reused",
-     dict(records=[lease(10, expiry=NOW - 10, owner=B), *busy(11, 13, 30, 31)]), PoolExhausted),
+    (
+        "peer's lapsed record in our range is not reused",
+        dict(records=[lease(10, expiry=NOW - 10, owner=B), *busy(11, 13, 30, 31)]),
+        PoolExhausted,
+    ),
     ("no range of ours at all", dict(owners=(IP("10.0.0.3"),)), PoolExhausted),
     ("adopted peer's range is lent", dict(records=busy(*ALL_OURS), adopted={B: A}), (20, FRESH, 5)),
-    ("adopted twice: A took B, then C took A", dict(owners=(IP("10.0.0.3"),), adopted={B: A, A: IP("10.0.0.3")}),
-     (10, FRESH, 1)),
+    (
+        "adopted twice: A took B, then C took A",
+        dict(owners=(IP("10.0.0.3"),), adopted={B: A, A: IP("10.0.0.3")}),
+        (10, FRESH, 1),
+    ),
     ("our own range after a peer adopted us is not ours", dict(adopted={A: B}), PoolExhausted),
     ("stripe 0 of a two-process server: even addresses", dict(stripe=(0, 2)), (10, FRESH, 1)),
     ("stripe 1 of a two-process server: odd addresses", dict(stripe=(1, 2)), (11, FRESH, 2)),
     ("stripe 1 of 2 after its first address", dict(stripe=(1, 2), records=busy(11)), (13, FRESH, 4)),
     ("stripe full: another stripe's free address", dict(stripe=(1, 2), records=busy(11, 13, 31)), (10, FRESH, 1)),
-    ("lapsed: own stripe first, though it ended later",
-     dict(stripe=(1, 2), records=[lease(10, expiry=NOW - 500), lease(11, expiry=NOW - 10), *busy(13, 30, 31)]),
-     (11, LAPSED, 0)),
+    (
+        "lapsed: own stripe first, though it ended later",
+        dict(stripe=(1, 2), records=[lease(10, expiry=NOW - 500), lease(11, expiry=NOW - 10), *busy(13, 30, 31)]),
+        (11, LAPSED, 0),
+    ),
     ("cursor continues where the last search stopped", dict(cursor=1), (11, FRESH, 2)),
     ("cursor on a taken address moves past it", dict(cursor=4, records=busy(30)), (31, FRESH, 6)),
     ("cursor wraps", dict(cursor=5, records=busy(31)), (10, FRESH, 1)),
     ("cursor beyond the end wraps", dict(cursor=8), (13, FRESH, 4)),
-    ("cursor kept when a lapsed lease is reused",
-     dict(cursor=3, records=[lease(10, expiry=NOW - 10), *busy(11, 13, 30, 31)]), (10, LAPSED, 3)),
+    (
+        "cursor kept when a lapsed lease is reused",
+        dict(cursor=3, records=[lease(10, expiry=NOW - 10), *busy(11, 13, 30, 31)]),
+        (10, LAPSED, 3),
+    ),
     # -- what the client has (rules 1-4) --
     ("its binding, outside any range", dict(records=[bound(50, CLIENT)]), (50, BINDING, 0)),
     ("its binding before a live lease", dict(records=[lease(13, CLIENT), bound(50, CLIENT)]), (50, BINDING, 0)),
     ("its live lease", dict(records=[lease(13, CLIENT)]), (13, LEASE, 0)),
     ("its live lease at the peer", dict(records=[lease(20, CLIENT, owner=B)]), (20, LEASE, 0)),
     ("the offer held for it", dict(holds=[held(13, CLIENT)]), (13, HOLD, 0)),
-    ("the offer held for it, taken meanwhile, is not offered again",
-     dict(holds=[held(13, CLIENT)], records=busy(13)), (10, FRESH, 1)),
+    (
+        "the offer held for it, taken meanwhile, is not offered again",
+        dict(holds=[held(13, CLIENT)], records=busy(13)),
+        (10, FRESH, 1),
+    ),
     ("its previous address", dict(records=[lease(13, CLIENT, expiry=NOW - 10)]), (13, PREVIOUS, 0)),
-    ("its previous address held for another client",
-     dict(records=[lease(13, CLIENT, expiry=NOW - 10)], holds=[held(13)]), (10, FRESH, 1)),
-    ("its previous address out of service (UNUSABLE)",
-     dict(records=[Record(NET, ip(13), CLIENT, Flag.UNUSABLE, A, NOW - 10, 13)]), (10, FRESH, 1)),
-    ("its previous address at the peer", dict(records=[lease(20, CLIENT, expiry=NOW - 10, owner=B)]),
-     (10, FRESH, 1)),
-    ("its previous address before the one it asked for",
-     dict(records=[lease(13, CLIENT, expiry=NOW - 10)], requested=11), (13, PREVIOUS, 0)),
+    (
+        "its previous address held for another client",
+        dict(records=[lease(13, CLIENT, expiry=NOW - 10)], holds=[held(13)]),
+        (10, FRESH, 1),
+    ),
+    (
+        "its previous address out of service (UNUSABLE)",
+        dict(records=[Record(NET, ip(13), CLIENT, Flag.UNUSABLE, A, NOW - 10, 13)]),
+        (10, FRESH, 1),
+    ),
+    ("its previous address at the peer", dict(records=[lease(20, CLIENT, expiry=NOW - 10, owner=B)]), (10, FRESH, 1)),
+    (
+        "its previous address before the one it asked for",
+        dict(records=[lease(13, CLIENT, expiry=NOW - 10)], requested=11),
+        (13, PREVIOUS, 0),
+    ),
     ("the address it asked for", dict(requested=13), (13, REQUESTED, 0)),
     ("asked for another client's live lease", dict(requested=13, records=busy(13)), (10, FRESH, 1)),
-    ("asked for another client's expired lease", dict(requested=13, records=[lease(13, expiry=NOW - 10)]),
-     (13, REQUESTED, 0)),
-    ("asked for the peer's expired lease in our range",
-     dict(requested=13, records=[lease(13, expiry=NOW - 10, owner=B)]), (10, FRESH, 1)),
+    (
+        "asked for another client's expired lease",
+        dict(requested=13, records=[lease(13, expiry=NOW - 10)]),
+        (13, REQUESTED, 0),
+    ),
+    (
+        "asked for the peer's expired lease in our range",
+        dict(requested=13, records=[lease(13, expiry=NOW - 10, owner=B)]),
+        (10, FRESH, 1),
+    ),
     ("asked for an address held for another client", dict(requested=13, holds=[held(13)]), (10, FRESH, 1)),
     ("asked for an address of the peer's range", dict(requested=20), (10, FRESH, 1)),
     ("asked for a reserved address", dict(requested=12), (10, FRESH, 1)),
@@ -188,24 +232,40 @@ def test_names_are_unique():
 
 ADDRESSES = [ip(n) for n in (10, 11, 12, 13, 20, 21, 30, 31, 50)]
 CLIENTS = [CLIENT, OTHER, "01525400000003"]
-FLAGS = [Flag.DYNAMIC, Flag.PERMANENT, Flag.MANUAL, Flag.UNUSABLE, Flag.BOOTP, Flag.MANUAL | Flag.PERMANENT,
-         Flag.UNUSABLE | Flag.MANUAL]
+FLAGS = [
+    Flag.DYNAMIC,
+    Flag.PERMANENT,
+    Flag.MANUAL,
+    Flag.UNUSABLE,
+    Flag.BOOTP,
+    Flag.MANUAL | Flag.PERMANENT,
+    Flag.UNUSABLE | Flag.MANUAL,
+]
 EXPIRIES = st.sampled_from([NEVER, 0, NOW - 500, NOW - 1, NOW, NOW + 1, NOW + 600])
 
 records_ = st.dictionaries(
     st.sampled_from(ADDRESSES),
     st.tuples(st.sampled_from(["", *CLIENTS]), st.sampled_from(FLAGS), st.sampled_from([A, B]), EXPIRIES),
-    max_size=len(ADDRESSES))
+    max_size=len(ADDRESSES),
+)
 holds_ = st.lists(st.tuples(st.sampled_from(ADDRESSES), st.sampled_from(CLIENTS), EXPIRIES), max_size=4)
 stripes = st.sampled_from([(0, 1), (0, 2), (1, 2), (2, 3)])
 
 
 @settings(max_examples=500, deadline=None)
-@given(records_, holds_, stripes, st.integers(0, 12), st.sampled_from([{}, {B: A}]),
-       st.one_of(st.none(), st.sampled_from(ADDRESSES)))
+@given(
+    records_,
+    holds_,
+    stripes,
+    st.integers(0, 12),
+    st.sampled_from([{}, {B: A}]),
+    st.one_of(st.none(), st.sampled_from(ADDRESSES)),
+)
 def test_never_a_live_lease_never_outside_the_ranges(records, holds, stripe, cursor, adopted, requested):
-    table = Table(Record(NET, at, client, flags, owner, expiry, signature=1)
-                  for at, (client, flags, owner, expiry) in records.items())
+    table = Table(
+        Record(NET, at, client, flags, owner, expiry, signature=1)
+        for at, (client, flags, owner, expiry) in records.items()
+    )
     keep = Holds()
     for at, client, expiry in holds:
         keep.keep(Record(NET, at, client, Flag.DYNAMIC, A, expiry), NOW)

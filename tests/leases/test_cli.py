@@ -55,16 +55,29 @@ def records(site):
 
 
 def test_add_list_show_modify_delete(site):
-    out = json.loads(run(site, "lease", "add", "10.0.0.60", "52:54:00:aa:bb:cc", "--hostname", "vm1",
-                         "--comment", "appl-1"))
+    out = json.loads(
+        run(site, "lease", "add", "10.0.0.60", "52:54:00:aa:bb:cc", "--hostname", "vm1", "--comment", "appl-1")
+    )
     assert out["client_id"] == "01525400AABBCC" and out["flags"] == "PERMANENT+MANUAL" and out["owned"]
     listing = run(site, "lease", "list")
     assert "10.0.0.60" in listing and "vm1" in listing and "never" in listing
     assert json.loads(run(site, "lease", "list", "--json", "--network", "backend")) == []
     shown = json.loads(run(site, "lease", "show", "52:54:00:aa:bb:cc"))
     assert [r["ip"] for r in shown] == ["10.0.0.60"]
-    changed = json.loads(run(site, "lease", "modify", "10.0.0.60", "--hostname", "vm2", "--macro", "pxe",
-                             "--expect", str(out["signature"])))
+    changed = json.loads(
+        run(
+            site,
+            "lease",
+            "modify",
+            "10.0.0.60",
+            "--hostname",
+            "vm2",
+            "--macro",
+            "pxe",
+            "--expect",
+            str(out["signature"]),
+        )
+    )
     assert changed["hostname"] == "vm2" and changed["macro"] == "pxe"
     stale = run(site, "lease", "modify", "10.0.0.60", "--comment", "x", "--expect", str(out["signature"]), code=4)
     assert "changed by another writer" in stale
@@ -73,20 +86,23 @@ def test_add_list_show_modify_delete(site):
     run(site, "lease", "show", "10.0.0.60", code=3)
 
 
-@pytest.mark.parametrize("args, code, message", [
-    (["add", "10.9.0.1", "52:54:00:aa:bb:cc"], 2, "ip: 10.9.0.1 is in no configured network"),
-    (["add", "10.0.0.60", "zz"], 2, "client_id: 'zz' is not a client id"),
-    (["add", "10.0.0.60", "52:54:00:aa:bb:cc", "--hostname", "bad_name"], 2, "hostname:"),
-    (["add", "10.0.0.60", "52:54:00:aa:bb:cc", "--flags", "MANUAL+STICKY"], 2, "flags: 'STICKY' is not a flag"),
-    (["add", "10.0.0.254", "52:54:00:aa:bb:cc"], 4, "reserved"),
-    (["add", "10.0.0.60", "52:54:00:aa:bb:cc", "--network", "nowhere"], 2, "network: no network 'nowhere'"),
-    (["modify", "10.0.0.61", "--expiry", "soon"], 2, "expiry: 'soon'"),
-    (["modify", "10.0.0.61"], 2, "nothing to change"),
-    (["modify", "10.0.0.61", "--comment", "x"], 3, "no record"),
-    (["delete", "not-an-ip"], 2, "ip: 'not-an-ip'"),
-    (["adopt", "10.0.0.1"], 2, "peer: 10.0.0.1 is one of this server's own addresses"),
-    (["adopt", "peer"], 2, "peer: 'peer'"),
-])
+@pytest.mark.parametrize(
+    "args, code, message",
+    [
+        (["add", "10.9.0.1", "52:54:00:aa:bb:cc"], 2, "ip: 10.9.0.1 is in no configured network"),
+        (["add", "10.0.0.60", "zz"], 2, "client_id: 'zz' is not a client id"),
+        (["add", "10.0.0.60", "52:54:00:aa:bb:cc", "--hostname", "bad_name"], 2, "hostname:"),
+        (["add", "10.0.0.60", "52:54:00:aa:bb:cc", "--flags", "MANUAL+STICKY"], 2, "flags: 'STICKY' is not a flag"),
+        (["add", "10.0.0.254", "52:54:00:aa:bb:cc"], 4, "reserved"),
+        (["add", "10.0.0.60", "52:54:00:aa:bb:cc", "--network", "nowhere"], 2, "network: no network 'nowhere'"),
+        (["modify", "10.0.0.61", "--expiry", "soon"], 2, "expiry: 'soon'"),
+        (["modify", "10.0.0.61"], 2, "nothing to change"),
+        (["modify", "10.0.0.61", "--comment", "x"], 3, "no record"),
+        (["delete", "not-an-ip"], 2, "ip: 'not-an-ip'"),
+        (["adopt", "10.0.0.1"], 2, "peer: 10.0.0.1 is one of this server's own addresses"),
+        (["adopt", "peer"], 2, "peer: 'peer'"),
+    ],
+)
 def test_bad_input_names_the_field_and_changes_nothing(site, args, code, message):
     out = run(site, "lease", *args, code=code)
     assert message in out
@@ -129,17 +145,20 @@ def test_sunwfiles_import_export_round_trip(site, tmp_path):
     assert fields(records(site2)) == fields(records(site))
 
 
-@pytest.mark.parametrize("line, field", [
-    ("10.0.1.5|01AA|00|10.0.0.1|0|0|m|", "client_ip"),
-    ("10.0.0.10|XYZ|00|10.0.0.1|0|0|m|", "client_id"),
-    ("10.0.0.10|01AA|16|10.0.0.1|0|0|m|", "flags"),
-    ("10.0.0.10|01AA|00|server|0|0|m|", "server_ip"),
-    ("10.0.0.10|01AA|00|10.0.0.1|tomorrow|0|m|", "lease"),
-    ("10.0.0.10|01AA|00|10.0.0.1|0|-5|m|", "signature"),
-    ("10.0.0.10|01AA|00|10.0.0.1|0|0|bad macro|", "macro"),
-    ("10.0.0.10|01AA|00|10.0.0.1|0", "record"),
-    ("10.0.0.7|01AA|00|10.0.0.1|0|0|m|", "client_ip"),  # the table already has 10.0.0.7
-])
+@pytest.mark.parametrize(
+    "line, field",
+    [
+        ("10.0.1.5|01AA|00|10.0.0.1|0|0|m|", "client_ip"),
+        ("10.0.0.10|XYZ|00|10.0.0.1|0|0|m|", "client_id"),
+        ("10.0.0.10|01AA|16|10.0.0.1|0|0|m|", "flags"),
+        ("10.0.0.10|01AA|00|server|0|0|m|", "server_ip"),
+        ("10.0.0.10|01AA|00|10.0.0.1|tomorrow|0|m|", "lease"),
+        ("10.0.0.10|01AA|00|10.0.0.1|0|-5|m|", "signature"),
+        ("10.0.0.10|01AA|00|10.0.0.1|0|0|bad macro|", "macro"),
+        ("10.0.0.10|01AA|00|10.0.0.1|0", "record"),
+        ("10.0.0.7|01AA|00|10.0.0.1|0|0|m|", "client_ip"),  # the table already has 10.0.0.7
+    ],
+)
 def test_import_checks_every_line_first_and_writes_nothing(site, tmp_path, line, field):
     table = tmp_path / "SUNWfiles1_10_0_0_0"
     table.write_text(PNTADM_TABLE + line + "\n")
@@ -152,8 +171,9 @@ def test_import_refuses_addresses_held_by_other_clients(site, tmp_path):
     run(site, "lease", "add", "10.0.0.9", "52:54:00:aa:bb:cc")
     table = tmp_path / "SUNWfiles1_10_0_0_0"
     table.write_text(PNTADM_TABLE)
-    assert "10.0.0.9: held by 01525400AABBCC" in run(site, "lease", "import", "--format", "sunwfiles", str(table),
-                                                       code=4)
+    assert "10.0.0.9: held by 01525400AABBCC" in run(
+        site, "lease", "import", "--format", "sunwfiles", str(table), code=4
+    )
     assert [str(r.ip) for r in records(site)] == ["10.0.0.9"]
     run(site, "lease", "import", "--format", "sunwfiles", "--replace", str(table))
     assert len(records(site)) == 5

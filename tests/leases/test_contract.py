@@ -41,8 +41,9 @@ def test_offer_honours_requested_address_only_when_free_and_ours(stores):
     assert store.offer("public", C1, NOW, 30, requested=IP("10.0.0.15")).ip == IP("10.0.0.15")
     # taken by C1, and 10.0.0.25 belongs to server B: both fall back to allocation
     assert store.offer("public", C2, NOW, 30, requested=IP("10.0.0.15")).ip == IP("10.0.0.10")
-    assert store.offer("public", client_id_of_mac("52:54:00:00:00:03"), NOW, 30,
-                       requested=IP("10.0.0.25")).ip == IP("10.0.0.11")
+    assert store.offer("public", client_id_of_mac("52:54:00:00:00:03"), NOW, 30, requested=IP("10.0.0.25")).ip == IP(
+        "10.0.0.11"
+    )
 
 
 def test_pair_allocates_from_disjoint_ranges(stores):
@@ -138,15 +139,18 @@ def test_bind_is_manual_permanent_and_named(stores):
     assert [r.hostname for r in store.records() if r.hostname] == ["vm-host1"]
 
 
-@pytest.mark.parametrize("kwargs, error", [
-    (dict(ip="10.0.1.5"), InvalidInput),  # outside the subnet
-    (dict(ip="10.0.0.0"), InvalidInput),  # network address
-    (dict(ip="not-an-ip"), InvalidInput),
-    (dict(ip="10.0.0.254"), Conflict),  # reserved (router)
-    (dict(client_id="zz"), InvalidInput),
-    (dict(hostname="bad_name"), InvalidInput),
-    (dict(network="nowhere"), InvalidInput),
-])
+@pytest.mark.parametrize(
+    "kwargs, error",
+    [
+        (dict(ip="10.0.1.5"), InvalidInput),  # outside the subnet
+        (dict(ip="10.0.0.0"), InvalidInput),  # network address
+        (dict(ip="not-an-ip"), InvalidInput),
+        (dict(ip="10.0.0.254"), Conflict),  # reserved (router)
+        (dict(client_id="zz"), InvalidInput),
+        (dict(hostname="bad_name"), InvalidInput),
+        (dict(network="nowhere"), InvalidInput),
+    ],
+)
 def test_bind_refuses_bad_input_and_writes_nothing(stores, kwargs, error):
     store = stores()
     args = dict(network="public", ip="10.0.0.50", client_id="52:54:00:aa:bb:cc", hostname="vm-host1") | kwargs

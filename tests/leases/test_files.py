@@ -12,13 +12,13 @@ import pytest
 from bootsrv.leases import Flag, Record, client_id_of_mac
 from bootsrv.leases.codec import StoreCorrupt, decode, encode, table_header
 from bootsrv.leases.files import FileStore
-from tests.leases.conftest import A, B, POOLS
+from tests.leases.conftest import POOLS, A, B
 
 NOW = 1_700_000_000
 
 
 def cid(i: int) -> str:
-    return client_id_of_mac(f"52:54:00:00:{i >> 8:02x}:{i & 0xff:02x}")
+    return client_id_of_mac(f"52:54:00:00:{i >> 8:02x}:{i & 0xFF:02x}")
 
 
 @pytest.fixture
@@ -49,8 +49,7 @@ def test_lines_are_grepable_and_round_trip(open_store):
     text = (open_store.path / "leases.public").read_text()
     lines = text.splitlines()
     assert lines[0].startswith("# bootsrv lease table v1 network=public")
-    assert any(line.startswith(f"10.0.0.10|{cid(1)}|00|10.0.0.1|{NOW + 3600}|") and "|node1|" in line
-               for line in lines)
+    assert any(line.startswith(f"10.0.0.10|{cid(1)}|00|10.0.0.1|{NOW + 3600}|") and "|node1|" in line for line in lines)
     assert "10.0.0.51|00|00|0.0.0.0|0|0|||" in text  # the deletion
     again = open_store((B,))
     assert again.records() == store.records() and again.problems == []
@@ -62,7 +61,7 @@ def test_codec_refuses_a_changed_byte():
     line = encode(rec).rstrip(b"\n")
     assert decode("public", line) == (rec.ip, rec)
     for i in range(len(line)):
-        bad = line[:i] + bytes([line[i] ^ 0x01]) + line[i + 1:]
+        bad = line[:i] + bytes([line[i] ^ 0x01]) + line[i + 1 :]
         with pytest.raises((ValueError, UnicodeDecodeError)):
             decode("public", bad)
 
@@ -341,9 +340,9 @@ def test_processes_of_one_server_hold_offers_in_their_own_stripes(tmp_path, stri
     """dhcp.processes: two handles of server A on one directory, each holding its offers in memory
     for its own clients. With stripes they never offer the same free address, so every ACK
     commits; without them (the control case) both offer the same addresses."""
+
     def handle(k):
-        return FileStore(tmp_path / "store", POOLS, (A,), offers_in_memory=True,
-                         stripe=(k, 2) if striped else (0, 1))
+        return FileStore(tmp_path / "store", POOLS, (A,), offers_in_memory=True, stripe=(k, 2) if striped else (0, 1))
 
     first, second = handle(0), handle(1)
     try:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from bootsrv import config as configmod
-from bootsrv.leases import client_id_of_mac
 from bootsrv.app.housekeeping import ExpiryService
 from bootsrv.app.wiring import Wiring
+from bootsrv.leases import client_id_of_mac
 
 SITE = """
 [server]
@@ -33,4 +33,3 @@ def test_sweep_frees_lapsed_leases_and_keeps_live_ones(tmp_path):
     assert service.sweep() == 1
     assert store.find("public", short, now[0]) is None and store.find("public", long, now[0]) is not None
     wiring.close()
-

@@ -17,7 +17,7 @@ from bootsrv.errors import BootsrvError
 from bootsrv.leases import client_id_of_mac
 from bootsrv.leases.files import FileStore
 from bootsrv.leases.memory import MemoryBackend, MemoryStore
-from tests.leases.conftest import A, B, POOLS
+from tests.leases.conftest import POOLS, A, B
 
 SCRATCH = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
 OWNERS = [(A,), (A,), (B,)]  # two handles of server A (two processes of one server) and server B
@@ -30,8 +30,10 @@ network = st.sampled_from(["public", "backend"])
 
 
 def view(records):
-    return sorted((r.network, int(r.ip), r.client_id, int(r.flags), str(r.owner), r.expiry, r.macro, r.hostname,
-                   r.comment) for r in records)
+    return sorted(
+        (r.network, int(r.ip), r.client_id, int(r.flags), str(r.owner), r.expiry, r.macro, r.hostname, r.comment)
+        for r in records
+    )
 
 
 def outcome(call):
@@ -156,7 +158,9 @@ class SharedDirectoryNfsMode(SharedDirectory):
     NFS = True
 
 
-SETTINGS = settings(max_examples=60, stateful_step_count=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(
+    max_examples=60, stateful_step_count=30, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 SharedDirectory.TestCase.settings = SETTINGS
 SharedDirectoryNfsMode.TestCase.settings = settings(SETTINGS, max_examples=30)
 test_shared_directory = SharedDirectory.TestCase

@@ -17,8 +17,14 @@ from bootsrv.leases import Pool, Range, client_id_of_mac
 from bootsrv.leases.files import FileStore
 
 A = IPv4Address("10.8.0.1")
-BIG = {"big": Pool("big", IPv4Network("10.8.0.0/16"),
-                   (Range(IPv4Address("10.8.0.10"), IPv4Address("10.8.255.250"), A),), frozenset({A}))}
+BIG = {
+    "big": Pool(
+        "big",
+        IPv4Network("10.8.0.0/16"),
+        (Range(IPv4Address("10.8.0.10"), IPv4Address("10.8.255.250"), A),),
+        frozenset({A}),
+    )
+}
 NOW = 1_700_000_000
 
 
@@ -26,8 +32,16 @@ def client(worker: int, i: int) -> str:
     return client_id_of_mac(bytes([0x52, 0x54, worker >> 8 & 0xFF, worker & 0xFF, i >> 8 & 0xFF, i & 0xFF]))
 
 
-def allocate(directory: str, worker: int, count: int, out_fd: int, owner: IPv4Address = A,
-             compact_every: int = 0, nfs: bool | None = None, threads: int = 1) -> None:
+def allocate(
+    directory: str,
+    worker: int,
+    count: int,
+    out_fd: int,
+    owner: IPv4Address = A,
+    compact_every: int = 0,
+    nfs: bool | None = None,
+    threads: int = 1,
+) -> None:
     store = FileStore(directory, BIG, (owner,), nfs=nfs)
 
     def run(first: int, last: int) -> None:
@@ -55,7 +69,12 @@ def allocate(directory: str, worker: int, count: int, out_fd: int, owner: IPv4Ad
 
 if __name__ == "__main__":
     if sys.argv[1] == "allocate":
-        allocate(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.stdout.fileno(),
-                 compact_every=int(os.environ.get("COMPACT_EVERY", "0")),
-                 nfs=True if os.environ.get("LEASES_NFS_MODE") == "1" else None,
-                 threads=int(os.environ.get("THREADS", "1")))
+        allocate(
+            sys.argv[2],
+            int(sys.argv[3]),
+            int(sys.argv[4]),
+            sys.stdout.fileno(),
+            compact_every=int(os.environ.get("COMPACT_EVERY", "0")),
+            nfs=True if os.environ.get("LEASES_NFS_MODE") == "1" else None,
+            threads=int(os.environ.get("THREADS", "1")),
+        )

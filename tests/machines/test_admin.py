@@ -19,8 +19,13 @@ def book():
 
 
 def add_hv1(registry, book, **over):
-    args = dict(mac=MAC, hostname="hv1", profile="debian12-kvm-hypervisor", now=NOW,
-                addresses={"public": "192.0.2.10", "backend": "10.1.0.10"})
+    args = dict(
+        mac=MAC,
+        hostname="hv1",
+        profile="debian12-kvm-hypervisor",
+        now=NOW,
+        addresses={"public": "192.0.2.10", "backend": "10.1.0.10"},
+    )
     args.update(over)
     return add(registry, book, NETWORKS, **args)
 
@@ -35,11 +40,18 @@ def test_add_binds_addresses_and_takes_segment_from_networks(registry, book):
 @pytest.mark.parametrize(
     ("over", "error", "words"),
     [
-        ({"addresses": {"public": "192.0.2.10"}, "mac": OTHER_MAC, "hostname": "hv2"}, Conflict,
-         "address.public: 192.0.2.10 is already used by machine 52:54:00:12:34:56"),
+        (
+            {"addresses": {"public": "192.0.2.10"}, "mac": OTHER_MAC, "hostname": "hv2"},
+            Conflict,
+            "address.public: 192.0.2.10 is already used by machine 52:54:00:12:34:56",
+        ),
         ({"mac": OTHER_MAC, "addresses": {}}, Conflict, "hostname: 'hv1' is already used"),
         ({"addresses": {}}, Conflict, "already exists"),
-        ({"mac": OTHER_MAC, "hostname": "hv2", "addresses": {}, "profile": "nope"}, NotFound, "profile: no profile 'nope'"),
+        (
+            {"mac": OTHER_MAC, "hostname": "hv2", "addresses": {}, "profile": "nope"},
+            NotFound,
+            "profile: no profile 'nope'",
+        ),
         ({"mac": OTHER_MAC, "hostname": "hv2", "addresses": {}, "comment": "a\nb"}, InvalidInput, "comment: "),
         ({"mac": OTHER_MAC, "hostname": "hv2", "addresses": {}, "serial": "has space"}, InvalidInput, "serial: "),
     ],
@@ -85,12 +97,28 @@ def test_discover_never_changes_a_known_machines_state(registry, book):
 
 @pytest.mark.parametrize(
     ("args", "field"),
-    [(("zz", 0, None, None), "mac"), ((MAC, 99999, None, None), "arch"), ((MAC, 0, "nope", None), "guid"),
-     ((MAC, 0, b"\x00\x01", None), "guid"), ((MAC, 0, None, "x" * 300), "vendor_class"),
-     ((MAC, 0, None, "bad\x01"), "vendor_class"), ((MAC, 0, None, b"\xff\xfe"), "vendor_class"),
-     ((MAC, 0, None, 7), "vendor_class"), ((b"\x01\x02", 0, None, None), "mac")],
-    ids=["mac", "arch", "guid", "guid-bytes", "vendor-long", "vendor-binary", "vendor-octets", "vendor-int",
-         "chaddr-short"],
+    [
+        (("zz", 0, None, None), "mac"),
+        ((MAC, 99999, None, None), "arch"),
+        ((MAC, 0, "nope", None), "guid"),
+        ((MAC, 0, b"\x00\x01", None), "guid"),
+        ((MAC, 0, None, "x" * 300), "vendor_class"),
+        ((MAC, 0, None, "bad\x01"), "vendor_class"),
+        ((MAC, 0, None, b"\xff\xfe"), "vendor_class"),
+        ((MAC, 0, None, 7), "vendor_class"),
+        ((b"\x01\x02", 0, None, None), "mac"),
+    ],
+    ids=[
+        "mac",
+        "arch",
+        "guid",
+        "guid-bytes",
+        "vendor-long",
+        "vendor-binary",
+        "vendor-octets",
+        "vendor-int",
+        "chaddr-short",
+    ],
 )
 def test_discover_bad_dhcp_input(registry, args, field):
     with pytest.raises(InvalidInput) as info:
@@ -113,8 +141,16 @@ def test_concurrent_discovery_by_both_servers(tmp_path):
 
 def test_adopt(registry, book):
     discover(registry, OTHER_MAC, 0, GUID, None, NOW)
-    m = adopt(registry, book, NETWORKS, mac=OTHER_MAC, hostname="hv2", profile="p", now=NOW + 1,
-              addresses={"public": "192.0.2.11"})
+    m = adopt(
+        registry,
+        book,
+        NETWORKS,
+        mac=OTHER_MAC,
+        hostname="hv2",
+        profile="p",
+        now=NOW + 1,
+        addresses={"public": "192.0.2.11"},
+    )
     assert m.state is State.NEW and m.guid == GUID and m.arch == "bios" and m.segment == "odd"
     assert book.bindings[("public", "192.0.2.11")] == (OTHER_MAC, "hv2")
     with pytest.raises(IllegalTransition):
@@ -125,8 +161,16 @@ def test_adopt_rolls_back_when_binding_fails(registry, book):
     discover(registry, OTHER_MAC, 0, None, None, NOW)
     book.bind("public", "192.0.2.11", MAC, "other")
     with pytest.raises(Conflict):
-        adopt(registry, book, NETWORKS, mac=OTHER_MAC, hostname="hv2", profile="p", now=NOW + 1,
-              addresses={"public": "192.0.2.11"})
+        adopt(
+            registry,
+            book,
+            NETWORKS,
+            mac=OTHER_MAC,
+            hostname="hv2",
+            profile="p",
+            now=NOW + 1,
+            addresses={"public": "192.0.2.11"},
+        )
     m = registry.get(OTHER_MAC)
     assert m.state is State.DISCOVERED and m.profile is None and m.addresses == ()
 

@@ -29,8 +29,9 @@ class Clock:
 def make_wiring(tmp_path, admin_token: str | None = ADMIN) -> Wiring:
     api = f'[api]\nadmin_token = "{admin_token}"\n' if admin_token else ""
     # No profile catalog here (profile names are checked in test_cli against the real one).
-    config = parse(f'[store]\ndirectory = "{tmp_path}/store"\n[profiles]\nprofiles_dir = "{tmp_path}/none"\n{api}',
-                   "test.toml")
+    config = parse(
+        f'[store]\ndirectory = "{tmp_path}/store"\n[profiles]\nprofiles_dir = "{tmp_path}/none"\n{api}', "test.toml"
+    )
     return Wiring(config, clock=Clock(NOW))
 
 
@@ -132,8 +133,12 @@ def test_enroll_needs_no_admin_token_but_admin_calls_do(client):
 )
 @pytest.mark.parametrize(
     ("method", "path"),
-    [("get", "/api/machines"), ("post", f"/api/machines/{MAC}/retire"), ("get", "/api/hypervisors"),
-     ("post", "/api/hypervisors/hv1/drain")],
+    [
+        ("get", "/api/machines"),
+        ("post", f"/api/machines/{MAC}/retire"),
+        ("get", "/api/hypervisors"),
+        ("post", "/api/hypervisors/hv1/drain"),
+    ],
 )
 def test_admin_auth(client, wiring, headers, status, words, method, path):
     before = wiring.machines.list()
@@ -152,8 +157,11 @@ def test_admin_api_disabled_without_configured_token(tmp_path):
 
 
 def test_admin_machine_lifecycle(client, wiring):
-    resp = client.post("/api/machines", headers=auth(),
-                       json={"mac": "52-54-00-AA-00-01", "hostname": "hv9", "profile": "debian12-kvm-hypervisor"})
+    resp = client.post(
+        "/api/machines",
+        headers=auth(),
+        json={"mac": "52-54-00-AA-00-01", "hostname": "hv9", "profile": "debian12-kvm-hypervisor"},
+    )
     assert resp.status_code == 201, resp.json
     assert resp.json["mac"] == "52:54:00:aa:00:01" and resp.json["state"] == "new"
     listed = client.get("/api/machines?state=new", headers=auth()).json["machines"]
@@ -175,13 +183,30 @@ def test_admin_machine_lifecycle(client, wiring):
         ({"mac": OTHER_MAC, "profile": "p"}, 400, "hostname", "required"),
         ({"mac": OTHER_MAC, "hostname": 5, "profile": "p"}, 400, "hostname", "must be a string"),
         ({"mac": OTHER_MAC, "hostname": "x", "profile": "../etc"}, 400, "profile", "not a profile name"),
-        ({"mac": OTHER_MAC, "hostname": "x", "profile": "p", "addresses": {"mars": "1.2.3.4"}}, 400,
-         "address.mars", "unknown network"),
-        ({"mac": OTHER_MAC, "hostname": "x", "profile": "p", "addresses": ["1.2.3.4"]}, 400, "addresses",
-         "must be an object"),
+        (
+            {"mac": OTHER_MAC, "hostname": "x", "profile": "p", "addresses": {"mars": "1.2.3.4"}},
+            400,
+            "address.mars",
+            "unknown network",
+        ),
+        (
+            {"mac": OTHER_MAC, "hostname": "x", "profile": "p", "addresses": ["1.2.3.4"]},
+            400,
+            "addresses",
+            "must be an object",
+        ),
     ],
-    ids=["bad-mac", "duplicate-mac", "duplicate-hostname", "unknown-field", "missing", "type", "profile",
-         "unknown-network", "addresses-list"],
+    ids=[
+        "bad-mac",
+        "duplicate-mac",
+        "duplicate-hostname",
+        "unknown-field",
+        "missing",
+        "type",
+        "profile",
+        "unknown-network",
+        "addresses-list",
+    ],
 )
 def test_admin_add_refusals(client, wiring, payload, status, field, words):
     before = wiring.machines.list()
@@ -195,8 +220,9 @@ def test_admin_add_refusals(client, wiring, payload, status, field, words):
 
 def test_admin_adopt_discovered(client, wiring):
     discover(wiring.machines, OTHER_MAC, 7, None, "PXEClient:Arch:00007:UNDI:003016", NOW)
-    resp = client.post(f"/api/machines/{OTHER_MAC}/adopt", headers=auth(),
-                       json={"hostname": "hv2", "profile": "alma9-kvm-hypervisor"})
+    resp = client.post(
+        f"/api/machines/{OTHER_MAC}/adopt", headers=auth(), json={"hostname": "hv2", "profile": "alma9-kvm-hypervisor"}
+    )
     assert resp.status_code == 200, resp.json
     assert resp.json["state"] == "new" and resp.json["arch"] == "efi-x64"
 

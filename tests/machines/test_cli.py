@@ -47,8 +47,20 @@ def enrolled(registry, mac=MAC, hostname="hv1", **fact_changes):
 
 
 def test_add_list_show(site, registry):
-    out = run(site, "machine", "add", "52-54-00-12-34-56", "--hostname", "HV1", "--profile", "debian12-xen-hypervisor",
-              "--serial", "SN-1", "--comment", "rack 3")
+    out = run(
+        site,
+        "machine",
+        "add",
+        "52-54-00-12-34-56",
+        "--hostname",
+        "HV1",
+        "--profile",
+        "debian12-xen-hypervisor",
+        "--serial",
+        "SN-1",
+        "--comment",
+        "rack 3",
+    )
     assert out == f"added {MAC} (hv1): state new\n"
     assert registry.get(MAC).segment == ""
     listing = run(site, "machine", "list").splitlines()
@@ -67,26 +79,62 @@ def test_add_list_show(site, registry):
         (["machine", "add", "zz:zz", "--hostname", "a", "--profile", "p"], 2, "error: mac: 'zz:zz' is not a MAC"),
         (["machine", "add", MAC, "--hostname", "a b", "--profile", "p"], 2, "error: hostname: "),
         (["machine", "add", MAC, "--hostname", "a", "--profile", "p/../x"], 2, "error: profile: "),
-        (["machine", "add", MAC, "--hostname", "a", "--profile", "p", "--address", "public"], 2,
-         "error: address: 'public' must be NETWORK=IP"),
-        (["machine", "add", MAC, "--hostname", "a", "--profile", "p", "--address", "dmz=192.0.2.5"], 2,
-         "error: address.dmz: unknown network 'dmz' (networks: backend, public)"),
-        (["machine", "add", MAC, "--hostname", "a", "--profile", "p", "--address", "public=10.1.0.5"], 2,
-         "error: address.public: 10.1.0.5 is outside subnet 192.0.2.0/24"),
-        (["machine", "add", MAC, "--hostname", "a", "--profile", "p", "--address", "public=192.0.2.255"], 2,
-         "broadcast address"),
-        (["machine", "add", MAC, "--hostname", "a", "--profile", "p", "--address", "public=1.2.3"], 2,
-         "error: address.public: '1.2.3' is not an IPv4 address"),
-        (["machine", "add", MAC, "--hostname", "a", "--profile", "p", "--segment", "even"], 2,
-         "error: segment: 'even' is not a segment of any network (odd)"),
-        (["machine", "add", MAC, "--hostname", "a", "--profile", "p", "--guid", "xyz"], 2, "error: guid: 'xyz' is not a UUID"),
+        (
+            ["machine", "add", MAC, "--hostname", "a", "--profile", "p", "--address", "public"],
+            2,
+            "error: address: 'public' must be NETWORK=IP",
+        ),
+        (
+            ["machine", "add", MAC, "--hostname", "a", "--profile", "p", "--address", "dmz=192.0.2.5"],
+            2,
+            "error: address.dmz: unknown network 'dmz' (networks: backend, public)",
+        ),
+        (
+            ["machine", "add", MAC, "--hostname", "a", "--profile", "p", "--address", "public=10.1.0.5"],
+            2,
+            "error: address.public: 10.1.0.5 is outside subnet 192.0.2.0/24",
+        ),
+        (
+            ["machine", "add", MAC, "--hostname", "a", "--profile", "p", "--address", "public=192.0.2.255"],
+            2,
+            "broadcast address",
+        ),
+        (
+            ["machine", "add", MAC, "--hostname", "a", "--profile", "p", "--address", "public=1.2.3"],
+            2,
+            "error: address.public: '1.2.3' is not an IPv4 address",
+        ),
+        (
+            ["machine", "add", MAC, "--hostname", "a", "--profile", "p", "--segment", "even"],
+            2,
+            "error: segment: 'even' is not a segment of any network (odd)",
+        ),
+        (
+            ["machine", "add", MAC, "--hostname", "a", "--profile", "p", "--guid", "xyz"],
+            2,
+            "error: guid: 'xyz' is not a UUID",
+        ),
         (["machine", "show", "nobody"], 3, "error: machine: no machine with MAC or hostname 'nobody'"),
         (["machine", "show", OTHER_MAC], 3, f"error: mac: no machine {OTHER_MAC}"),
         (["machine", "reinstall", OTHER_MAC], 3, "no machine"),
         (["hypervisor", "show", "hv9"], 3, "no machine with MAC or hostname 'hv9'"),
     ],
-    ids=["mac", "hostname", "profile", "address-form", "address-network", "address-subnet", "address-broadcast",
-         "address-ip", "segment", "guid", "show-unknown-name", "show-unknown-mac", "reinstall-unknown", "hv-unknown"],
+    ids=[
+        "mac",
+        "hostname",
+        "profile",
+        "address-form",
+        "address-network",
+        "address-subnet",
+        "address-broadcast",
+        "address-ip",
+        "segment",
+        "guid",
+        "show-unknown-name",
+        "show-unknown-mac",
+        "reinstall-unknown",
+        "hv-unknown",
+    ],
 )
 def test_bad_input_names_the_field_and_changes_nothing(site, registry, args, code, message):
     out = run(site, *args, code=code)
@@ -97,12 +145,26 @@ def test_bad_input_names_the_field_and_changes_nothing(site, registry, args, cod
 def test_addresses_are_bound_in_the_lease_store(site, registry):
     from bootsrv.leases import Flag, open_store
 
-    run(site, "machine", "add", MAC, "--hostname", "hv1", "--profile", "p",
-        "--address", "public=192.0.2.10", "--address", "backend=10.1.0.10")
+    run(
+        site,
+        "machine",
+        "add",
+        MAC,
+        "--hostname",
+        "hv1",
+        "--profile",
+        "p",
+        "--address",
+        "public=192.0.2.10",
+        "--address",
+        "backend=10.1.0.10",
+    )
     store = open_store(load(site))
     pub, back = store.get("public", "192.0.2.10"), store.get("backend", "10.1.0.10")
     assert (pub.hostname, back.hostname) == ("hv1", "hv1-backend")
-    assert pub.flags == back.flags == Flag.MANUAL | Flag.PERMANENT and pub.client_id == "01" + MAC.replace(":", "").upper()
+    assert (
+        pub.flags == back.flags == Flag.MANUAL | Flag.PERMANENT and pub.client_id == "01" + MAC.replace(":", "").upper()
+    )
 
 
 def test_address_held_by_another_client_leaves_nothing_behind(site, registry):
@@ -110,8 +172,21 @@ def test_address_held_by_another_client_leaves_nothing_behind(site, registry):
 
     store = open_store(load(site))
     store.bind("backend", "10.1.0.10", "52:54:00:99:99:99", "other")
-    out = run(site, "machine", "add", MAC, "--hostname", "hv1", "--profile", "p",
-              "--address", "public=192.0.2.10", "--address", "backend=10.1.0.10", code=4)
+    out = run(
+        site,
+        "machine",
+        "add",
+        MAC,
+        "--hostname",
+        "hv1",
+        "--profile",
+        "p",
+        "--address",
+        "public=192.0.2.10",
+        "--address",
+        "backend=10.1.0.10",
+        code=4,
+    )
     assert "10.1.0.10" in out and "held by" in out
     assert registry.list() == []
     store.rescan()
@@ -131,13 +206,16 @@ def test_profile_must_be_in_the_catalog(tmp_path, registry):
 def test_duplicate_and_illegal_transitions(site, registry):
     run(site, "machine", "add", MAC, "--hostname", "hv1", "--profile", "p")
     assert "error: mac: machine 52:54:00:12:34:56 already exists" in run(
-        site, "machine", "add", MAC, "--hostname", "x", "--profile", "p", code=4)
+        site, "machine", "add", MAC, "--hostname", "x", "--profile", "p", code=4
+    )
     assert "hostname: 'hv1' is already used" in run(
-        site, "machine", "add", OTHER_MAC, "--hostname", "hv1", "--profile", "p", code=4)
+        site, "machine", "add", OTHER_MAC, "--hostname", "hv1", "--profile", "p", code=4
+    )
     before = registry.list()
     assert "cannot reinstall a machine in state 'new'" in run(site, "machine", "reinstall", "hv1", code=4)
     assert "cannot adopt a machine in state 'new'" in run(
-        site, "machine", "adopt", MAC, "--hostname", "hv1", "--profile", "p", code=4)
+        site, "machine", "adopt", MAC, "--hostname", "hv1", "--profile", "p", code=4
+    )
     assert registry.list() == before
 
 
@@ -153,8 +231,18 @@ def test_adopt_discovered(site, registry):
     discover(registry, OTHER_MAC, 0, b"\x00" + bytes(range(16)), "PXEClient:Arch:00000:UNDI:002001", NOW)
     listing = run(site, "machine", "list", "--state", "discovered")
     assert OTHER_MAC in listing and "bios" in listing
-    out = run(site, "machine", "adopt", OTHER_MAC, "--hostname", "hv2", "--profile", "alma9-kvm-hypervisor",
-              "--segment", "odd")
+    out = run(
+        site,
+        "machine",
+        "adopt",
+        OTHER_MAC,
+        "--hostname",
+        "hv2",
+        "--profile",
+        "alma9-kvm-hypervisor",
+        "--segment",
+        "odd",
+    )
     assert "adopted 52:54:00:ab:cd:ef (hv2): state new" in out
     m = registry.get(OTHER_MAC)
     assert m.profile == "alma9-kvm-hypervisor" and m.arch == "bios" and m.segment == "odd" and m.guid

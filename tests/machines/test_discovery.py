@@ -21,7 +21,9 @@ def mac(n: int) -> str:
     return f"52:54:00:00:{n >> 8:02x}:{n & 0xFF:02x}"
 
 
-def sighting(n: int, at: float = NOW, arch: int | None = 0, guid: bytes | None = GUID, vendor: bytes = BIOS) -> Sighting:
+def sighting(
+    n: int, at: float = NOW, arch: int | None = 0, guid: bytes | None = GUID, vendor: bytes = BIOS
+) -> Sighting:
     return Sighting(mac(n), arch, guid, vendor, at)
 
 
@@ -65,23 +67,46 @@ class CountingRegistry:
 # (registry before, sightings, limit, auto_profile) -> (added, filled, pushed out, over the limit), as ns
 CASES = [
     pytest.param([], [seen(1)], None, None, ([1], [], [], []), id="unknown-is-added"),
-    pytest.param([], [seen(1), seen(1, NOW + 4), seen(2)], None, None, ([1, 2], [], [], []),
-                 id="retransmissions-are-one"),
-    pytest.param([discovered(1, arch=None, guid=None)], [seen(1)], None, None, ([], [1], [], []),
-                 id="known-gets-its-gaps-filled"),
-    pytest.param([discovered(1, arch="bios", guid=normalize_guid(GUID), vendor_class=BIOS.decode())],
-                 [seen(1)], None, None, ([], [], [], []),
-                 id="known-with-nothing-new-is-not-written"),
+    pytest.param(
+        [], [seen(1), seen(1, NOW + 4), seen(2)], None, None, ([1, 2], [], [], []), id="retransmissions-are-one"
+    ),
+    pytest.param(
+        [discovered(1, arch=None, guid=None)], [seen(1)], None, None, ([], [1], [], []), id="known-gets-its-gaps-filled"
+    ),
+    pytest.param(
+        [discovered(1, arch="bios", guid=normalize_guid(GUID), vendor_class=BIOS.decode())],
+        [seen(1)],
+        None,
+        None,
+        ([], [], [], []),
+        id="known-with-nothing-new-is-not-written",
+    ),
     pytest.param([machine(mac(1))], [seen(1)], None, None, ([], [1], [], []), id="admins-machine-only-filled"),
-    pytest.param([discovered(1, NOW - 300), discovered(2, NOW - 100), discovered(3, NOW - 200)],
-                 [seen(4), seen(5)], 3, None, ([4, 5], [], [1, 3], []), id="limit-pushes-out-the-oldest"),
-    pytest.param([discovered(1, NOW - 300), machine(mac(2)), auto(3, state=State.INSTALLING),
-                  auto(4, NOW - 400)], [seen(5)], 1, "p", ([5], [], [1, 4], []),
-                 id="limit-spares-admins-and-installs"),
-    pytest.param([], [seen(1, NOW + 1), seen(2, NOW + 3), seen(3, NOW + 2)], 2, None, ([2, 3], [], [], [1]),
-                 id="batch-beyond-the-limit-keeps-the-newest"),
-    pytest.param([discovered(1, NOW - 10)], [seen(1, NOW)], 1, None, ([], [1], [], []),
-                 id="filling-in-is-not-growing"),
+    pytest.param(
+        [discovered(1, NOW - 300), discovered(2, NOW - 100), discovered(3, NOW - 200)],
+        [seen(4), seen(5)],
+        3,
+        None,
+        ([4, 5], [], [1, 3], []),
+        id="limit-pushes-out-the-oldest",
+    ),
+    pytest.param(
+        [discovered(1, NOW - 300), machine(mac(2)), auto(3, state=State.INSTALLING), auto(4, NOW - 400)],
+        [seen(5)],
+        1,
+        "p",
+        ([5], [], [1, 4], []),
+        id="limit-spares-admins-and-installs",
+    ),
+    pytest.param(
+        [],
+        [seen(1, NOW + 1), seen(2, NOW + 3), seen(3, NOW + 2)],
+        2,
+        None,
+        ([2, 3], [], [], [1]),
+        id="batch-beyond-the-limit-keeps-the-newest",
+    ),
+    pytest.param([discovered(1, NOW - 10)], [seen(1, NOW)], 1, None, ([], [1], [], []), id="filling-in-is-not-growing"),
 ]
 
 
@@ -115,8 +140,12 @@ def test_forty_sightings_are_one_registry_write(tmp_path):
 
 def test_a_bad_sighting_is_refused_alone(tmp_path):
     registry = FileRegistry(tmp_path)
-    batch = record(registry, [sighting(1, vendor=b"\xffbinary"), sighting(2), sighting(3, guid=b"\x01" * 17)],
-                   limit=10, auto_profile=None)
+    batch = record(
+        registry,
+        [sighting(1, vendor=b"\xffbinary"), sighting(2), sighting(3, guid=b"\x01" * 17)],
+        limit=10,
+        auto_profile=None,
+    )
     assert [m.mac for m in registry.list()] == [mac(2)]
     assert [(m, why.split(":")[0]) for m, why in batch.refused] == [(mac(1), "vendor_class"), (mac(3), "guid")]
 
@@ -125,8 +154,7 @@ def test_a_flood_never_grows_the_registry_past_the_limit():
     # Issue 16: 6,000 random MACs at 300/s; the recorder writes every GATHER (0.5 s): 150 a batch.
     registry = CountingRegistry(MemoryRegistry([machine(mac(60_000), hostname="hv1")]))
     for start in range(0, 6000, 150):
-        record(registry, [sighting(n, NOW + n / 300) for n in range(start, start + 150)], limit=1000,
-               auto_profile=None)
+        record(registry, [sighting(n, NOW + n / 300) for n in range(start, start + 150)], limit=1000, auto_profile=None)
         assert len(registry.list()) <= 1001
     assert registry.writes == 40
     kept = [m for m in registry.list() if m.state is State.DISCOVERED]

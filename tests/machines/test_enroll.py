@@ -5,11 +5,21 @@ from __future__ import annotations
 import copy
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from machines_builders import MAC, NOW, OTHER_MAC, facts, machine
 
 from bootsrv.errors import Conflict, InvalidInput
 from bootsrv.machines.admin import reinstall, retire
-from bootsrv.machines.enrollment import MAX_TOKENS, TokenRejected, TokenReplayed, digest, enroll, start_install
+from bootsrv.machines.enrollment import (
+    MAX_TOKENS,
+    TokenRejected,
+    TokenReplayed,
+    digest,
+    enroll,
+    parse_request,
+    start_install,
+)
 from bootsrv.machines.model import IllegalTransition, MemoryRegistry, State, boot_action
 from bootsrv.machines.store import FileRegistry
 
@@ -63,8 +73,9 @@ TOKEN_CASES = [
 ]
 
 
-@pytest.mark.parametrize(("case", "request_body", "after", "error", "field", "words"), TOKEN_CASES,
-                         ids=[c[0] for c in TOKEN_CASES])
+@pytest.mark.parametrize(
+    ("case", "request_body", "after", "error", "field", "words"), TOKEN_CASES, ids=[c[0] for c in TOKEN_CASES]
+)
 def test_token_refusals(reg, case, request_body, after, error, field, words):
     err = _refused(reg, request_body, NOW + after, error, field, words)
     assert 400 <= err.http_status < 500
@@ -125,12 +136,14 @@ def test_enroll_in_wrong_state_is_illegal_transition():
 def _without(key):
     def change(b):
         del b[key]
+
     return change
 
 
 def _facts_without(key):
     def change(b):
         del b["facts"][key]
+
     return change
 
 
@@ -140,6 +153,7 @@ def _set(path, value):
         for part in path[:-1]:
             target = target[part]
         target[path[-1]] = value
+
     return change
 
 
@@ -170,8 +184,12 @@ MALFORMED = [
     ("nic-long-name", _set(("facts", "nics", 1, "name"), "x" * 16), "facts.nics[1].name", "interface name"),
     ("nic-dup-name", _set(("facts", "nics", 1, "name"), "fe0"), "facts.nics[1].name", "listed twice"),
     ("nic-dup-mac", _set(("facts", "nics", 1, "mac"), MAC), "facts.nics[1].mac", "listed twice"),
-    ("nics-without-own-mac", _set(("facts", "nics", 0, "mac"), "52:54:00:00:00:09"), "facts.nics",
-     "no NIC has the machine's MAC"),
+    (
+        "nics-without-own-mac",
+        _set(("facts", "nics", 0, "mac"), "52:54:00:00:00:09"),
+        "facts.nics",
+        "no NIC has the machine's MAC",
+    ),
     ("disks-empty", _set(("facts", "disks"), []), "facts.disks", "has 0 entries"),
     ("disk-negative", _set(("facts", "disks", 0, "size_bytes"), -1), "facts.disks[0].size_bytes", "outside"),
     ("disk-bad-name", _set(("facts", "disks", 0, "name"), "a b"), "facts.disks[0].name", "disk name"),
@@ -179,8 +197,12 @@ MALFORMED = [
     ("uri-garbage", _set(("facts", "libvirt_uri"), "hello"), "facts.libvirt_uri", "not a libvirt URI"),
     ("uri-number", _set(("facts", "libvirt_uri"), 7), "facts.libvirt_uri", "not a libvirt URI"),
     ("uri-wrong-driver", _set(("facts", "libvirt_uri"), "xen:///system"), "facts.libvirt_uri", "does not manage a kvm"),
-    ("uri-bad-transport", _set(("facts", "libvirt_uri"), "qemu+smtp://h/system"), "facts.libvirt_uri",
-     "unknown transport"),
+    (
+        "uri-bad-transport",
+        _set(("facts", "libvirt_uri"), "qemu+smtp://h/system"),
+        "facts.libvirt_uri",
+        "unknown transport",
+    ),
     ("uri-with-space", _set(("facts", "libvirt_uri"), "qemu+ssh://h/sys tem"), "facts.libvirt_uri", "not a libvirt"),
 ]
 
@@ -197,8 +219,12 @@ def test_malformed_callbacks(reg, case, mutate, field, words):
 
 @pytest.mark.parametrize(
     ("hypervisor", "uri"),
-    [("kvm", "qemu:///system"), ("kvm", "qemu+tls://hv1:16514/system"), ("xen", "xen:///system"),
-     ("xen", "xen+ssh://root@hv1.lab.example/system")],
+    [
+        ("kvm", "qemu:///system"),
+        ("kvm", "qemu+tls://hv1:16514/system"),
+        ("xen", "xen:///system"),
+        ("xen", "xen+ssh://root@hv1.lab.example/system"),
+    ],
 )
 def test_accepted_uris(reg, hypervisor, uri):
     assert enroll(reg, body(hypervisor=hypervisor, libvirt_uri=uri), NOW + 10).libvirt_uri == uri
@@ -289,10 +315,6 @@ def test_expired_tokens_are_forgotten_at_the_next_issue(registry):
 
 # --- fuzz: any JSON value is either a request or an InvalidInput naming a field ---------------
 
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st
-
-from bootsrv.machines.enrollment import parse_request  # noqa: E402
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
@@ -302,8 +324,22 @@ JSON = st.recursive(
 
 
 def _mutations():
-    keys = st.sampled_from(["token", "mac", "facts", "hostname", "cpus", "memory_mib", "nics", "disks",
-                            "hypervisor", "libvirt_uri", "name", "size_bytes"])
+    keys = st.sampled_from(
+        [
+            "token",
+            "mac",
+            "facts",
+            "hostname",
+            "cpus",
+            "memory_mib",
+            "nics",
+            "disks",
+            "hypervisor",
+            "libvirt_uri",
+            "name",
+            "size_bytes",
+        ]
+    )
     return st.lists(st.tuples(keys, JSON), max_size=3)
 
 

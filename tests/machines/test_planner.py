@@ -23,8 +23,14 @@ class Clock:
 
 @pytest.mark.parametrize(
     ("state", "install"),
-    [(State.NEW, True), (State.INSTALLING, True), (State.REINSTALL_REQUESTED, True),
-     (State.ENROLLED, False), (State.RETIRED, False), (State.DISCOVERED, False)],
+    [
+        (State.NEW, True),
+        (State.INSTALLING, True),
+        (State.REINSTALL_REQUESTED, True),
+        (State.ENROLLED, False),
+        (State.RETIRED, False),
+        (State.DISCOVERED, False),
+    ],
     ids=lambda v: getattr(v, "value", v),
 )
 def test_plan_by_state(state, install):

@@ -55,10 +55,20 @@ def test_record_round_trip_keeps_every_field():
     from bootsrv.machines.model import Token
 
     full = machine(
-        state=State.ENROLLED, guid="01234567-89ab-cdef-0123-456789abcdef", serial="SN1", arch="efi-x64",
-        vendor_class="PXEClient:Arch:00007:UNDI:003016", addresses=(("backend", "10.1.0.5"), ("public", "192.0.2.5")),
-        segment="odd", comment="rack 3", facts=parse_facts(facts()), libvirt_uri="qemu+ssh://hv1/system",
-        drained=True, tokens=(Token("ab" * 32, NOW, NOW + 60, True),), enrolled_at=NOW + 5, revision=7,
+        state=State.ENROLLED,
+        guid="01234567-89ab-cdef-0123-456789abcdef",
+        serial="SN1",
+        arch="efi-x64",
+        vendor_class="PXEClient:Arch:00007:UNDI:003016",
+        addresses=(("backend", "10.1.0.5"), ("public", "192.0.2.5")),
+        segment="odd",
+        comment="rack 3",
+        facts=parse_facts(facts()),
+        libvirt_uri="qemu+ssh://hv1/system",
+        drained=True,
+        tokens=(Token("ab" * 32, NOW, NOW + 60, True),),
+        enrolled_at=NOW + 5,
+        revision=7,
     )
     assert from_record(to_record(full)) == full
     assert "digest" not in str(to_record(full, secrets=False))
@@ -105,7 +115,10 @@ def test_file_format_is_versioned_and_greppable(tmp_path):
         (HEADER + "\n{not json\n", ":2: not JSON"),
         (HEADER + '\n{"mac": "52:54:00:12:34:56"}\n', ":2: hostname: required field is missing"),
         (HEADER + '\n{"mac": "zz", "hostname": "a", "state": "new", "profile": "p"}\n', ":2: mac: "),
-        (HEADER + '\n{"mac": "52:54:00:12:34:56", "hostname": "a", "state": "bogus"}\n', ":2: machine: record does not fit"),
+        (
+            HEADER + '\n{"mac": "52:54:00:12:34:56", "hostname": "a", "state": "bogus"}\n',
+            ":2: machine: record does not fit",
+        ),
     ],
     ids=["version", "json", "missing", "mac", "state"],
 )
@@ -158,14 +171,14 @@ from bootsrv.machines.model import Machine, State, update
 from bootsrv.machines.store import FileRegistry
 directory, worker = sys.argv[1], int(sys.argv[2])
 def bump(reg, w):
-    for _ in range(%d):
-        update(reg, "%s", lambda m: dataclasses.replace(m, comment=m.comment + str(w %% 10)))
+    for _ in range(INCREMENTS):
+        update(reg, "MAC", lambda m: dataclasses.replace(m, comment=m.comment + str(w % 10)))
     reg.put(Machine(mac=f"52:54:00:00:01:{w:02x}", hostname=f"w{w}", state=State.NEW, profile="p"), None)
 regs = [FileRegistry(directory), FileRegistry(directory)]
 threads = [threading.Thread(target=bump, args=(regs[t], worker * 2 + t)) for t in range(2)]
 [t.start() for t in threads]
 [t.join() for t in threads]
-""" % (INCREMENTS, MAC)
+""".replace("INCREMENTS", str(INCREMENTS)).replace('"MAC"', repr(MAC))
 
 
 def test_processes_lose_no_update(tmp_path):

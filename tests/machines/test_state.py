@@ -5,6 +5,8 @@ from __future__ import annotations
 import itertools
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from bootsrv.errors import Conflict, InvalidInput
 from bootsrv.machines.model import (
@@ -108,8 +110,6 @@ def test_netboot_reads_the_registry_without_writing():
 
 # --- properties over random event sequences --------------------------------------------------
 
-from hypothesis import given  # noqa: E402
-from hypothesis import strategies as st
 
 MACHINE_EVENTS = (E.INSTALL, E.ENROLL)  # what a machine can cause by itself
 ADMIN_EVENTS = (E.ADOPT, E.REINSTALL, E.RETIRE)

@@ -25,8 +25,8 @@ directory = "{tmp_path}/store"
 files_root = "{tmp_path}/files"
 http_base_url = "http://192.0.2.1:8080"
 [profiles]
-profiles_dir = "{REPO / 'profiles'}"
-templates_dir = "{REPO / 'templates'}"
+profiles_dir = "{REPO / "profiles"}"
+templates_dir = "{REPO / "templates"}"
 """)
     return tmp_path, cfg
 
@@ -43,7 +43,10 @@ def test_list_and_show(site):
     assert names == ["alma9-kvm-hypervisor", "debian12-kvm-hypervisor", "debian12-xen-hypervisor", "lab-test"]
     shown = run(cfg, "show", "debian12-xen-hypervisor")
     assert shown.exit_code == 0
-    assert "settings.xen_cmdline:" in shown.output and "dom0_mem=2048M,max:2048M com1=9600,8n1 console=com1" in shown.output
+    assert (
+        "settings.xen_cmdline:" in shown.output
+        and "dom0_mem=2048M,max:2048M com1=9600,8n1 console=com1" in shown.output
+    )
     assert "(missing under" in shown.output  # the installer is not fetched yet
     missing = run(cfg, "show", "nope")
     assert missing.exit_code == 3 and "no profile 'nope'" in missing.output
@@ -53,25 +56,39 @@ def test_render_previews_without_writing(site):
     tmp_path, cfg = site
     (tmp_path / "store").mkdir()
     registry = FileRegistry(tmp_path / "store")
-    registry.put(Machine(mac=MAC, hostname="hv7", state=State.NEW, profile="lab-test",
-                         addresses=(("public", "192.0.2.17"),)), None)
+    registry.put(
+        Machine(mac=MAC, hostname="hv7", state=State.NEW, profile="lab-test", addresses=(("public", "192.0.2.17"),)),
+        None,
+    )
     before = registry.list()
     out = run(cfg, "render", "lab-test", "--mac", "5254.0012.3456")
     assert out.exit_code == 0, out.output
     assert "install profile lab-test on hv7.lab.example" in out.output  # the known machine's name
     assert "token=PREVIEW-not-an-issued-token" in out.output
-    answer = run(cfg, "render", "debian12-kvm-hypervisor", "--mac", "52:54:00:00:00:99", "--hostname", "hv9",
-                 "--file", "preseed.cfg")
+    answer = run(
+        cfg,
+        "render",
+        "debian12-kvm-hypervisor",
+        "--mac",
+        "52:54:00:00:00:99",
+        "--hostname",
+        "hv9",
+        "--file",
+        "preseed.cfg",
+    )
     assert answer.exit_code == 0 and "d-i netcfg/get_hostname string hv9" in answer.output
     assert FileRegistry(tmp_path / "store").list() == before  # no token issued, nothing written
 
 
-@pytest.mark.parametrize(("args", "code", "words"), [
-    (["render", "lab-test", "--mac", "nope"], 2, "--mac: 'nope' is not a MAC address"),
-    (["render", "lab-test", "--mac", MAC, "--file", "ks.cfg"], 2, "--file: 'ks.cfg' is not one of"),
-    (["render", "lab-test", "--mac", MAC, "--hostname", "bad_name"], 2, "hostname: "),
-    (["render", "gone", "--mac", MAC], 3, "no profile 'gone'"),
-])
+@pytest.mark.parametrize(
+    ("args", "code", "words"),
+    [
+        (["render", "lab-test", "--mac", "nope"], 2, "--mac: 'nope' is not a MAC address"),
+        (["render", "lab-test", "--mac", MAC, "--file", "ks.cfg"], 2, "--file: 'ks.cfg' is not one of"),
+        (["render", "lab-test", "--mac", MAC, "--hostname", "bad_name"], 2, "hostname: "),
+        (["render", "gone", "--mac", MAC], 3, "no profile 'gone'"),
+    ],
+)
 def test_render_refusals(site, args, code, words):
     _, cfg = site
     out = run(cfg, *args)

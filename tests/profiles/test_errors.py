@@ -41,8 +41,13 @@ marker = "M"
 ANSWER = "#!/bin/sh\n# {{ machine.fqdn }}\necho {{ settings.marker }}\n{{ enroll_script }}"
 
 
-def tree(tmp_path: Path, profile: str = GOOD, answer: str = ANSWER, extra: dict[str, str] | None = None,
-         site: str | None = SITE) -> tuple[Path, Path]:
+def tree(
+    tmp_path: Path,
+    profile: str = GOOD,
+    answer: str = ANSWER,
+    extra: dict[str, str] | None = None,
+    site: str | None = SITE,
+) -> tuple[Path, Path]:
     profiles, templates = tmp_path / "profiles", tmp_path / "templates"
     profiles.mkdir()
     shutil.copytree(REPO / "templates/boot", templates / "boot")
@@ -73,45 +78,100 @@ def render(tmp_path, cat, boot: str | None = None):
 # ---------------------------------------------------------------------------------------------
 # Catalog: file and key
 
+
 def edit(old: str, new: str) -> str:
     assert old in GOOD
     return GOOD.replace(old, new)
 
 
 CATALOG_ERRORS = [
-    ("unknown-key", edit('answer_arg = "bootsrv.answer"', 'answer_arg = "bootsrv.answer"\nanswer_ar = "x"'), None,
-     "p.toml", "boot.answer_ar", "unknown key"),
+    (
+        "unknown-key",
+        edit('answer_arg = "bootsrv.answer"', 'answer_arg = "bootsrv.answer"\nanswer_ar = "x"'),
+        None,
+        "p.toml",
+        "boot.answer_ar",
+        "unknown key",
+    ),
     ("unknown-top-key", "bogus = 1\n" + GOOD, None, "p.toml", "bogus", "unknown key"),
     ("missing-answer", GOOD.split("[answer]")[0], None, "p.toml", "answer", "required key is missing"),
-    ("kernel-escapes", edit('kernel = "lab/vmlinuz"', 'kernel = "../../etc/shadow"'), None, "p.toml",
-     "boot.kernel", "relative to boot.files_root"),
-    ("kernel-absolute", edit('kernel = "lab/vmlinuz"', 'kernel = "/boot/vmlinuz"'), None, "p.toml",
-     "boot.kernel", "relative to boot.files_root"),
+    (
+        "kernel-escapes",
+        edit('kernel = "lab/vmlinuz"', 'kernel = "../../etc/shadow"'),
+        None,
+        "p.toml",
+        "boot.kernel",
+        "relative to boot.files_root",
+    ),
+    (
+        "kernel-absolute",
+        edit('kernel = "lab/vmlinuz"', 'kernel = "/boot/vmlinuz"'),
+        None,
+        "p.toml",
+        "boot.kernel",
+        "relative to boot.files_root",
+    ),
     ("hypervisor", edit('hypervisor = "kvm"', 'hypervisor = "vmware"'), None, "p.toml", "hypervisor", "'xen' or 'kvm'"),
-    ("args-type", edit('args = ["console=ttyS0"]', 'args = "console=ttyS0"'), None, "p.toml", "boot.args",
-     "valid list"),
-    ("answer-file-name", edit('file = "answer.sh"', 'file = "../answer.sh"'), None, "p.toml", "answer.file",
-     "pattern"),
-    ("missing-template", edit('template = "answers/t.j2"', 'template = "answers/nope.j2"'), None, "p.toml",
-     "answer.template", "no template 'answers/nope.j2'"),
-    ("extras-self", edit('template = "answers/t.j2"', 'template = "answers/t.j2"\nextras = { "answer.sh" = "answers/t.j2" }'),
-     None, "p.toml", "answer.extras.answer.sh", "is the answer file itself"),
-    ("extras-missing", edit('template = "answers/t.j2"', 'template = "answers/t.j2"\nextras = { "x.sh" = "answers/x.j2" }'),
-     None, "p.toml", "answer.extras.x.sh", "no template 'answers/x.j2'"),
+    (
+        "args-type",
+        edit('args = ["console=ttyS0"]', 'args = "console=ttyS0"'),
+        None,
+        "p.toml",
+        "boot.args",
+        "valid list",
+    ),
+    ("answer-file-name", edit('file = "answer.sh"', 'file = "../answer.sh"'), None, "p.toml", "answer.file", "pattern"),
+    (
+        "missing-template",
+        edit('template = "answers/t.j2"', 'template = "answers/nope.j2"'),
+        None,
+        "p.toml",
+        "answer.template",
+        "no template 'answers/nope.j2'",
+    ),
+    (
+        "extras-self",
+        edit('template = "answers/t.j2"', 'template = "answers/t.j2"\nextras = { "answer.sh" = "answers/t.j2" }'),
+        None,
+        "p.toml",
+        "answer.extras.answer.sh",
+        "is the answer file itself",
+    ),
+    (
+        "extras-missing",
+        edit('template = "answers/t.j2"', 'template = "answers/t.j2"\nextras = { "x.sh" = "answers/x.j2" }'),
+        None,
+        "p.toml",
+        "answer.extras.x.sh",
+        "no template 'answers/x.j2'",
+    ),
     ("site-override", GOOD + '[site]\ntimezone = "Not a zone!"\n', None, "p.toml", "site.timezone", "pattern"),
     ("site-unknown", GOOD + '[site]\ntimzone = "UTC"\n', None, "p.toml", "site.timzone", "unknown key"),
-    ("site-nic-twice", GOOD, SITE + '[[site.nics]]\nname = "fe0"\nrole = "x"\nnetwork = "x"\n', "p.toml",
-     "site.nics[2].name", "listed twice"),
-    ("site-no-keys", GOOD, SITE.replace("root_keys = [", "root_keys = [] # ["), "p.toml", "site.root_keys",
-     "at least 1"),
+    (
+        "site-nic-twice",
+        GOOD,
+        SITE + '[[site.nics]]\nname = "fe0"\nrole = "x"\nnetwork = "x"\n',
+        "p.toml",
+        "site.nics[2].name",
+        "listed twice",
+    ),
+    (
+        "site-no-keys",
+        GOOD,
+        SITE.replace("root_keys = [", "root_keys = [] # ["),
+        "p.toml",
+        "site.root_keys",
+        "at least 1",
+    ),
     ("site-extra-table", GOOD, SITE + "[other]\nx = 1\n", "site.toml", "other", "unknown key"),
     ("site-missing", GOOD, None, "site.toml", "", "missing"),
     ("not-toml", GOOD + "[boot\n", None, "p.toml", "", "not valid TOML"),
 ]
 
 
-@pytest.mark.parametrize(("profile", "site", "file", "key", "words"), [r[1:] for r in CATALOG_ERRORS],
-                         ids=[r[0] for r in CATALOG_ERRORS])
+@pytest.mark.parametrize(
+    ("profile", "site", "file", "key", "words"), [r[1:] for r in CATALOG_ERRORS], ids=[r[0] for r in CATALOG_ERRORS]
+)
 def test_catalog_errors_name_file_and_key(tmp_path, profile, site, file, key, words):
     if site is None and file == "site.toml" and key == "":
         profiles, templates = tree(tmp_path, profile, site=None)
@@ -141,26 +201,71 @@ def test_unknown_profile_is_not_found(tmp_path):
 
 RENDER_ERRORS = [
     ("unknown-variable", ANSWER + "\n{{ nope }}\n", {}, None, "answers/t.j2", 5, "'nope' is undefined"),
-    ("unknown-attribute", "#!/bin/sh\n\n{{ machine.serial_number }}\n", {}, None, "answers/t.j2", 3,
-     "has no attribute 'serial_number'"),
-    ("bad-profile-data", "line1\n{% for d in settings.disks %}{{ d }}{% endfor %}\n", {}, None, "answers/t.j2", 2,
-     "has no attribute 'disks'"),
+    (
+        "unknown-attribute",
+        "#!/bin/sh\n\n{{ machine.serial_number }}\n",
+        {},
+        None,
+        "answers/t.j2",
+        3,
+        "has no attribute 'serial_number'",
+    ),
+    (
+        "bad-profile-data",
+        "line1\n{% for d in settings.disks %}{{ d }}{% endfor %}\n",
+        {},
+        None,
+        "answers/t.j2",
+        2,
+        "has no attribute 'disks'",
+    ),
     ("syntax-error", "a\nb\n{% if %}\n", {}, None, "answers/t.j2", 3, "syntax error"),
     ("unclosed-block", "a\n{% for x in [1] %}\n{{ x }}\n", {}, None, "answers/t.j2", 3, "syntax error"),
-    ("missing-include", "a\nb\nc\n{% include 'answers/gone.j2' %}\n", {}, None, "answers/t.j2", 4,
-     "template 'answers/gone.j2' not found"),
-    ("error-in-include", "a\n{% include 'answers/inc.j2' %}\n", {"answers/inc.j2": "ok\n{{ missing_var }}\n"}, None,
-     "answers/inc.j2", 2, "'missing_var' is undefined"),
-    ("syntax-in-include", "a\n{% include 'answers/inc.j2' %}\n", {"answers/inc.j2": "x\ny\n{{ }}\n"}, None,
-     "answers/inc.j2", 3, "syntax error"),
+    (
+        "missing-include",
+        "a\nb\nc\n{% include 'answers/gone.j2' %}\n",
+        {},
+        None,
+        "answers/t.j2",
+        4,
+        "template 'answers/gone.j2' not found",
+    ),
+    (
+        "error-in-include",
+        "a\n{% include 'answers/inc.j2' %}\n",
+        {"answers/inc.j2": "ok\n{{ missing_var }}\n"},
+        None,
+        "answers/inc.j2",
+        2,
+        "'missing_var' is undefined",
+    ),
+    (
+        "syntax-in-include",
+        "a\n{% include 'answers/inc.j2' %}\n",
+        {"answers/inc.j2": "x\ny\n{{ }}\n"},
+        None,
+        "answers/inc.j2",
+        3,
+        "syntax error",
+    ),
     ("filter-fails", "a\n{{ 'https://x/y'|grub_url }}\n", {}, None, "answers/t.j2", 2, "http only"),
-    ("boot-template-error", ANSWER, {"boot/install.ipxe.j2": "#!ipxe\nkernel {{ urls.kernal }}\n"}, "ipxe",
-     "boot/install.ipxe.j2", 2, "has no attribute 'kernal'"),
+    (
+        "boot-template-error",
+        ANSWER,
+        {"boot/install.ipxe.j2": "#!ipxe\nkernel {{ urls.kernal }}\n"},
+        "ipxe",
+        "boot/install.ipxe.j2",
+        2,
+        "has no attribute 'kernal'",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("answer", "extra", "boot", "template", "line", "words"), [r[1:] for r in RENDER_ERRORS],
-                         ids=[r[0] for r in RENDER_ERRORS])
+@pytest.mark.parametrize(
+    ("answer", "extra", "boot", "template", "line", "words"),
+    [r[1:] for r in RENDER_ERRORS],
+    ids=[r[0] for r in RENDER_ERRORS],
+)
 def test_render_errors_name_profile_template_line(tmp_path, answer, extra, boot, template, line, words):
     cat = catalog.load(*tree(tmp_path, answer=answer, extra=extra))
     with pytest.raises(RenderError) as err:

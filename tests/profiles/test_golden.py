@@ -48,8 +48,13 @@ def build() -> PlanBuilder:
 
 
 def machine(profile: str) -> Machine:
-    return Machine(mac=MAC, hostname="hv1", state=State.INSTALLING, profile=profile,
-                   addresses=(("backend", "10.1.0.11"), ("public", "192.0.2.11")))
+    return Machine(
+        mac=MAC,
+        hostname="hv1",
+        state=State.INSTALLING,
+        profile=profile,
+        addresses=(("backend", "10.1.0.11"), ("public", "192.0.2.11")),
+    )
 
 
 def cases():

@@ -17,32 +17,36 @@ REPO = Path(__file__).resolve().parents[2]
 MAC = "52:54:00:12:34:56"
 
 
-@pytest.mark.parametrize(("path", "expected"), [
-    ("pxelinux.cfg/01-52-54-00-12-34-56", ("pxelinux", "52-54-00-12-34-56")),
-    ("/pxelinux.cfg/01-52-54-00-12-34-56", ("pxelinux", "52-54-00-12-34-56")),
-    ("bios/pxelinux.cfg/01-52-54-00-12-34-56", ("pxelinux", "52-54-00-12-34-56")),
-    ("PXELINUX.CFG/01-52-54-00-12-34-56", ("pxelinux", "52-54-00-12-34-56")),
-    ("grub/grub.cfg-01-52-54-00-12-34-56", ("grub", "52-54-00-12-34-56")),
-    ("grub.cfg-01-52-54-00-12-34-56", ("grub", "52-54-00-12-34-56")),
-    ("52:54:00:12:34:56.ipxe", ("ipxe", "52:54:00:12:34:56")),
-    ("boot/525400123456.ipxe", ("ipxe", "525400123456")),
-    ("pxelinux.cfg/default", None),
-    ("pxelinux.cfg/C0A80001", None),  # pxelinux's IP-hex fallbacks are static files
-    ("pxelinux.cfg/01-52-54-00-12-34", None),
-    ("grub/grub.cfg", ("chain", "")),
-    ("/grub/grub.cfg", ("chain", "")),
-    ("grub/x86_64-efi/grub.cfg", None),  # the signed GRUB probes it first: not there, so grub/grub.cfg
-    ("other/grub.cfg", None),
-    ("undionly.kpxe", None),
-    ("pxelinux.cfg/01-52-54-00-12-34-56/../../etc/passwd", None),
-])
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("pxelinux.cfg/01-52-54-00-12-34-56", ("pxelinux", "52-54-00-12-34-56")),
+        ("/pxelinux.cfg/01-52-54-00-12-34-56", ("pxelinux", "52-54-00-12-34-56")),
+        ("bios/pxelinux.cfg/01-52-54-00-12-34-56", ("pxelinux", "52-54-00-12-34-56")),
+        ("PXELINUX.CFG/01-52-54-00-12-34-56", ("pxelinux", "52-54-00-12-34-56")),
+        ("grub/grub.cfg-01-52-54-00-12-34-56", ("grub", "52-54-00-12-34-56")),
+        ("grub.cfg-01-52-54-00-12-34-56", ("grub", "52-54-00-12-34-56")),
+        ("52:54:00:12:34:56.ipxe", ("ipxe", "52:54:00:12:34:56")),
+        ("boot/525400123456.ipxe", ("ipxe", "525400123456")),
+        ("pxelinux.cfg/default", None),
+        ("pxelinux.cfg/C0A80001", None),  # pxelinux's IP-hex fallbacks are static files
+        ("pxelinux.cfg/01-52-54-00-12-34", None),
+        ("grub/grub.cfg", ("chain", "")),
+        ("/grub/grub.cfg", ("chain", "")),
+        ("grub/x86_64-efi/grub.cfg", None),  # the signed GRUB probes it first: not there, so grub/grub.cfg
+        ("other/grub.cfg", None),
+        ("undionly.kpxe", None),
+        ("pxelinux.cfg/01-52-54-00-12-34-56/../../etc/passwd", None),
+    ],
+)
 def test_match(path, expected):
     assert match(path) == expected
 
 
 @pytest.fixture
 def wiring(tmp_path):
-    config = parse(f"""
+    config = parse(
+        f"""
 [store]
 directory = "{tmp_path}/store"
 [boot]
@@ -51,7 +55,9 @@ unknown_machines = "local"
 [profiles]
 profiles_dir = "{tmp_path}/profiles"
 templates_dir = "{tmp_path}/templates"
-""", "t.toml")
+""",
+        "t.toml",
+    )
     shutil.copytree(REPO / "profiles", tmp_path / "profiles")
     shutil.copytree(REPO / "templates", tmp_path / "templates")
     w = Wiring(config, clock=lambda: 1_800_000_000.0)
@@ -69,8 +75,9 @@ def test_install_then_local(wiring):
     assert machine.state is State.INSTALLING and [t.digest for t in machine.tokens] == [digest(token)]
     grub = fetch("grub/grub.cfg-01-52-54-00-12-34-56", "192.0.2.50").decode()
     assert "linux (http,192.0.2.1:8080)/files/lab/vmlinuz" in grub
-    wiring.machines.put(Machine(mac=MAC, hostname="hv1", state=State.ENROLLED, profile="lab-test"),
-                        wiring.machines.get(MAC).revision)
+    wiring.machines.put(
+        Machine(mac=MAC, hostname="hv1", state=State.ENROLLED, profile="lab-test"), wiring.machines.get(MAC).revision
+    )
     assert "LOCALBOOT 0" in fetch("pxelinux.cfg/01-52-54-00-12-34-56", "c").decode()
     assert b"\nexit\n" in fetch("grub/grub.cfg-01-52-54-00-12-34-56", "c")
 

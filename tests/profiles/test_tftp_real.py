@@ -21,16 +21,19 @@ MAC = "52:54:00:12:34:56"
 
 @pytest.fixture
 def served(tmp_path):
-    config = parse(f"""
+    config = parse(
+        f"""
 [store]
 directory = "{tmp_path}/store"
 [boot]
 http_base_url = "http://192.0.2.1:8080"
 unknown_machines = "local"
 [profiles]
-profiles_dir = "{REPO / 'profiles'}"
-templates_dir = "{REPO / 'templates'}"
-""", "t.toml")
+profiles_dir = "{REPO / "profiles"}"
+templates_dir = "{REPO / "templates"}"
+""",
+        "t.toml",
+    )
     wiring = Wiring(config, clock=lambda: 1_800_000_000.0)
     wiring.machines = MemoryRegistry([Machine(mac=MAC, hostname="hv1", state=State.NEW, profile="lab-test")])
     root = tmp_path / "tftp"
@@ -44,8 +47,12 @@ templates_dir = "{REPO / 'templates'}"
 def tftp_hpa(port: int, name: str, dest: Path) -> subprocess.CompletedProcess:
     if shutil.which("tftp") is None:
         pytest.skip("tftp-hpa is not installed")
-    return subprocess.run(["tftp", "127.0.0.1", str(port), "-m", "binary", "-c", "get", name, str(dest)],
-                          capture_output=True, text=True, timeout=30)
+    return subprocess.run(
+        ["tftp", "127.0.0.1", str(port), "-m", "binary", "-c", "get", name, str(dest)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
 
 
 def test_pxelinux_config_for_a_machine_being_installed(served):
@@ -63,11 +70,16 @@ def test_grub_chain_and_machine_config_with_curl(served):
     wiring, port, _ = served
     if shutil.which("curl") is None:
         pytest.skip("curl is not installed")
-    chain = subprocess.run(["curl", "-sS", f"tftp://127.0.0.1:{port}/grub/grub.cfg"], capture_output=True,
-                           text=True, timeout=30)
+    chain = subprocess.run(
+        ["curl", "-sS", f"tftp://127.0.0.1:{port}/grub/grub.cfg"], capture_output=True, text=True, timeout=30
+    )
     assert chain.returncode == 0 and "grub.cfg-01-$m1-$m2-$m3-$m4-$m5-$m6" in chain.stdout
-    own = subprocess.run(["curl", "-sS", f"tftp://127.0.0.1:{port}/grub/grub.cfg-01-52-54-00-12-34-56"],
-                         capture_output=True, text=True, timeout=30)
+    own = subprocess.run(
+        ["curl", "-sS", f"tftp://127.0.0.1:{port}/grub/grub.cfg-01-52-54-00-12-34-56"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert own.returncode == 0 and "linux (http,192.0.2.1:8080)/files/lab/vmlinuz" in own.stdout
 
 

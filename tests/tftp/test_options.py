@@ -30,16 +30,36 @@ CASES = [
     ("windowsize 0 ignored", {"windowsize": "0"}, {}, (512, 1.0, 1), ["windowsize"]),
     ("windowsize 65536 ignored", {"windowsize": "65536"}, {}, (512, 1.0, 1), ["windowsize"]),
     # window * blksize stays under 1 MiB, whatever order the options come in
-    ("windowsize before big blksize", {"windowsize": "64", "blksize": "65464"},
-     {"windowsize": "16", "blksize": "65464"}, (65464, 1.0, 16), []),
+    (
+        "windowsize before big blksize",
+        {"windowsize": "64", "blksize": "65464"},
+        {"windowsize": "16", "blksize": "65464"},
+        (65464, 1.0, 16),
+        [],
+    ),
     ("unknown option ignored", {"multicast": "", "utimeout": "1000"}, {}, (512, 1.0, 1), ["multicast", "utimeout"]),
-    ("client spelling kept", {"BLKSIZE": "1024", "TSize": "0"}, {"BLKSIZE": "1024", "TSize": str(SIZE)},
-     (1024, 1.0, 1), []),
-    ("asked twice: first wins", {"blksize": "1024", "BlkSize": "2048"}, {"blksize": "1024"}, (1024, 1.0, 1),
-     ["BlkSize"]),
+    (
+        "client spelling kept",
+        {"BLKSIZE": "1024", "TSize": "0"},
+        {"BLKSIZE": "1024", "TSize": str(SIZE)},
+        (1024, 1.0, 1),
+        [],
+    ),
+    (
+        "asked twice: first wins",
+        {"blksize": "1024", "BlkSize": "2048"},
+        {"blksize": "1024"},
+        (1024, 1.0, 1),
+        ["BlkSize"],
+    ),
     ("UEFI probe", {"tsize": "0", "blksize": "1468"}, {"tsize": str(SIZE), "blksize": "1468"}, (1468, 1.0, 1), []),
-    ("all", {"blksize": "1468", "tsize": "0", "timeout": "3", "windowsize": "16"},
-     {"blksize": "1468", "tsize": str(SIZE), "timeout": "3", "windowsize": "16"}, (1468, 3.0, 16), []),
+    (
+        "all",
+        {"blksize": "1468", "tsize": "0", "timeout": "3", "windowsize": "16"},
+        {"blksize": "1468", "tsize": str(SIZE), "timeout": "3", "windowsize": "16"},
+        (1468, 3.0, 16),
+        [],
+    ),
 ]
 
 

@@ -29,8 +29,9 @@ def server(root):
     logger = logging.getLogger("bootsrv")
     before = logger.level
     logger.setLevel(logging.INFO)  # the pumps take the server's log level
-    srv = TftpServer(str(root), "127.0.0.1", 0, dynamic=lambda p, ip: b"rendered" if p == "dyn" else None,
-                     workers=1, processes=2)
+    srv = TftpServer(
+        str(root), "127.0.0.1", 0, dynamic=lambda p, ip: b"rendered" if p == "dyn" else None, workers=1, processes=2
+    )
     srv.start()
     yield srv
     srv.stop()
@@ -46,8 +47,9 @@ def test_disk_transfers_go_to_pumps(root, capfd):
     logger = logging.getLogger("bootsrv")
     before = logger.level
     logger.setLevel(logging.INFO)  # the pumps take the server's log level
-    server = TftpServer(str(root), "127.0.0.1", 0, dynamic=lambda p, ip: b"rendered" if p == "dyn" else None,
-                        workers=1, processes=2)
+    server = TftpServer(
+        str(root), "127.0.0.1", 0, dynamic=lambda p, ip: b"rendered" if p == "dyn" else None, workers=1, processes=2
+    )
     server.start()
     logger.setLevel(before)
     want = (root / "boot.bin").read_bytes()

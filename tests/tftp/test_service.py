@@ -8,9 +8,9 @@ import pytest
 
 from bootsrv import config as configmod
 from bootsrv.app import runtime
-from bootsrv.errors import ConfigError
 from bootsrv.app.tftp import TftpService, tftp_services
 from bootsrv.app.wiring import Wiring
+from bootsrv.errors import ConfigError
 from tests.tftp.wire import fetch, request
 
 
@@ -22,8 +22,9 @@ def free_port() -> int:
 
 def wiring_for(tmp_path, port=None, enabled="true"):
     port = port or free_port()
-    cfg = configmod.parse(f'[boot]\ntftp_root = "{tmp_path}/tftp"\n[tftp]\nenabled = {enabled}\nport = {port}\n',
-                          "test.toml")
+    cfg = configmod.parse(
+        f'[boot]\ntftp_root = "{tmp_path}/tftp"\n[tftp]\nenabled = {enabled}\nport = {port}\n', "test.toml"
+    )
     return Wiring(cfg)
 
 

@@ -30,8 +30,14 @@ class Result:
     sizes: list[int] = field(default_factory=list)
 
 
-def fetch(port: int, packet: bytes, host: str = "127.0.0.1", timeout: float = 3.0, window: int = 1,
-          abort_after_oack: int | None = None) -> Result:
+def fetch(
+    port: int,
+    packet: bytes,
+    host: str = "127.0.0.1",
+    timeout: float = 3.0,
+    window: int = 1,
+    abort_after_oack: int | None = None,
+) -> Result:
     """Send `packet` (an RRQ or anything else), then play a correct client for whatever comes back."""
     res = Result()
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:

@@ -26,14 +26,23 @@ def node_uri(tmp_path: Path) -> str:
 
 def make_settings(tmp_path: Path, **changes) -> GuestSettings:
     plans = {
-        "public": AddressPlan("public", IPv4Network("10.10.0.0/24"),
-                              ((IPv4Address("10.10.0.100"), IPv4Address("10.10.0.199")),),
-                              frozenset({IPv4Address("10.10.0.1"), IPv4Address("10.10.0.2")})),
-        "backend": AddressPlan("backend", IPv4Network("10.20.0.0/24"),
-                               ((IPv4Address("10.20.0.100"), IPv4Address("10.20.0.199")),)),
+        "public": AddressPlan(
+            "public",
+            IPv4Network("10.10.0.0/24"),
+            ((IPv4Address("10.10.0.100"), IPv4Address("10.10.0.199")),),
+            frozenset({IPv4Address("10.10.0.1"), IPv4Address("10.10.0.2")}),
+        ),
+        "backend": AddressPlan(
+            "backend", IPv4Network("10.20.0.0/24"), ((IPv4Address("10.20.0.100"), IPv4Address("10.20.0.199")),)
+        ),
     }
-    base = dict(storage_dir=str(tmp_path), segments={"odd": {"fe0": "public", "be0": "backend"}}, plans=plans,
-                guests_per_host=5, reserve_mib=512)
+    base = dict(
+        storage_dir=str(tmp_path),
+        segments={"odd": {"fe0": "public", "be0": "backend"}},
+        plans=plans,
+        guests_per_host=5,
+        reserve_mib=512,
+    )
     base.update(changes)
     return GuestSettings(**base)
 

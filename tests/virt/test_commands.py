@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from bootsrv.cli.main import main
 from bootsrv.cli import guests as commands
+from bootsrv.cli.main import main
 
 HERE = Path(__file__).parent
 
@@ -29,7 +29,8 @@ EXTRA = """
     <memory unit='MiB'>512</memory>
     <vcpu>1</vcpu>
     <metadata>
-      <bootsrv:guest xmlns:bootsrv='urn:bootsrv:guest:1' project='appl-1' vm='vm-9' kind='hvm' layout='fe-be' segment='odd'>
+      <bootsrv:guest xmlns:bootsrv='urn:bootsrv:guest:1' project='appl-1' vm='vm-9' kind='hvm' layout='fe-be'
+                     segment='odd'>
         <bootsrv:nic name='fe0' network='public' attach='bridge' source='fe0'/>
         <bootsrv:nic name='be0' network='backend' attach='bridge' source='be0'/>
       </bootsrv:guest>
@@ -92,15 +93,26 @@ def test_domu_project(config, tmp_path):
 def test_domu_clone_original_syntax(config, tmp_path):
     r = run(commands.domu_clone, ["masters/osol-0811@version-01", "appl-1/vm-1"], config)
     assert r.exit_code == 0, r.output
-    assert r.output == f"appl-1/vm-1: clone of masters/osol-0811@version-01 (0 bytes used, 64 MiB) at {tmp_path}/appl-1/vm-1\n"
+    assert (
+        r.output
+        == f"appl-1/vm-1: clone of masters/osol-0811@version-01 (0 bytes used, 64 MiB) at {tmp_path}/appl-1/vm-1\n"
+    )
 
 
-@pytest.mark.parametrize("args,code,message", [
-    (["masters/osol-0811@version-07", "appl-1/vm-1"], 3, "error: version.version: osol-0811 has no version 'version-07'"),
-    (["masters/osol-0811", "appl-1/vm-1"], 2, "error: version: 'masters/osol-0811' is not <image>@<version>"),
-    (["masters/osol-0811@version-01", "appl-9/vm-1"], 3, "error: guest.project: no project 'appl-9'"),
-    (["masters/osol-0811@version-01", "appl-1/vm-0"], 4, "error: guest.vm: appl-1/vm-0 exists"),
-], ids=["unknown-version", "malformed", "unknown-project", "duplicate"])
+@pytest.mark.parametrize(
+    "args,code,message",
+    [
+        (
+            ["masters/osol-0811@version-07", "appl-1/vm-1"],
+            3,
+            "error: version.version: osol-0811 has no version 'version-07'",
+        ),
+        (["masters/osol-0811", "appl-1/vm-1"], 2, "error: version: 'masters/osol-0811' is not <image>@<version>"),
+        (["masters/osol-0811@version-01", "appl-9/vm-1"], 3, "error: guest.project: no project 'appl-9'"),
+        (["masters/osol-0811@version-01", "appl-1/vm-0"], 4, "error: guest.vm: appl-1/vm-0 exists"),
+    ],
+    ids=["unknown-version", "malformed", "unknown-project", "duplicate"],
+)
 def test_domu_clone_errors(config, args, code, message):
     r = CliRunner().invoke(commands.domu_clone, ["--config", config, *args])
     assert (r.exit_code, r.stderr.strip()) == (code, message) or message in r.stderr, r.stderr
@@ -124,13 +136,17 @@ def test_domu_init_defines(config):
     assert r.output.splitlines()[-1].startswith("  fe0 52:54:00:") and r.output.endswith(" -> public\n")
 
 
-@pytest.mark.parametrize("args,message", [
-    (["pv", "fe-be", "odd", "1024", "1", "appl-1/vm-9"], "error: guest: no disk appl-1/vm-9"),
-    (["pv", "fe-be", "odd", "4000", "1", "appl-1/vm-0"], "error: segment: no hypervisor of segment 'odd' has room"),
-    (["pv", "fe-be", "even", "1024", "1", "appl-1/vm-0"], "error: segment: no segment 'even'"),
-    (["pv", "fe-be", "odd", "lots", "1", "appl-1/vm-0"], "error: memory: 'lots' is not an integer"),
-    (["hvm", "fe-be-fe", "odd", "1024", "1", "appl-1/vm-0"], "error: layout: 'fe-be-fe' must be one of"),
-], ids=["no-clone", "no-room", "unknown-segment", "memory-not-int", "bad-layout"])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["pv", "fe-be", "odd", "1024", "1", "appl-1/vm-9"], "error: guest: no disk appl-1/vm-9"),
+        (["pv", "fe-be", "odd", "4000", "1", "appl-1/vm-0"], "error: segment: no hypervisor of segment 'odd' has room"),
+        (["pv", "fe-be", "even", "1024", "1", "appl-1/vm-0"], "error: segment: no segment 'even'"),
+        (["pv", "fe-be", "odd", "lots", "1", "appl-1/vm-0"], "error: memory: 'lots' is not an integer"),
+        (["hvm", "fe-be-fe", "odd", "1024", "1", "appl-1/vm-0"], "error: layout: 'fe-be-fe' must be one of"),
+    ],
+    ids=["no-clone", "no-room", "unknown-segment", "memory-not-int", "bad-layout"],
+)
 def test_domu_init_errors(config, args, message):
     r = CliRunner().invoke(commands.domu_init, ["--config", config, *args])
     assert r.exit_code != 0 and r.stderr.startswith(message), r.stderr
@@ -152,7 +168,16 @@ def test_assign_ip_binds_in_the_lease_store(config):
 def test_guest_list_and_image_list(config):
     r = CliRunner().invoke(main, ["--config", config, "guest", "list"])
     assert r.exit_code == 0, r.output
-    assert r.output.splitlines()[1].split() == ["hv1", "odd", "appl-1:vm-9", "running", "512", "1", "fe0=52:54:00:00:00:09", "be0=52:54:00:00:00:0a"]
+    assert r.output.splitlines()[1].split() == [
+        "hv1",
+        "odd",
+        "appl-1:vm-9",
+        "running",
+        "512",
+        "1",
+        "fe0=52:54:00:00:00:09",
+        "be0=52:54:00:00:00:0a",
+    ]
     r = CliRunner().invoke(main, ["--config", config, "guest", "image", "list"])
     assert r.output.splitlines() == ["osol-0811  qcow2  64 MiB", "  @version-01  64 MiB used"]
 
@@ -175,11 +200,16 @@ def test_console_hands_over_to_virsh_on_the_guests_hypervisor(config, tmp_path):
 
     bindir = tmp_path / "bin"
     bindir.mkdir()
-    (bindir / "virsh").write_text("#!/bin/sh\necho virsh \"$@\"\n")
+    (bindir / "virsh").write_text('#!/bin/sh\necho virsh "$@"\n')
     (bindir / "virsh").chmod(0o755)
     env = dict(os.environ, PATH=f"{bindir}:{os.environ['PATH']}")
-    proc = subprocess.run([sys.executable, "-m", "bootsrv", "--config", config, "guest", "console", "appl-1:vm-9"],
-                          capture_output=True, text=True, env=env, timeout=30)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bootsrv", "--config", config, "guest", "console", "appl-1:vm-9"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=30,
+    )
     node = next(tmp_path.glob("node.xml"))
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == f"virsh -c test://{node} console appl-1:vm-9\n"

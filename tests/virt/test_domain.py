@@ -21,8 +21,16 @@ NICS = {"fe0": Nic("fe0", "public", "bridge", "fe0"), "be0": Nic("be0", "backend
 
 
 def spec(kind="hvm", layout="fe-be", **changes) -> DomainSpec:
-    base = dict(guest=GuestRef("appl-1", "vm-1"), kind=kind, layout=layout, segment="odd", memory_mib=1024, vcpus=1,
-                disk_path="/srv/guests/appl-1/vm-1", nics=tuple(NICS[n] for n in domain.LAYOUTS[layout]))
+    base = dict(
+        guest=GuestRef("appl-1", "vm-1"),
+        kind=kind,
+        layout=layout,
+        segment="odd",
+        memory_mib=1024,
+        vcpus=1,
+        disk_path="/srv/guests/appl-1/vm-1",
+        nics=tuple(NICS[n] for n in domain.LAYOUTS[layout]),
+    )
     base.update(changes)
     return DomainSpec(**base)
 
@@ -32,10 +40,18 @@ CASES = {
     "pv-fe": spec("pv", "fe"),
     "hvm-fe-be": spec("hvm", "fe-be"),
     "hvm-be": spec("hvm", "be", memory_mib=2048, vcpus=2),
-    "hvm-qemu-kernel": spec("hvm", "fe", virt_type="qemu", kernel="/boot/vmlinuz", initrd="/boot/initrd.img",
-                            cmdline="console=ttyS0", console_log="/var/log/vm-1.console"),
-    "hvm-network": spec("hvm", "fe-be", nics=(Nic("fe0", "public", "network", "public"),
-                                              Nic("be0", "backend", "network", "backend"))),
+    "hvm-qemu-kernel": spec(
+        "hvm",
+        "fe",
+        virt_type="qemu",
+        kernel="/boot/vmlinuz",
+        initrd="/boot/initrd.img",
+        cmdline="console=ttyS0",
+        console_log="/var/log/vm-1.console",
+    ),
+    "hvm-network": spec(
+        "hvm", "fe-be", nics=(Nic("fe0", "public", "network", "public"), Nic("be0", "backend", "network", "backend"))
+    ),
 }
 
 
@@ -76,11 +92,20 @@ def test_names_are_escaped():
     assert root.find("./devices/disk/source").get("file") == "/srv/a'b&c"
 
 
-@pytest.mark.parametrize("changes,field", [
-    (dict(kind="xen"), "kind"), (dict(layout="fe-fe"), "layout"), (dict(memory_mib=16), "memory"),
-    (dict(memory_mib="1024"), "memory"), (dict(vcpus=0), "vcpus"), (dict(vcpus=1000), "vcpus"),
-    (dict(virt_type="lxc"), "virt_type"), (dict(nics=(NICS["fe0"],)), "nics"),
-], ids=["kind", "layout", "memory-small", "memory-str", "vcpus-0", "vcpus-big", "virt-type", "nics-vs-layout"])
+@pytest.mark.parametrize(
+    "changes,field",
+    [
+        (dict(kind="xen"), "kind"),
+        (dict(layout="fe-fe"), "layout"),
+        (dict(memory_mib=16), "memory"),
+        (dict(memory_mib="1024"), "memory"),
+        (dict(vcpus=0), "vcpus"),
+        (dict(vcpus=1000), "vcpus"),
+        (dict(virt_type="lxc"), "virt_type"),
+        (dict(nics=(NICS["fe0"],)), "nics"),
+    ],
+    ids=["kind", "layout", "memory-small", "memory-str", "vcpus-0", "vcpus-big", "virt-type", "nics-vs-layout"],
+)
 def test_bad_spec(changes, field):
     base = dataclasses.asdict(spec())
     base.update(changes)

@@ -50,7 +50,8 @@ def test_freeze_makes_an_immutable_version(guests):
     assert v2.name == "osol-0811@version-02"
     images = guests.images()
     assert [(i.volume.name, [v.name for v in i.versions]) for i in images] == [
-        ("osol-0811", ["osol-0811@version-01", "osol-0811@version-02"])]
+        ("osol-0811", ["osol-0811@version-01", "osol-0811@version-02"])
+    ]
     with pytest.raises(Conflict, match="version: masters/osol-0811@version-02 exists; versions are immutable"):
         guests.freeze("osol-0811", "version-02")
 
@@ -90,7 +91,12 @@ def test_assign_ip_binds_the_mac_read_from_the_domain(guests, bindings):
     f = guests.locate(ref).domain.facts
     fe = guests.assign_ip(ref, "fe0", "vm-host1")
     be = guests.assign_ip(ref, "be0", "vm-host1-be")
-    assert (fe.network, fe.ip, fe.mac, fe.hostname) == ("public", IPv4Address("10.10.0.100"), f.nic("fe0").mac, "vm-host1")
+    assert (fe.network, fe.ip, fe.mac, fe.hostname) == (
+        "public",
+        IPv4Address("10.10.0.100"),
+        f.nic("fe0").mac,
+        "vm-host1",
+    )
     assert (be.network, be.ip, be.mac) == ("backend", IPv4Address("10.20.0.100"), f.nic("be0").mac)
     ref2 = provisioned(guests, "vm-2", "fe")
     given = guests.assign_ip(ref2, "fe0", "vm-host2", "10.10.0.150")
@@ -101,8 +107,14 @@ def test_assign_ip_binds_the_mac_read_from_the_domain(guests, bindings):
 def test_next_free_address_skips_leases_and_reserved(tmp_path, host):
     from bootsrv.virt.bindings import MemoryBindings
 
-    taken = MemoryBindings({"public": [Used(IPv4Address("10.10.0.100"), "aa:00:00:00:00:01", "other"),
-                                       Used(IPv4Address("10.10.0.101"), "aa:00:00:00:00:02", "")]})
+    taken = MemoryBindings(
+        {
+            "public": [
+                Used(IPv4Address("10.10.0.100"), "aa:00:00:00:00:01", "other"),
+                Used(IPv4Address("10.10.0.101"), "aa:00:00:00:00:02", ""),
+            ]
+        }
+    )
     g = Guests(make_settings(tmp_path), host, MemoryHypervisors([HV1]), lambda h: host, taken)
     ref = provisioned(g, layout="fe")
     assert g.assign_ip(ref, "fe0", "vm-host1").ip == IPv4Address("10.10.0.102")
@@ -135,42 +147,109 @@ def snapshot(g: Guests, bindings) -> tuple:
 BAD = [
     # id, operation, error class, field named in the message
     ("unknown-project", lambda g: g.clone(V1, GuestRef("nope", "vm-9")), NotFound, "guest.project: no project 'nope'"),
-    ("unknown-image", lambda g: g.clone(VersionRef("solaris", "v1"), GuestRef("appl-1", "vm-9")), NotFound,
-     "version.image: no image masters/solaris"),
-    ("unknown-version", lambda g: g.clone(VersionRef("osol-0811", "version-09"), GuestRef("appl-1", "vm-9")), NotFound,
-     "version.version: osol-0811 has no version 'version-09' (frozen: version-01)"),
-    ("malformed-version", lambda g: g.clone(VersionRef.parse("masters/osol-0811"), GuestRef("appl-1", "vm-9")),
-     InvalidInput, "version: 'masters/osol-0811' is not <image>@<version>"),
+    (
+        "unknown-image",
+        lambda g: g.clone(VersionRef("solaris", "v1"), GuestRef("appl-1", "vm-9")),
+        NotFound,
+        "version.image: no image masters/solaris",
+    ),
+    (
+        "unknown-version",
+        lambda g: g.clone(VersionRef("osol-0811", "version-09"), GuestRef("appl-1", "vm-9")),
+        NotFound,
+        "version.version: osol-0811 has no version 'version-09' (frozen: version-01)",
+    ),
+    (
+        "malformed-version",
+        lambda g: g.clone(VersionRef.parse("masters/osol-0811"), GuestRef("appl-1", "vm-9")),
+        InvalidInput,
+        "version: 'masters/osol-0811' is not <image>@<version>",
+    ),
     ("duplicate-clone", lambda g: g.clone(V1, VM1), Conflict, "guest.vm: appl-1/vm-1 exists"),
-    ("duplicate-vm", lambda g: g.init("hvm", "fe", "odd", 512, 1, VM1), Conflict,
-     "guest.vm: domain appl-1:vm-1 is already defined"),
-    ("init-without-clone", lambda g: g.init("hvm", "fe", "odd", 512, 1, GuestRef("appl-1", "vm-9")), NotFound,
-     "guest: no disk appl-1/vm-9"),
+    (
+        "duplicate-vm",
+        lambda g: g.init("hvm", "fe", "odd", 512, 1, VM1),
+        Conflict,
+        "guest.vm: domain appl-1:vm-1 is already defined",
+    ),
+    (
+        "init-without-clone",
+        lambda g: g.init("hvm", "fe", "odd", 512, 1, GuestRef("appl-1", "vm-9")),
+        NotFound,
+        "guest: no disk appl-1/vm-9",
+    ),
     ("bad-kind", lambda g: g.init("xen", "fe", "odd", 512, 1, GuestRef("appl-1", "vm-2")), InvalidInput, "kind: 'xen'"),
     ("bad-layout", lambda g: g.init("pv", "fe-fe", "odd", 512, 1, GuestRef("appl-1", "vm-2")), InvalidInput, "layout:"),
-    ("unknown-segment", lambda g: g.init("pv", "fe", "even", 512, 1, GuestRef("appl-1", "vm-2")), NotFound,
-     "segment: no segment 'even'"),
-    ("no-room", lambda g: g.init("pv", "fe", "odd", 7000, 1, GuestRef("appl-1", "vm-2")), NoRoom,
-     "segment: no hypervisor of segment 'odd' has room"),
+    (
+        "unknown-segment",
+        lambda g: g.init("pv", "fe", "even", 512, 1, GuestRef("appl-1", "vm-2")),
+        NotFound,
+        "segment: no segment 'even'",
+    ),
+    (
+        "no-room",
+        lambda g: g.init("pv", "fe", "odd", 7000, 1, GuestRef("appl-1", "vm-2")),
+        NoRoom,
+        "segment: no hypervisor of segment 'odd' has room",
+    ),
     ("unknown-nic", lambda g: g.assign_ip(VM1, "eth0", "vm-x"), InvalidInput, "nic: 'eth0' is not a guest NIC"),
-    ("nic-not-in-layout", lambda g: g.assign_ip(GuestRef("appl-1", "vm-fe"), "be0", "vm-x"), InvalidInput,
-     "nic: appl-1:vm-fe has no NIC 'be0' (it has: fe0)"),
-    ("address-outside", lambda g: g.assign_ip(VM1, "fe0", "vm-x", "10.20.0.5"), InvalidInput,
-     "address: 10.20.0.5 is outside network 'public' (10.10.0.0/24)"),
-    ("address-not-ip", lambda g: g.assign_ip(VM1, "fe0", "vm-x", "10.10.0.300"), InvalidInput,
-     "address: '10.10.0.300' is not an IPv4 address"),
-    ("address-reserved", lambda g: g.assign_ip(VM1, "fe0", "vm-x", "10.10.0.1"), Conflict,
-     "address: 10.10.0.1 is reserved"),
-    ("address-in-use", lambda g: g.assign_ip(VM1, "fe0", "vm-x", "10.10.0.100"), Conflict,
-     "address: 10.10.0.100 is in use on 'public'"),
+    (
+        "nic-not-in-layout",
+        lambda g: g.assign_ip(GuestRef("appl-1", "vm-fe"), "be0", "vm-x"),
+        InvalidInput,
+        "nic: appl-1:vm-fe has no NIC 'be0' (it has: fe0)",
+    ),
+    (
+        "address-outside",
+        lambda g: g.assign_ip(VM1, "fe0", "vm-x", "10.20.0.5"),
+        InvalidInput,
+        "address: 10.20.0.5 is outside network 'public' (10.10.0.0/24)",
+    ),
+    (
+        "address-not-ip",
+        lambda g: g.assign_ip(VM1, "fe0", "vm-x", "10.10.0.300"),
+        InvalidInput,
+        "address: '10.10.0.300' is not an IPv4 address",
+    ),
+    (
+        "address-reserved",
+        lambda g: g.assign_ip(VM1, "fe0", "vm-x", "10.10.0.1"),
+        Conflict,
+        "address: 10.10.0.1 is reserved",
+    ),
+    (
+        "address-in-use",
+        lambda g: g.assign_ip(VM1, "fe0", "vm-x", "10.10.0.100"),
+        Conflict,
+        "address: 10.10.0.100 is in use on 'public'",
+    ),
     ("hostname-in-use", lambda g: g.assign_ip(VM1, "fe0", "vm-fe-host"), Conflict, "hostname: 'vm-fe-host' is in use"),
     ("hostname-malformed", lambda g: g.assign_ip(VM1, "fe0", "vm_host!"), InvalidInput, "hostname:"),
-    ("unknown-guest", lambda g: g.assign_ip(GuestRef("appl-1", "vm-7"), "fe0", "vm-x"), NotFound,
-     "guest: no domain appl-1:vm-7"),
+    (
+        "unknown-guest",
+        lambda g: g.assign_ip(GuestRef("appl-1", "vm-7"), "fe0", "vm-x"),
+        NotFound,
+        "guest: no domain appl-1:vm-7",
+    ),
     ("freeze-unknown-image", lambda g: g.freeze("solaris", "v1"), NotFound, "image: no image masters/solaris"),
-    ("freeze-existing", lambda g: g.freeze("osol-0811", "version-01"), Conflict, "version: masters/osol-0811@version-01 exists"),
-    ("import-existing", lambda g: g.import_image("osol-0811", Path(__file__)), Conflict, "image: masters/osol-0811 exists"),
-    ("import-missing-file", lambda g: g.import_image("new", Path("/nonexistent.img")), NotFound, "file: /nonexistent.img"),
+    (
+        "freeze-existing",
+        lambda g: g.freeze("osol-0811", "version-01"),
+        Conflict,
+        "version: masters/osol-0811@version-01 exists",
+    ),
+    (
+        "import-existing",
+        lambda g: g.import_image("osol-0811", Path(__file__)),
+        Conflict,
+        "image: masters/osol-0811 exists",
+    ),
+    (
+        "import-missing-file",
+        lambda g: g.import_image("new", Path("/nonexistent.img")),
+        NotFound,
+        "file: /nonexistent.img",
+    ),
     ("migrate-unknown-destination", lambda g: g.migrate(VM1, "hv9"), NotFound, "destination: no hypervisor 'hv9'"),
     ("migrate-same-host", lambda g: g.migrate(VM1, "hv1"), InvalidInput, "destination: appl-1:vm-1 is already on hv1"),
 ]

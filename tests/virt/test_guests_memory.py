@@ -22,11 +22,18 @@ def pool(tmp_path):
     storage.create_project("masters", str(tmp_path / "masters"))
     storage.create_volume("masters", "osol-0811", 1 << 30, "qcow2")
     storage.create_volume("masters", "osol-0811@version-01", 1 << 30, "qcow2", readonly=True)
-    infos = [HypervisorInfo(n, seg, f"mem:///{n}", 8, 16384, address=f"10.9.0.{i}")
-             for i, (n, seg) in enumerate([("hv1", "odd"), ("hv2", "odd"), ("hv3", "even")], start=1)]
+    infos = [
+        HypervisorInfo(n, seg, f"mem:///{n}", 8, 16384, address=f"10.9.0.{i}")
+        for i, (n, seg) in enumerate([("hv1", "odd"), ("hv2", "odd"), ("hv3", "even")], start=1)
+    ]
     hvs = {h.name: MemoryHypervisor() for h in infos}
-    g = Guests(make_settings(tmp_path, guests_per_host=4), storage, MemoryHypervisors(infos),
-               lambda h: hvs[h.name], MemoryBindings())
+    g = Guests(
+        make_settings(tmp_path, guests_per_host=4),
+        storage,
+        MemoryHypervisors(infos),
+        lambda h: hvs[h.name],
+        MemoryBindings(),
+    )
     g.create_project("appl-1")
     return g, hvs
 
@@ -84,8 +91,10 @@ def test_preflight_names_each_problem(pool):
 def test_migrate_to_a_drained_host_is_refused(pool, tmp_path):
     g, hvs = pool
     ref, _ = add(g, 1)
-    infos = [h if h.name != "hv2" else HypervisorInfo("hv2", "odd", h.uri, 8, 16384, "drained")
-             for h in g.source.hypervisors()]
+    infos = [
+        h if h.name != "hv2" else HypervisorInfo("hv2", "odd", h.uri, 8, 16384, "drained")
+        for h in g.source.hypervisors()
+    ]
     g.source = MemoryHypervisors(infos)
     with pytest.raises(MigrationRefused, match="state: hv2 is 'drained'"):
         g.migrate(ref, "hv2")

@@ -40,8 +40,10 @@ def ticks(path: Path) -> list[int]:
 def pool(lab, tmp_path):
     import shutil
 
-    need(shutil.which("libvirtd") is not None and shutil.which("qemu-system-x86_64") is not None,
-         "libvirtd and qemu-system-x86_64 are needed (Debian libvirt-daemon-driver-qemu, qemu-system-x86)")
+    need(
+        shutil.which("libvirtd") is not None and shutil.which("qemu-system-x86_64") is not None,
+        "libvirtd and qemu-system-x86_64 are needed (Debian libvirt-daemon-driver-qemu, qemu-system-x86)",
+    )
     segments = {"fe0": lab.segment("fe"), "be0": lab.segment("be")}
     hvs = []
     try:
@@ -157,20 +159,23 @@ def test_original_commands_on_real_libvirtd(pool, tmp_path):
     """The domu-* scripts and `bootsrv guest` in separate invocations: state lives in libvirtd."""
     from click.testing import CliRunner
 
-    from bootsrv.cli.main import main
     from bootsrv.cli import guests as commands
+    from bootsrv.cli.main import main
 
     g, hvs, boot, workdir, _ = pool
     shared = workdir / "shared"
     cfg = tmp_path / "bootsrv.toml"
-    hosts = "".join(f"""
+    hosts = "".join(
+        f"""
 [[guests.hypervisors]]
 name = "{hv.info.name}"
 segment = "odd"
 uri = "{hv.info.uri}"
 memory_mib = 16384
 address = "{hv.info.address}"
-""" for hv in hvs)
+"""
+        for hv in hvs
+    )
     cfg.write_text(f"""
 [store]
 directory = "{tmp_path}/no-store"
@@ -213,8 +218,23 @@ be0 = "backend"
     assert out.startswith("appl-1/vm-1: clone of masters/osol-0811@version-01 (")
     out = ok(commands.domu_init, "--dry-run", "hvm", "fe-be", "odd", "256", "1", "appl-1/vm-1")
     assert "-> hv1: 0 of 4 guests" in out and "would define appl-1:vm-1 on hv1" in out
-    out = ok(commands.domu_init, "hvm", "fe-be", "odd", "256", "1", "appl-1/vm-1", "--kernel", boot.kernel,
-             "--initrd", boot.initrd, "--cmdline", boot.cmdline, "--console-log", str(tmp_path / "vm-1.console"))
+    out = ok(
+        commands.domu_init,
+        "hvm",
+        "fe-be",
+        "odd",
+        "256",
+        "1",
+        "appl-1/vm-1",
+        "--kernel",
+        boot.kernel,
+        "--initrd",
+        boot.initrd,
+        "--cmdline",
+        boot.cmdline,
+        "--console-log",
+        str(tmp_path / "vm-1.console"),
+    )
     assert "defined appl-1:vm-1 on hv1" in out
     r = cli.invoke(commands.domu_init, ["--config", str(cfg), "hvm", "fe", "odd", "256", "1", "appl-1/vm-1"])
     assert r.exit_code == 4 and "guest.vm: domain appl-1:vm-1 is already defined" in r.stderr
@@ -225,8 +245,11 @@ be0 = "backend"
     assert "pre-flight checks pass" in bootsrv("guest", "migrate", "--dry-run", "appl-1:vm-1", "hv2")
     assert "migrated appl-1:vm-1 to hv2" in bootsrv("guest", "migrate", "--unsafe", "appl-1:vm-1", "hv2")
     out = bootsrv("guest", "destroy", "--yes", "appl-1:vm-1")
-    assert out.splitlines() == ["powered off appl-1:vm-1 on hv2", "undefined appl-1:vm-1 on hv2",
-                                "deleted clone appl-1/vm-1"]
+    assert out.splitlines() == [
+        "powered off appl-1:vm-1 on hv2",
+        "undefined appl-1:vm-1 on hv2",
+        "deleted clone appl-1/vm-1",
+    ]
 
 
 def test_guest_gets_its_bound_address_and_name_from_bootsrv(lab, tmp_path):
@@ -240,11 +263,14 @@ def test_guest_gets_its_bound_address_and_name_from_bootsrv(lab, tmp_path):
     from bootsrv.leases import open_store
     from bootsrv.virt.leasebind import LeaseBindings
 
-    need(shutil.which("libvirtd") is not None and shutil.which("qemu-system-x86_64") is not None,
-         "libvirtd and qemu-system-x86_64 are needed")
+    need(
+        shutil.which("libvirtd") is not None and shutil.which("qemu-system-x86_64") is not None,
+        "libvirtd and qemu-system-x86_64 are needed",
+    )
     segments = {"fe0": lab.segment("fe"), "be0": lab.segment("be")}
-    site = demo.Site(tmp_path / "bootsrv", server_ip="10.10.0.2", prefix="10.10.0", backend_prefix="10.20.0",
-                     boot=False)
+    site = demo.Site(
+        tmp_path / "bootsrv", server_ip="10.10.0.2", prefix="10.10.0", backend_prefix="10.20.0", boot=False
+    )
     site.workdir.mkdir()
     site.start(lab, segments["fe0"])
     hv = guestlab.hypervisor(lab, tmp_path, "hv1", 1, segments)

@@ -1,4 +1,6 @@
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bootsrv.virt.placement import HostLoad, HypervisorInfo, NoRoom, place, require
 
@@ -9,11 +11,23 @@ def hv(name, segment="odd", memory=16384, state="active"):
 
 CASES = [
     # (id, loads, per_host, memory, expected)
-    ("fill-fullest-first", [HostLoad(hv("a"), 2, 2048), HostLoad(hv("b"), 3, 3072), HostLoad(hv("c"), 0)], 5, 1024, "b"),
+    (
+        "fill-fullest-first",
+        [HostLoad(hv("a"), 2, 2048), HostLoad(hv("b"), 3, 3072), HostLoad(hv("c"), 0)],
+        5,
+        1024,
+        "b",
+    ),
     ("full-host-skipped", [HostLoad(hv("a"), 2, 2048), HostLoad(hv("b"), 5, 5120)], 5, 1024, "a"),
     ("per-host-4", [HostLoad(hv("a"), 4, 4096), HostLoad(hv("b"), 1, 1024)], 4, 1024, "b"),
     ("memory-before-count", [HostLoad(hv("a", memory=4096), 3, 3000), HostLoad(hv("b"), 1, 1024)], 5, 1024, "b"),
-    ("tie-tightest-memory", [HostLoad(hv("a", memory=32768), 2, 2048), HostLoad(hv("b", memory=8192), 2, 2048)], 5, 1024, "b"),
+    (
+        "tie-tightest-memory",
+        [HostLoad(hv("a", memory=32768), 2, 2048), HostLoad(hv("b", memory=8192), 2, 2048)],
+        5,
+        1024,
+        "b",
+    ),
     ("tie-by-name", [HostLoad(hv("b"), 0), HostLoad(hv("a"), 0)], 5, 1024, "a"),
     ("other-segment", [HostLoad(hv("a", segment="even"), 0), HostLoad(hv("b"), 4, 4096)], 5, 1024, "b"),
     ("drained", [HostLoad(hv("a", state="drained"), 1), HostLoad(hv("b"), 0)], 5, 1024, "b"),
@@ -33,8 +47,13 @@ def test_place(loads, per_host, memory, expected):
 
 
 def test_reasons_name_the_rule():
-    loads = [HostLoad(hv("a", segment="even")), HostLoad(hv("b", state="drained")), HostLoad(hv("c"), 5),
-             HostLoad(hv("d", memory=2048), 0), HostLoad(hv("e"), error="boom")]
+    loads = [
+        HostLoad(hv("a", segment="even")),
+        HostLoad(hv("b", state="drained")),
+        HostLoad(hv("c"), 5),
+        HostLoad(hv("d", memory=2048), 0),
+        HostLoad(hv("e"), error="boom"),
+    ]
     result = place("odd", 2048, loads, 5, reserve_mib=1024)
     reasons = {c.host: c.reason for c in result.candidates}
     assert "segment 'even'" in reasons["a"]
@@ -53,19 +72,23 @@ def test_fills_one_host_before_the_next():
     count = {h.name: 0 for h in hosts}
     order = []
     for _ in range(12):
-        chosen = require("odd", place("odd", 1024, [HostLoad(h, count[h.name], 1024 * count[h.name]) for h in hosts], 5, 1024))
+        chosen = require(
+            "odd", place("odd", 1024, [HostLoad(h, count[h.name], 1024 * count[h.name]) for h in hosts], 5, 1024)
+        )
         count[chosen.name] += 1
         order.append(chosen.name)
     assert order == ["a"] * 5 + ["b"] * 5 + ["c"] * 2
 
 
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st
-
 _load = st.builds(
     lambda name, seg, state, mem, guests, used, err: HostLoad(hv(name, seg, mem, state), guests, used, err),
-    st.sampled_from("abcdefgh"), st.sampled_from(["odd", "even"]), st.sampled_from(["active", "drained"]),
-    st.integers(1024, 65536), st.integers(0, 8), st.integers(0, 65536), st.sampled_from(["", "", "", "down"]),
+    st.sampled_from("abcdefgh"),
+    st.sampled_from(["odd", "even"]),
+    st.sampled_from(["active", "drained"]),
+    st.integers(1024, 65536),
+    st.integers(0, 8),
+    st.integers(0, 65536),
+    st.sampled_from(["", "", "", "down"]),
 )
 
 
@@ -76,8 +99,13 @@ def test_choice_obeys_every_rule(loads, memory, per_host):
 
     def fits(load):
         free = load.host.memory_mib - 1024 - load.memory_used_mib
-        return (load.host.segment == "odd" and load.host.accepts_guests and not load.error
-                and load.guests < per_host and free >= memory)
+        return (
+            load.host.segment == "odd"
+            and load.host.accepts_guests
+            and not load.error
+            and load.guests < per_host
+            and free >= memory
+        )
 
     eligible = [load for load in loads if fits(load)]
     assert (result.chosen is None) == (not eligible)
