@@ -1,2 +1,2 @@
 """Authoritative DNS for the lease store's host names: pure zone data and answers (zone.py,
-answer.py), the UDP/TCP edge (server.py) and the service for `bootsrv serve` (service.py)."""
+answer.py) and the UDP/TCP edge (server.py); bootsrv.app.dns runs it in `bootsrv serve`."""
