@@ -3,6 +3,11 @@
 
     sudo python bench/bench_dhcp.py                 # all four servers
     sudo python bench/bench_dhcp.py --servers bootsrv,kea --seconds 4
+    sudo python bench/bench_dhcp.py --servers bootsrv,baseline,kea --baseline /tmp/old   # before/after
+
+`--baseline DIR` adds the server `baseline`: bootsrv from another tree (a `git worktree` of an
+older commit, say), started with PYTHONPATH=DIR and configured as `bootsrv` is, so a change is
+measured against the code before it in the same run, under the same load.
 
 Topology (bootsrv.lab.netns, nothing outside our namespaces): one segment, a `server` host (10.60.0.1/16)
 and a `client` host (10.60.0.2/16) running perfdhcp (Debian kea-admin) with `-g single`. perfdhcp
@@ -165,6 +170,7 @@ class Bootsrv(Target):
     name = "bootsrv"
     durability = "fsync before every ACK (group commit)"
     processes = 1  # dhcp.processes (--processes)
+    tree: str | None = None  # another checkout to run instead of this one (--baseline)
 
     def available(self):
         import importlib.util
@@ -210,7 +216,8 @@ enabled = false
             "warning",
             "serve",
         ]
-        return host.popen(argv, stderr=open(workdir / "stderr", "w"), cwd=str(workdir))
+        env = None if self.tree is None else {**os.environ, "PYTHONPATH": self.tree}
+        return host.popen(argv, stderr=open(workdir / "stderr", "w"), cwd=str(workdir), env=env)
 
     def ready(self, proc, workdir):
         # `serve` logs at warning level here; give the interpreter time to import and bind.
@@ -340,7 +347,22 @@ def serve_loop_only(interface: str, durable_log: str | None = None) -> int:
     return 0
 
 
-TARGETS = {t.name: t for t in (Bootsrv(), Kea(), IscDhcpd(), Dnsmasq(), BootsrvLoop(), BootsrvLoopDurable())}
+class Baseline(Bootsrv):
+    """bootsrv from the tree given with --baseline: the code before a change, in the same run."""
+
+    name = "baseline"
+
+    def available(self):
+        if self.tree is None:
+            return "no --baseline DIR given"
+        if not (Path(self.tree) / "bootsrv" / "dhcp" / "engine.py").is_file():
+            return f"{self.tree} is not a bootsrv tree with a DHCP engine"
+        return None
+
+
+TARGETS = {
+    t.name: t for t in (Bootsrv(), Baseline(), Kea(), IscDhcpd(), Dnsmasq(), BootsrvLoop(), BootsrvLoopDurable())
+}
 
 
 def _load() -> str:
@@ -538,6 +560,7 @@ def main(argv: list[str] | None = None) -> int:
         default=os.cpu_count() or 1,
         help="bootsrv's dhcp.processes (default: one per CPU, as a busy server would be set up)",
     )
+    ap.add_argument("--baseline", metavar="DIR", help="another bootsrv tree, run as the server `baseline`")
     ap.add_argument("--serve-loop-only", metavar="IFACE", help=argparse.SUPPRESS)
     ap.add_argument("--durable-log", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -547,8 +570,10 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         if name not in TARGETS:
             ap.error(f"--servers: unknown server {name!r}; expected some of {', '.join(TARGETS)}")
-    TARGETS["bootsrv"].processes = args.processes
-    TARGETS["bootsrv"].durability += f", {args.processes} process{'es' if args.processes > 1 else ''}"
+    for name in ("bootsrv", "baseline"):
+        TARGETS[name].processes = args.processes
+        TARGETS[name].durability += f", {args.processes} process{'es' if args.processes > 1 else ''}"
+    TARGETS["baseline"].tree = args.baseline
     if shutil.which("perfdhcp") is None:
         print("perfdhcp not installed (Debian package kea-admin)", file=sys.stderr)
         return 2
