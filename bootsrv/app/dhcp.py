@@ -60,7 +60,7 @@ def relayed(config: Config) -> bool:
 
 class DhcpService:
     """DHCP for one process. Process 0 (`bootsrv serve`) also runs the other dhcp.processes - 1
-    (bootsrv/dhcp/workers.py), each of which runs a DhcpService of its own number."""
+    (bootsrv/app/dhcp_processes.py), each of which runs a DhcpService of its own number."""
 
     name = "dhcp"
 
@@ -80,7 +80,7 @@ class DhcpService:
         self.workers = workers or (8 if config.dhcp.icmp_check else 1)
         self.process = process
         self.server: DhcpServer | None = None
-        self.others = None  # process 0 with dhcp.processes > 1: workers.Processes
+        self.others = None  # process 0 with dhcp.processes > 1: dhcp_processes.Processes
 
     def start(self) -> None:
         for ifname in served_interfaces(self.config) if self.process == 0 else ():
@@ -94,8 +94,7 @@ class DhcpService:
         # The lease tables are large, long-lived object graphs: move what exists now out of the
         # collector's way and collect the young generation less often. Every DORA allocates a few
         # hundred objects, so the default threshold (700) ran a collection every few exchanges and
-        # full collections walked every lease. perfdhcp at 3,000/s offered: 2,161/2,045 DORA/s
-        # before, 2,612/2,372/2,481/2,065 after: a modest gain within this shared VM's noise.
+        # full collections walked every lease (a modest gain under perfdhcp, within the noise).
         gc.freeze()
         gc.set_threshold(50_000, 100, 100)
         self.server = DhcpServer(

@@ -1,15 +1,9 @@
 """BOOTP/DHCP messages on the wire (RFC 951, RFC 2131 section 2, RFC 2132): decode and encode, pure.
 
-Hand-written with `struct` because the codec is on the hot path of every exchange. Measured here
-(Python 3.11, shared 2-core VM, three runs; `python -m bootsrv.dhcp.packet` reproduces it on a
-323-byte DISCOVER from a PXE ROM and a 339-byte OFFER with 13 options):
-
-    decode   this module  4.9-8.1 us    scapy 2.8   70-114 us   (13-23x)
-    encode   this module  5.8-9.6 us    scapy 2.8  132-189 us   (20-26x)
-
-Issue 4 measured scapy at 210/410 us on a quieter machine: a ceiling near 800 exchanges/s on one
-core from the codec alone, below the Kea 2,700/s target. scapy stays where speed does not matter
-(tests, fuzzing, captures).
+Hand-written with `struct` because the codec is on the hot path of every exchange: scapy's
+decode and encode cost more than a whole DORA's budget (`python -m bootsrv.dhcp.packet` compares
+the two on a PXE ROM's DISCOVER and an OFFER; docs/dhcp.md "Measured" has the figures). scapy
+stays where speed does not matter (tests, fuzzing, captures).
 
 Input rules (each breach raises `MalformedPacket` naming the field or option and the rule):
 - the fixed header is 236 bytes (RFC 2131 figure 1) and `hlen` fits chaddr (16 bytes);

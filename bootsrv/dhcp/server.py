@@ -18,15 +18,15 @@ instead, which every client must accept (RFC 2131 4.1, RFC 1542 3.1.1).
 
 Threads. Each socket has `workers` threads that wait in poll() on it; a non-blocking recvfrom()
 hands each datagram to exactly one of them, which decodes, decides and replies. One is the
-default: several only fight over the GIL (bench/bench_dhcp.py on 2 cores: 1 worker 2,436 DORA/s
-at <= 1 % loss, 8 workers 1,742). More help only when a handler blocks (dhcp.icmp_check waits
-for an echo). No queue in between: a hand-off between Python threads costs more than the work
-for a DISCOVER. Under overload the socket's receive buffer fills and the kernel drops the newest
-packets (clients retransmit); the buffer is kept to a fraction of a second of traffic so we do
-not answer requests their clients gave up on long ago, and the handler sheds DISCOVERs while it
-is more than half full (Arrival.backlog, service.py).
+default: several only fight over the GIL (fewer DORA/s in bench/bench_dhcp.py, docs/dhcp.md).
+More help only when a handler blocks (dhcp.icmp_check waits for an echo). No queue in between:
+a hand-off between Python threads costs more than the work for a DISCOVER. Under overload the
+socket's receive buffer fills and the kernel drops the newest packets (clients retransmit); the
+buffer is kept to a fraction of a second of traffic so we do not answer requests their clients
+gave up on long ago, and the handler sheds DISCOVERs while it is more than half full
+(Arrival.backlog, bootsrv/app/dhcp.py).
 
-Several processes (dhcp.processes, bootsrv/dhcp/workers.py). Every process binds the same
+Several processes (dhcp.processes, bootsrv/app/dhcp_processes.py). Every process binds the same
 sockets with SO_REUSEPORT and the group gets a classic BPF program that picks the socket by the
 client's MAC (the last chaddr byte, modulo the process count), so all of a client's messages
 reach the process that holds its offer. The kernel runs the program on the UDP payload
@@ -52,11 +52,9 @@ is on stable storage (the store's Pending). A worker takes every datagram waitin
 it sends OFFERs and NAKs at once and keeps the Deferred ones; then it asks the first for
 durability, which leads one group flush (fdatasync) covering the whole batch, and sends the ACKs
 in order. An ACK whose commit failed is never sent. The worker thread itself flushes: an ACK
-completed by the store's flusher thread, as before, cost two GIL hand-offs and a thread wake-up
-per ACK, and the hand-offs made every system call of the worker slower (lockf and pwrite took
-9-16 us instead of 1-3). One process against perfdhcp in the bench's lab: 368 us of CPU per
-DORA and 5 % loss at 3,000 offered/s with the flusher thread; 174 us and 0.2 % loss at 5,000/s
-with batches. While the worker waits for the disk, datagrams queue in the socket (about 0.2 s
+completed by the store's flusher thread cost two GIL hand-offs and a thread wake-up per ACK, and
+the hand-offs made every system call of the worker slower; batches halved the CPU per DORA
+(docs/dhcp.md, "Measured"). While the worker waits for the disk, datagrams queue in the socket (about 0.2 s
 of room, see above) and make the next batch larger, so the fsyncs per ACK fall as load rises.
 """
 
@@ -92,7 +90,7 @@ BATCH = 32  # datagrams decided per flush, at most (see "Batches")
 
 
 # Arrival, Outgoing and Deferred are made for every datagram: NamedTuples, as a frozen
-# dataclass's __init__ costs a object.__setattr__ per field (~1 us each here).
+# dataclass's __init__ costs an object.__setattr__ per field.
 class Arrival(NamedTuple):
     """Where a packet came from: the device its socket is bound to (None: the relay socket)."""
 
