@@ -30,7 +30,9 @@ class Flag(enum.IntFlag):
     BOOTP = 0x08  # given to a BOOTP client (RFC 1542): no lease time, never reclaimed
 
     def names(self) -> str:
-        return "+".join(f.name for f in Flag if f and f in self) or "DYNAMIC"
+        # From __members__, whose keys are always names (an enum member's .name is None for
+        # composites), in definition order; DYNAMIC (0) is "no bit" and only stands alone.
+        return "+".join(name for name, f in Flag.__members__.items() if f and f in self) or "DYNAMIC"
 
 
 _PERMANENT, _MANUAL, _UNUSABLE, _BOOTP = int(Flag.PERMANENT), int(Flag.MANUAL), int(Flag.UNUSABLE), int(Flag.BOOTP)
