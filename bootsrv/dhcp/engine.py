@@ -151,6 +151,8 @@ class Engine:
             event(log, "dhcp.no_server_address", logging.WARNING, network=net.name)
             return None
         mtype = req.message_type
+        if mtype is None:
+            return None  # a magic cookie without option 53 (RFC 2131 3: it MUST be there): not served
         handler = self._handlers.get(mtype)
         if handler is None:
             return None

@@ -229,6 +229,14 @@ def receive_backlog(sock: socket.socket) -> float:
     return queued / limit if limit else 0.0
 
 
+class BindFailed(OSError):
+    """open_socket's failure: the OSError's errno and text (args as they were, so str() and
+    strerror read the same), plus which configured interface it was for (None: the relay socket)
+    so the caller's error can name the config key."""
+
+    interface: str | None = None
+
+
 def open_socket(
     port: int, interface: str | None, address: str = "0.0.0.0", processes: int = 1, process: int = 0
 ) -> socket.socket:
@@ -249,8 +257,9 @@ def open_socket(
             share_by_mac(sock, processes, process)
     except OSError as exc:
         sock.close()
-        exc.interface = interface  # which configured interface failed, for the caller's error
-        raise
+        failed = BindFailed(*exc.args)
+        failed.interface = interface
+        raise failed from exc
     sock.setblocking(False)  # workers wait in poll(), see DhcpServer._serve
     return sock
 
@@ -287,8 +296,8 @@ class DhcpServer:
     def start(self) -> None:
         try:
             group = (self.address, self.processes, self.process)
-            for ifname in self.interfaces:
-                self._sockets.append((ifname, open_socket(self.port, ifname, *group)))
+            for device in self.interfaces:
+                self._sockets.append((device, open_socket(self.port, device, *group)))
             if self.relay_socket:
                 self._sockets.append((None, open_socket(self.port, None, *group)))
         except OSError:
