@@ -54,6 +54,8 @@ class Pump:
         self.dead = False
 
     def send(self, tr: Transfer) -> bool:
+        if tr.fd is None:
+            return False  # a dynamic file's bytes live in this process only: the caller serves it
         opts = tr.opts
         header = json.dumps(
             {
