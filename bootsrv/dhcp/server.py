@@ -361,15 +361,17 @@ class DhcpServer:
                     time.sleep(0.05)
                     break
                 taken += 1
-                later = self._handle(ifname, sock, raw, peer, backlog)
-                if later is not None:
-                    deferred.append(later)
+                waiting = self._handle(ifname, sock, raw, peer, backlog)
+                if waiting is not None:
+                    deferred.append(waiting)
             for arrival, raw, later in deferred:
                 self._finish(sock, arrival, raw, later)
             if taken < BATCH:
                 poller.poll(500)  # wake to notice stop()
 
-    def _handle(self, ifname: str | None, sock: socket.socket, raw: bytes, peer, backlog: float):
+    def _handle(
+        self, ifname: str | None, sock: socket.socket, raw: bytes, peer: tuple[str, int], backlog: float
+    ) -> tuple[Arrival, bytes, Deferred] | None:
         """Decide on one datagram and reply now; a reply that must wait for its lease to be
         durable comes back as (arrival, raw, Deferred) for the end of the batch."""
         arrival = Arrival(ifname, peer, time.monotonic(), backlog)
