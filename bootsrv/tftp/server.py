@@ -22,7 +22,7 @@ import os
 import socket
 import struct
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import partial
 
 from bootsrv.log import event
@@ -48,7 +48,7 @@ IP_PKTINFO = 8  # linux/in.h; not exported by Python's socket module
 _PKTINFO = struct.Struct("=i4s4s")  # struct in_pktinfo: ifindex, spec_dst (local address), addr
 
 
-def request_address(ancdata) -> str | None:
+def request_address(ancdata: Iterable[tuple[int, int, bytes]]) -> str | None:
     """The local address a request reached us on (in_pktinfo.ipi_spec_dst), from recvmsg."""
     for level, kind, data in ancdata:
         if level == socket.IPPROTO_IP and kind == IP_PKTINFO and len(data) >= _PKTINFO.size:
