@@ -18,12 +18,14 @@ import ipaddress
 import os
 import re
 import tomllib
+from collections.abc import Mapping
 from importlib import resources
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails
 
 from bootsrv import tomlwriter
 from bootsrv.data import shipped
@@ -354,10 +356,10 @@ def validate(data: dict[str, Any], source: str) -> Config:
         raise ConfigError(source, key, rule) from None
 
 
-def load(path: str | os.PathLike[str] | None = None, env: dict[str, str] | None = None) -> Config:
+def load(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> Config:
     """Load the config: `path`, else $BOOTSRV_CONFIG, else the embedded default alone."""
-    env = os.environ if env is None else env
-    chosen = path if path is not None else env.get(ENV_CONFIG)
+    environ: Mapping[str, str] = os.environ if env is None else env
+    chosen = path if path is not None else environ.get(ENV_CONFIG)
     if not chosen:
         return parse("", "<embedded default>")
     source = str(chosen)
@@ -394,7 +396,7 @@ def _key_path(loc: tuple[Any, ...]) -> str:
     return path
 
 
-def _rule(err: dict[str, Any]) -> str:
+def _rule(err: ErrorDetails) -> str:
     kind, msg = err["type"], err["msg"]
     if kind == "extra_forbidden":
         return "unknown key"

@@ -48,7 +48,7 @@ from bootsrv.dhcp import packet as P
 from bootsrv.dhcp.options import LEASE_OPTIONS, Layers, lease_times, ordered
 from bootsrv.dhcp.packet import Packet, reply_to
 from bootsrv.dhcp.pxe import FORCED, KnownMachines, Sighting, boot_reply, classify, netboot_action
-from bootsrv.leases import AddressTaken, Pending, PoolExhausted, Record, client_id_of_mac
+from bootsrv.leases import AddressTaken, LeaseStore, Pending, PoolExhausted, Record, client_id_of_mac
 from bootsrv.log import event
 
 log = logging.getLogger("bootsrv.dhcp")
@@ -111,11 +111,16 @@ class ServerAddresses:
         return next((ip for ip in owners if ip in net.subnet), owners[0])
 
 
+# One message type's handler (Engine.discover, .request, ...): (engine, request, its network, our
+# address there, the client id, now) -> the reply, if any.
+Handler = Callable[["Engine", Packet, NetworkSection, IPv4Address, str, float], "Reply | None"]
+
+
 class Engine:
     def __init__(
         self,
         config: Config,
-        store,
+        store: LeaseStore,
         machines: KnownMachines,
         server_address: Callable[[NetworkSection], IPv4Address | None],
         layers: Layers | None = None,
@@ -151,6 +156,8 @@ class Engine:
             event(log, "dhcp.no_server_address", logging.WARNING, network=net.name)
             return None
         mtype = req.message_type
+        if mtype is None:
+            return None  # a magic cookie without option 53 (RFC 2131 3: it MUST be there): not served
         handler = self._handlers.get(mtype)
         if handler is None:
             return None
@@ -166,7 +173,7 @@ class Engine:
         return net
 
     # ---- messages --------------------------------------------------------------------------------
-    def discover(self, req, net, server, cid, now) -> Reply | None:
+    def discover(self, req: Packet, net: NetworkSection, server: IPv4Address, cid: str, now: float) -> Reply | None:
         requested = req.address(P.REQUESTED_IP)
         if requested is None or requested not in net.subnet:
             requested = self.released.get((net.name, cid))
@@ -188,7 +195,7 @@ class Engine:
             return None  # the owner answers (see the module doc)
         return self._lease_reply(req, net, server, cid, rec, P.OFFER, now)
 
-    def request(self, req, net, server, cid, now) -> Reply | None:
+    def request(self, req: Packet, net: NetworkSection, server: IPv4Address, cid: str, now: float) -> Reply | None:
         chosen = req.address(P.SERVER_ID)
         requested = req.address(P.REQUESTED_IP)
         if chosen is not None:  # SELECTING
@@ -203,7 +210,16 @@ class Engine:
             return self._confirm(req, net, server, cid, requested, now, reboot=True)
         return self._confirm(req, net, server, cid, req.ciaddr, now, reboot=False)  # RENEWING / REBINDING
 
-    def _confirm(self, req, net, server, cid, ip, now, reboot: bool) -> Reply | None:
+    def _confirm(
+        self,
+        req: Packet,
+        net: NetworkSection,
+        server: IPv4Address,
+        cid: str,
+        ip: IPv4Address,
+        now: float,
+        reboot: bool,
+    ) -> Reply | None:
         if ip not in net.subnet:
             return self._nak(req, net, server, f"{ip} is not on network {net.name}")
         current = self.store.find(net.name, cid, now)
@@ -222,7 +238,7 @@ class Engine:
             return self._ack(req, net, server, cid, ip, now)  # free and ours: authoritative
         return None  # not ours to decide (the peer's range, or outside every range)
 
-    def decline(self, req, net, server, cid, now) -> None:
+    def decline(self, req: Packet, net: NetworkSection, server: IPv4Address, cid: str, now: float) -> None:
         ip = req.address(P.REQUESTED_IP)
         chosen = req.address(P.SERVER_ID)
         if ip is None or (chosen is not None and chosen != server) or ip not in net.subnet:
@@ -232,7 +248,7 @@ class Engine:
             event(log, "dhcp.declined", network=net.name, ip=str(ip), client=cid)
         return None
 
-    def release(self, req, net, server, cid, now) -> None:
+    def release(self, req: Packet, net: NetworkSection, server: IPv4Address, cid: str, now: float) -> None:
         chosen = req.address(P.SERVER_ID)
         if req.ciaddr == ZERO or (chosen is not None and chosen != server) or req.ciaddr not in net.subnet:
             return None
@@ -245,7 +261,7 @@ class Engine:
             self.released[(net.name, cid)] = req.ciaddr
         return None
 
-    def inform(self, req, net, server, cid, now) -> Reply | None:
+    def inform(self, req: Packet, net: NetworkSection, server: IPv4Address, cid: str, now: float) -> Reply | None:
         # RFC 2131 4.3.5: options only, no lease, no yiaddr; sent to ciaddr (or the relay).
         if req.ciaddr == ZERO:
             return None
@@ -255,10 +271,12 @@ class Engine:
         out.options = ordered(first, values, req.options.get(P.PARAMETER_LIST), skip=LEASE_OPTIONS)
         return Reply(out, self._route(req, out, nak=False), req.max_size())
 
-    _handlers: dict[int, Callable] = {}
+    _handlers: dict[int, Handler] = {}
 
     # ---- replies -------------------------------------------------------------------------------
-    def _ack(self, req, net, server, cid, ip, now) -> Reply | None:
+    def _ack(
+        self, req: Packet, net: NetworkSection, server: IPv4Address, cid: str, ip: IPv4Address, now: float
+    ) -> Reply | None:
         # The record matters to the reply only through its macro (a layer) and its flags; without
         # macros configured the read is skipped (one table catch-up less per ACK: ~1/5 of the
         # store's system calls on the DORA path).
@@ -275,10 +293,20 @@ class Engine:
         reply.durable = durable  # not read: a permanent binding's lease is set by Reply.settled
         return reply
 
-    def _values(self, req, net, rec, cid) -> dict[int, bytes]:
+    def _values(self, req: Packet, net: NetworkSection, rec: Record | None, cid: str) -> dict[int, bytes]:
         return self.layers.resolve(net.name, req.options.get(P.VENDOR_CLASS), rec.macro if rec else "", cid)
 
-    def _lease_reply(self, req, net, server, cid, rec: Record, mtype: int, now, values=None) -> Reply:
+    def _lease_reply(
+        self,
+        req: Packet,
+        net: NetworkSection,
+        server: IPv4Address,
+        cid: str,
+        rec: Record,
+        mtype: int,
+        now: float,
+        values: dict[int, bytes] | None = None,
+    ) -> Reply:
         if values is None:
             values = self._values(req, net, rec, cid)
         _, times = lease_times(values)
@@ -303,7 +331,7 @@ class Engine:
         out.options = ordered(first, values, req.options.get(P.PARAMETER_LIST), forced, skip=LEASE_OPTIONS)
         return Reply(out, self._route(req, out, nak=False), req.max_size(), sighting=sighting)
 
-    def _nak(self, req, net, server, why: str) -> Reply:
+    def _nak(self, req: Packet, net: NetworkSection, server: IPv4Address, why: str) -> Reply:
         event(log, "dhcp.nak", network=net.name, client=client_id(req), reason=why)
         out = reply_to(req, P.NAK)
         out.options[P.SERVER_ID] = server.packed
@@ -312,7 +340,7 @@ class Engine:
             out.flags |= P.BROADCAST  # RFC 2131 4.1: the relay broadcasts a NAK to the client
         return Reply(out, self._route(req, out, nak=True), req.max_size())
 
-    def _answers_ping(self, net, rec: Record, cid: str, now: float) -> bool:
+    def _answers_ping(self, net: NetworkSection, rec: Record, cid: str, now: float) -> bool:
         """dhcp.icmp_check (RFC 2131 4.4.1 suggests it): before offering an address freshly taken
         from the pool, ask whether something already uses it; if so mark it UNUSABLE like a
         DECLINE (an administrator clears it) and take another. Off by default: a probe waits for

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from bootsrv.config import Config, NetworkSection
 from bootsrv.errors import ConfigError
 
 # RFC 2132 option types, for turning config values into bytes.
@@ -111,7 +112,7 @@ def encode_table(table: Mapping[str, Any], key: str) -> dict[int, bytes]:
     return out
 
 
-def network_options(net) -> dict[int, bytes]:
+def network_options(net: NetworkSection) -> dict[int, bytes]:
     """The network layer from a `NetworkSection`."""
     out: dict[int, bytes] = {1: net.subnet.netmask.packed, 28: net.subnet.broadcast_address.packed}
     if net.router is not None:
@@ -135,7 +136,7 @@ class Layers:
     macros: dict[str, dict[int, bytes]] = field(default_factory=dict)
 
     @classmethod
-    def from_config(cls, config, macros: Mapping[str, Mapping[str, Any]] | None = None) -> Layers:
+    def from_config(cls, config: Config, macros: Mapping[str, Mapping[str, Any]] | None = None) -> Layers:
         if macros is None:
             macros = config.dhcp.macros
         classes = sorted(

@@ -155,9 +155,10 @@ def boot_reply(fw: Firmware, action: str, mac: str, boot: BootSection, server: I
         name = f"{base}/boot/{mac}.ipxe"
         options[IPXE_ENCAP] = IPXE_NO_PXEDHCP
     elif fw.http:
-        binary = (
-            boot.files.get(HTTP_ARCHES.get(fw.arch, "efi-x64")) if fw.arch in HTTP_ARCHES or fw.arch is None else None
-        )
+        # An HTTPClient that names no arch (no option 93, none in the vendor class) gets the x64
+        # binary; one that names an arch other than the HTTP boot types gets none.
+        http_arch = "efi-x64" if fw.arch is None else HTTP_ARCHES.get(fw.arch)
+        binary = boot.files.get(http_arch) if http_arch else None
         if binary is None:
             return None
         name = f"{base}/tftp/{binary}"

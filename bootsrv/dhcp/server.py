@@ -227,6 +227,14 @@ def receive_backlog(sock: socket.socket) -> float:
     return queued / limit if limit else 0.0
 
 
+class BindFailed(OSError):
+    """open_socket's failure: the OSError's errno and text (args as they were, so str() and
+    strerror read the same), plus which configured interface it was for (None: the relay socket)
+    so the caller's error can name the config key."""
+
+    interface: str | None = None
+
+
 def open_socket(
     port: int, interface: str | None, address: str = "0.0.0.0", processes: int = 1, process: int = 0
 ) -> socket.socket:
@@ -247,8 +255,9 @@ def open_socket(
             share_by_mac(sock, processes, process)
     except OSError as exc:
         sock.close()
-        exc.interface = interface  # which configured interface failed, for the caller's error
-        raise
+        failed = BindFailed(*exc.args)
+        failed.interface = interface
+        raise failed from exc
     sock.setblocking(False)  # workers wait in poll(), see DhcpServer._serve
     return sock
 
@@ -285,8 +294,8 @@ class DhcpServer:
     def start(self) -> None:
         try:
             group = (self.address, self.processes, self.process)
-            for ifname in self.interfaces:
-                self._sockets.append((ifname, open_socket(self.port, ifname, *group)))
+            for device in self.interfaces:
+                self._sockets.append((device, open_socket(self.port, device, *group)))
             if self.relay_socket:
                 self._sockets.append((None, open_socket(self.port, None, *group)))
         except OSError:
@@ -350,15 +359,17 @@ class DhcpServer:
                     time.sleep(0.05)
                     break
                 taken += 1
-                later = self._handle(ifname, sock, raw, peer, backlog)
-                if later is not None:
-                    deferred.append(later)
+                waiting = self._handle(ifname, sock, raw, peer, backlog)
+                if waiting is not None:
+                    deferred.append(waiting)
             for arrival, raw, later in deferred:
                 self._finish(sock, arrival, raw, later)
             if taken < BATCH:
                 poller.poll(500)  # wake to notice stop()
 
-    def _handle(self, ifname: str | None, sock: socket.socket, raw: bytes, peer, backlog: float):
+    def _handle(
+        self, ifname: str | None, sock: socket.socket, raw: bytes, peer: tuple[str, int], backlog: float
+    ) -> tuple[Arrival, bytes, Deferred] | None:
         """Decide on one datagram and reply now; a reply that must wait for its lease to be
         durable comes back as (arrival, raw, Deferred) for the end of the batch."""
         arrival = Arrival(ifname, peer, time.monotonic(), backlog)

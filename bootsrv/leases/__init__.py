@@ -2,6 +2,8 @@
 in-memory and file-backed implementations."""
 
 import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from bootsrv.leases.model import (
     NEVER,
@@ -19,6 +21,10 @@ from bootsrv.leases.model import (
     pools_from_config,
 )
 from bootsrv.leases.store import AddressTaken, LeaseStore, Pending
+
+if TYPE_CHECKING:
+    from bootsrv.config import Config
+    from bootsrv.leases.files import FileStore
 
 __all__ = [
     "NEVER",
@@ -41,7 +47,7 @@ __all__ = [
 ]
 
 
-def open_store(config, clock=time.time, dhcp_process: int = 0):
+def open_store(config: "Config", clock: Callable[[], float] = time.time, dhcp_process: int = 0) -> "FileStore":
     """The file store over `config.store.directory` (created if missing) for this server's
     `owner_ips`, with one pool per configured network. `clock` is accepted for the wiring's
     sake; the store's operations take `now` from their callers. `dhcp_process` is which of the

@@ -587,7 +587,8 @@ class FileStore(LeaseStore):
 
 
 def _read_all(fd: int, size: int) -> bytes:
-    chunks, offset = [], 0
+    chunks: list[bytes] = []
+    offset = 0
     while True:
         chunk = os.pread(fd, max(size - offset, 1 << 16), offset)
         if not chunk:

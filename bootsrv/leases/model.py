@@ -12,8 +12,12 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv4Network
+from typing import TYPE_CHECKING
 
 from bootsrv.errors import Conflict, InvalidInput
+
+if TYPE_CHECKING:  # for annotations only: the store's data does not load the config machinery
+    from bootsrv.config import Config
 
 # Expiry values that are not times (dhcp_network(4): -1 is "infinite", a lease that never ends).
 NEVER = -1
@@ -30,7 +34,9 @@ class Flag(enum.IntFlag):
     BOOTP = 0x08  # given to a BOOTP client (RFC 1542): no lease time, never reclaimed
 
     def names(self) -> str:
-        return "+".join(f.name for f in Flag if f and f in self) or "DYNAMIC"
+        # From __members__, whose keys are always names (an enum member's .name is None for
+        # composites), in definition order; DYNAMIC (0) is "no bit" and only stands alone.
+        return "+".join(name for name, f in Flag.__members__.items() if f and f in self) or "DYNAMIC"
 
 
 _PERMANENT, _MANUAL, _UNUSABLE, _BOOTP = int(Flag.PERMANENT), int(Flag.MANUAL), int(Flag.UNUSABLE), int(Flag.BOOTP)
@@ -158,7 +164,7 @@ class Record:
 _new = object.__new__
 
 
-def evolve(rec: Record, **changes) -> Record:
+def evolve(rec: Record, **changes: object) -> Record:
     """`dataclasses.replace` for the hot path (an ACK): the same new frozen record by copying the
     fields, without replace()'s walk over fields() and keyword __init__. Callers pass real fields."""
     out = _new(Record)
@@ -166,7 +172,7 @@ def evolve(rec: Record, **changes) -> Record:
     return out
 
 
-def as_address(value) -> IPv4Address:
+def as_address(value: IPv4Address | str) -> IPv4Address:
     # IPv4Address(an IPv4Address) formats and re-parses it (docs/lease-store.md, "Measurements
     # behind the code"), and the hot path is handed addresses that are already IPv4Address.
     return value if type(value) is IPv4Address else IPv4Address(value)
@@ -263,7 +269,7 @@ class Table:
         return [self.records[ip] for ip in self.clients.get(client_id, ())]
 
 
-def pools_from_config(config) -> dict[str, Pool]:
+def pools_from_config(config: Config) -> dict[str, Pool]:
     """One Pool per [[networks]] entry; router, DNS servers and every server address are never lent."""
     servers = set(config.server.owner_ips)
     pools = {}
@@ -291,7 +297,7 @@ class PoolExhausted(Conflict):
 
 
 class UnknownNetwork(InvalidInput):
-    def __init__(self, network: str, known):
+    def __init__(self, network: str, known: Iterable[str]):
         super().__init__(
             "network", f"no network {network!r} in the store (known: {', '.join(sorted(known)) or 'none'})"
         )

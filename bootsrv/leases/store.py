@@ -26,6 +26,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from ipaddress import IPv4Address
+from typing import Any
 
 from bootsrv.errors import Conflict, InvalidInput, NotFound
 from bootsrv.leases.allocation import KEPT, Holds, Lender, acting_for, best_of, choose, lendable
@@ -240,7 +241,9 @@ class LeaseStore:
         stored, token = self._ack(network, ip, client_id, now, lease_time, hostname)
         return Pending(self._sync, token, stored)
 
-    def _ack(self, network, ip, client_id, now, lease_time, hostname):
+    def _ack(
+        self, network: str, ip: IPv4Address | str, client_id: str, now: float, lease_time: int, hostname: str | None
+    ) -> tuple[Record, object]:
         pool = self.pool(network)
         ip = as_address(ip)
         for _ in range(MAX_ATTEMPTS):
@@ -304,7 +307,9 @@ class LeaseStore:
             return stored
         return self._change(network, ip, client_id, mark)
 
-    def _change(self, network, ip, client_id, change) -> Record | None:
+    def _change(
+        self, network: str, ip: IPv4Address | str, client_id: str, change: Callable[[Record], Record | None]
+    ) -> Record | None:
         self.pool(network)
         ip = as_address(ip)
         for _ in range(MAX_ATTEMPTS):
@@ -381,8 +386,10 @@ class LeaseStore:
             return stored
         raise Conflict(f"{network}/{ip}: gave up after {MAX_ATTEMPTS} write collisions")
 
-    def modify(self, network: str, ip: IPv4Address | str, expect: int | None = None, **changes) -> Record:
-        """Change fields of one record (pntadm -M); `expect` guards against a concurrent change."""
+    def modify(self, network: str, ip: IPv4Address | str, expect: int | None = None, **changes: Any) -> Record:
+        """Change fields of one record (pntadm -M); `expect` guards against a concurrent change.
+        `changes` are Record fields by name, each value of its field's type (names are checked and
+        client_id, hostname, flags and owner normalised below)."""
         pool = self.pool(network)
         ip = _address(ip, pool)
         allowed = {"client_id", "flags", "owner", "expiry", "macro", "hostname", "comment"}
@@ -511,7 +518,7 @@ class LeaseStore:
             self._holds.drop(network, client_id)
 
 
-def _address(value, pool: Pool) -> IPv4Address:
+def _address(value: object, pool: Pool) -> IPv4Address:
     try:
         ip = IPv4Address(str(value))
     except ValueError:

@@ -29,7 +29,7 @@ import hashlib
 import hmac
 import re
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Set
 from datetime import UTC, datetime
 
 from bootsrv.errors import Conflict, Forbidden, InvalidInput
@@ -113,7 +113,7 @@ class EnrollRequest:
     facts: Facts
 
 
-def _object(value: object, field: str, required: set[str], optional: set[str] = frozenset()) -> dict:
+def _object(value: object, field: str, required: Set[str], optional: Set[str] = frozenset()) -> dict:
     if not isinstance(value, dict):
         raise InvalidInput(field, f"must be a JSON object, got {type(value).__name__}")
     for key in value:

@@ -280,7 +280,7 @@ def check_answer_token(machine: Machine | None, mac: str, token: str | None, now
     for candidate in machine.tokens if machine is not None else ():
         if hmac.compare_digest(candidate.digest, wanted):
             record = candidate
-    if record is None:
+    if machine is None or record is None:
         raise TokenRejected("token", f"not issued to machine {mac} (or superseded by a reinstall)")
     if record.used:
         raise TokenReplayed(f"already used: machine {mac} enrolled with it ({machine.state.value} now)")

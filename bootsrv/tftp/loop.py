@@ -23,6 +23,20 @@ TICK = 0.05
 Source = Callable[["TransferLoop", float], None]
 
 
+class Opening:
+    """A worker's claim on a client TID while it decides that client's request. Each request
+    gets its own: the worker whose setdefault placed it knows its own claim by identity."""
+
+    __slots__ = ()
+
+
+# The server's table of claimed client TIDs (RFC 1350: a retransmitted request starts nothing),
+# one dict so that claiming stays one atomic setdefault. Per client: the request being decided,
+# the Transfer serving it in this process, or, once handed to a pump process, the monotonic time
+# the claim expires.
+Clients = dict[tuple[str, int], Opening | Transfer | float]
+
+
 class TransferLoop:
     """One epoll loop over its transfers, plus sources of new ones, until `stop` is set.
 
@@ -31,7 +45,7 @@ class TransferLoop:
     """
 
     def __init__(
-        self, stop: threading.Event, clients: dict | None, on_finish: Callable[[Transfer], None] | None = None
+        self, stop: threading.Event, clients: Clients | None, on_finish: Callable[[Transfer], None] | None = None
     ):
         self.stop, self.clients, self.on_finish = stop, clients, on_finish
         self.transfers: dict[int, Transfer] = {}
@@ -55,7 +69,8 @@ class TransferLoop:
         try:
             tr.start(now)
         except OSError as exc:
-            tr.outcome = f"send failed: {errno.errorcode.get(exc.errno, exc)}"
+            code = errno.errorcode.get(exc.errno) if exc.errno is not None else None
+            tr.outcome = f"send failed: {code or exc}"
             self.finish(fd, tr, now)
 
     def run(self) -> None:

@@ -57,7 +57,7 @@ class ErrorPacket(TftpPacketERR):
         super().__init__()
         self.errorcode, self.errmsg = code, message
 
-    def encode(self):
+    def encode(self) -> ErrorPacket:
         text = self.errmsg.encode("utf-8", "replace")[:200]
         self.buffer = struct.pack(f"!HH{len(text)}sx", self.opcode, self.errorcode, text)
         return self

@@ -39,7 +39,7 @@ log = logging.getLogger("bootsrv.tftp")
 class Pump:
     """The server's handle on one pump process."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         root_logger = logging.getLogger("bootsrv")
         level = logging.getLevelName(root_logger.getEffectiveLevel()).lower()
@@ -54,6 +54,8 @@ class Pump:
         self.dead = False
 
     def send(self, tr: Transfer) -> bool:
+        if tr.fd is None:
+            return False  # a dynamic file's bytes live in this process only: the caller serves it
         opts = tr.opts
         header = json.dumps(
             {

@@ -22,11 +22,12 @@ import os
 import socket
 import struct
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from functools import partial
 
 from bootsrv.log import event
 from bootsrv.tftp import paths
-from bootsrv.tftp.loop import TransferLoop
+from bootsrv.tftp.loop import Clients, Opening, TransferLoop
 from bootsrv.tftp.options import negotiate
 from bootsrv.tftp.packet import OP_WRQ, decode_request, error_packet, netascii
 from bootsrv.tftp.paths import Refusal
@@ -47,7 +48,7 @@ IP_PKTINFO = 8  # linux/in.h; not exported by Python's socket module
 _PKTINFO = struct.Struct("=i4s4s")  # struct in_pktinfo: ifindex, spec_dst (local address), addr
 
 
-def request_address(ancdata) -> str | None:
+def request_address(ancdata: Iterable[tuple[int, int, bytes]]) -> str | None:
     """The local address a request reached us on (in_pktinfo.ipi_spec_dst), from recvmsg."""
     for level, kind, data in ancdata:
         if level == socket.IPPROTO_IP and kind == IP_PKTINFO and len(data) >= _PKTINFO.size:
@@ -85,7 +86,7 @@ class TftpServer:
         self.port = port
         # Requests under way by client (address, port): a retransmitted RRQ must not start a
         # second transfer (RFC 1350: the same TID). Shared by the workers; dict ops are atomic.
-        self.clients: dict[tuple[str, int], Transfer] = {}
+        self.clients: Clients = {}
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.processes = processes
@@ -132,14 +133,14 @@ class TftpServer:
 
     def serve(self) -> None:
         """One worker's loop, until stop()."""
-        assert self.sock is not None
+        assert self.sock is not None  # start() binds before it starts the workers
         worker = TransferLoop(self._stop, self.clients)
-        worker.add_source(self.sock.fileno(), self.on_requests, exclusive=True)
+        worker.add_source(self.sock.fileno(), partial(self.on_requests, self.sock), exclusive=True)
         for pump in self.pumps:
-            worker.add_source(pump.sock.fileno(), lambda w, now, p=pump: self._pump_news(w, p), exclusive=True)
+            worker.add_source(pump.sock.fileno(), partial(self._pump_news, pump), exclusive=True)
         worker.run()
 
-    def _pump_news(self, worker: TransferLoop, pump: Pump) -> None:
+    def _pump_news(self, pump: Pump, worker: TransferLoop, _now: float) -> None:
         """A pump finished transfers: release their clients' claims at once, so the same client
         port may ask again (firmware that probes tsize, sends ERROR 8 and asks again from the
         same port must not wait for the claim to expire)."""
@@ -159,23 +160,23 @@ class TftpServer:
             if isinstance(self.clients.get(client), float):
                 self.clients.pop(client, None)
 
-    def on_requests(self, worker: TransferLoop, now: float) -> None:
+    def on_requests(self, sock: socket.socket, worker: TransferLoop, now: float) -> None:
         # Drain a burst (50 clients at once) in one wakeup, but leave some for the other workers.
         for _ in range(8):
             local = None
             try:
                 if self.pktinfo:
-                    packet, ancdata, _flags, client = self.sock.recvmsg(1024, socket.CMSG_SPACE(12))
+                    packet, ancdata, _flags, client = sock.recvmsg(1024, socket.CMSG_SPACE(12))
                     local = request_address(ancdata)
                 else:
-                    packet, client = self.sock.recvfrom(1024)
+                    packet, client = sock.recvfrom(1024)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:
                 continue
             # Claim the client's TID first (setdefault is atomic): a retransmitted request for a
             # transfer under way, even one another worker is still opening, starts nothing.
-            claim = object()
+            claim = Opening()
             held = self.clients.setdefault(client, claim)
             if held is not claim:
                 if not (isinstance(held, float) and held < now):
@@ -268,15 +269,12 @@ class TftpServer:
         fd, data = None, None
         if self.dynamic is not None:
             data = self.dynamic(name, client[0])
-        if data is not None:
-            size = len(data)
-        else:
+        if data is None:
             opened = paths.open_inside(self.root, name)
             if isinstance(opened, Refusal):
                 return refuse(client, opened, req.filename)
             fd, size = opened
-        if req.mode == "netascii":
-            if fd is not None:
+            if req.mode == "netascii":  # translated in memory: read the file whole
                 try:
                     if size > MAX_NETASCII:
                         return refuse(
@@ -286,7 +284,9 @@ class TftpServer:
                 finally:
                     os.close(fd)
                 fd = None
-            data = netascii(data)
+        if data is not None:  # a dynamic file, or a disk file read whole for netascii
+            if req.mode == "netascii":
+                data = netascii(data)
             size = len(data)
         opts = negotiate(req.options, size)
         try:

@@ -108,13 +108,18 @@ class Transfer:
         if self.fd is not None:
             got = os.preadv(self.fd, self.iov, offset)
         else:
-            got = max(0, min(len(self.data) - offset, self.n * self.blksize))
+            # Without a descriptor the file is its bytes: every caller passes one or the other
+            # (a file opened, or a dynamic/netascii file's bytes), and close() drops the
+            # descriptor only when the transfer has ended, after its last _fill.
+            data = self.data
+            assert data is not None
+            got = max(0, min(len(data) - offset, self.n * self.blksize))
             pos = offset
             for view in self.iov:
                 take = min(self.blksize, offset + got - pos)
                 if take <= 0:
                     break
-                view[:take] = self.data[pos : pos + take]
+                view[:take] = data[pos : pos + take]
                 pos += take
         full, rest = divmod(got, self.blksize)
         self.chunk_first = first

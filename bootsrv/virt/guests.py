@@ -257,7 +257,7 @@ class Guests:
         return found
 
     def all(self) -> list[tuple[HypervisorInfo, Domain | None, str]]:
-        rows = []
+        rows: list[tuple[HypervisorInfo, Domain | None, str]] = []
         for host in self.source.hypervisors():
             try:
                 doms = self.connect(host).domains()

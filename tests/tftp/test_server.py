@@ -13,7 +13,7 @@ import time
 import pytest
 
 from bootsrv.tftp import paths
-from bootsrv.tftp.server import TftpServer
+from bootsrv.tftp.server import MAX_NETASCII, TftpServer
 from tests.tftp.wire import fetch, request
 
 RRQ, WRQ = 1, 2
@@ -153,9 +153,27 @@ def test_final_block_rules(server, root, name, blocks, last):
     assert res.data == (root / name).read_bytes()
 
 
-def test_netascii(server, root):
-    res = fetch(server.port, rrq("small.txt", b"netascii"))
-    assert res.data == b"line one\r\nline two\r\0\r\n"
+@pytest.mark.parametrize(
+    "name,want",
+    [
+        ("small.txt", b"line one\r\nline two\r\0\r\n"),
+        ("pxelinux.cfg/01-52-54-00-12-34-56", b"DEFAULT install\r\n# for 127.0.0.1\r\n"),
+    ],
+    ids=["disk", "dynamic"],
+)
+def test_netascii(server, name, want):
+    # RFC 2349: tsize is the size the client will receive, so after the translation.
+    res = fetch(server.port, rrq(name, b"netascii", tsize=0))
+    assert res.data == want and res.oack == {"tsize": str(len(want))}
+
+
+def test_netascii_refuses_a_file_too_large_to_translate_in_memory(server, root):
+    huge = root / "huge.txt"
+    with open(huge, "wb") as f:
+        f.truncate(MAX_NETASCII + 1)  # sparse: nothing is written
+    os.chmod(huge, 0o644)
+    assert fetch(server.port, rrq("huge.txt", b"netascii")).error[0] == paths.ACCESS_VIOLATION
+    assert fetch(server.port, rrq("small.txt", b"netascii")).data  # and the server goes on
 
 
 def test_dynamic_file_before_disk(server, root, dynamic_calls):
