@@ -34,7 +34,9 @@ def test_topology_ping_and_teardown(lab):
     # Nothing was created in the default namespace.
     assert _host_links() == before_links
     sleeper = a.popen(["sleep", "300"])
-    names = set(labmod.namespaces())
+    # Only this lab's namespaces: other suites may run labs of their own at the same time.
+    names = {n for n in labmod.namespaces() if n.startswith(lab.tag) and n[len(lab.tag)] in "hs"}
+    assert len(names) == 3  # the switch and the two hosts
     lab.close()
     assert sleeper.poll() is not None
     assert not names & set(labmod.namespaces())
