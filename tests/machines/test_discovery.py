@@ -1,14 +1,20 @@
 """Discovery off the packet path: the batch decision (`plan`) as a table, `record` writing a batch
-in one registry update, the limit against a flood, and the queue the DHCP thread feeds."""
+in one registry update, the limit and the rate against a flood, the queue the DHCP thread feeds,
+and the recorder's accounting (issue 16 item 3)."""
 
 from __future__ import annotations
+
+import logging
 
 import pytest
 from machines_builders import NOW, machine
 
+from bootsrv.app.discovery import DROP_LOG_EVERY, DiscoveryRecorder
+from bootsrv.app.wiring import Wiring
+from bootsrv.config import parse
 from bootsrv.dhcp.pxe import Sighting
 from bootsrv.machines.admin import discover
-from bootsrv.machines.discovery import Seen, SightingQueue, made_by_discovery, plan, record
+from bootsrv.machines.discovery import Seen, SightingQueue, TokenBucket, made_by_discovery, plan, record
 from bootsrv.machines.model import MemoryRegistry, State
 from bootsrv.machines.store import FileRegistry
 from bootsrv.values import normalize_guid
@@ -197,3 +203,130 @@ def test_queue_merges_retransmissions_and_drops_when_full():
     assert len(queue) == 0 and not queue.wait(0)
     queue.saw(sighting(3))  # room again
     assert queue.take() == [sighting(3)]
+
+
+# ---------------------------------------------------------------------------------------------
+# The rate: a token bucket per process, shared by its recorder and its HTTP boot decision
+
+# (rate, burst, steps) with each step (operation, argument, expected): available(now) -> count,
+# take(now) -> granted, spend(count) -> None.
+BUCKET = [
+    pytest.param(
+        10,
+        5,
+        [("available", 0, 5), ("spend", 5, None), ("available", 0, 0), ("available", 0.25, 2), ("available", 60, 5)],
+        id="burst-then-rate-never-beyond-burst",
+    ),
+    pytest.param(
+        2,
+        2,
+        [("take", 0, True), ("take", 0, True), ("take", 0, False), ("take", 0.4, False), ("take", 0.5, True)],
+        id="take-one-at-a-time",
+    ),
+    pytest.param(
+        1,
+        4,
+        [("available", 0, 4), ("spend", 6, None), ("available", 1, 0), ("take", 2, False), ("available", 3, 1)],
+        id="overspent-is-a-debt-repaid-first",
+    ),
+    pytest.param(
+        1,
+        3,
+        [("spend", 3, None), ("available", 100, 0), ("available", 40, 0), ("available", 42, 2)],
+        id="clock-stepping-back-refills-nothing",
+    ),
+]
+
+
+@pytest.mark.parametrize("rate, burst, steps", BUCKET)
+def test_token_bucket(rate, burst, steps):
+    bucket = TokenBucket(rate, burst)
+    for operation, argument, expected in steps:
+        assert getattr(bucket, operation)(argument) == expected, (operation, argument)
+
+
+# (registry before, sightings, admit) -> (added, filled, over the rate), as ns
+ADMIT = [
+    pytest.param([], [seen(1), seen(2), seen(3)], 2, ([1, 2], [], [3]), id="first-seen-first"),
+    pytest.param([], [seen(1), seen(1, NOW + 4), seen(2)], 1, ([1], [], [2]), id="retransmissions-are-one-machine"),
+    pytest.param(
+        [discovered(1, arch=None), machine(mac(2), arch=None)],
+        [seen(3), seen(1), seen(2)],
+        0,
+        ([], [1, 2], [3]),
+        id="known-machines-cost-no-token",
+    ),
+    pytest.param([], [seen(1), seen(2)], None, ([1, 2], [], []), id="no-rate"),
+]
+
+
+@pytest.mark.parametrize("before, sightings, admit, expected", ADMIT)
+def test_plan_admits_at_most_the_rate(before, sightings, admit, expected):
+    batch = plan({m.mac: m for m in before}, sightings, None, None, admit)
+    added = sorted(m.mac for m, rev in batch.puts if rev is None)
+    filled = sorted(m.mac for m, rev in batch.puts if rev is not None)
+    assert (added, filled, sorted(batch.over_rate)) == tuple(sorted(mac(n) for n in part) for part in expected)
+
+
+class Clock:
+    def __init__(self, now: float = NOW):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_flood_is_recorded_within_the_rate_and_logged_once_per_interval(caplog):
+    # Issue 16: 6,000 new MACs at 300/s, one batch every GATHER (0.5 s): 150 a batch, 20 s.
+    clock = Clock()
+    registry = CountingRegistry(MemoryRegistry([machine(mac(60_000), hostname="hv1", arch=None)]))
+    queue = SightingQueue()
+    recorder = DiscoveryRecorder(registry, queue, 1000, None, rate=TokenBucket(10, 100), clock=clock)
+    with caplog.at_level(logging.INFO, logger="bootsrv.discovery"):
+        for start in range(0, 6000, 150):
+            for n in range(start, start + 150):
+                queue.saw(sighting(n, clock.now))
+            queue.saw(sighting(60_000, clock.now))  # the admin's machine netboots amid the flood
+            clock.now += 0.5
+            recorder.record_pending()
+            recorder.log_drops()
+        recorder.stop()
+    # 100 at once, then 10 a second: the first batch 100, then 5 each of the other 39.
+    assert recorder.added == 100 + 39 * 5 and recorder.over_rate == 6000 - recorder.added
+    assert registry.writes == 40  # one a batch, as before
+    assert registry.get(mac(60_000)).arch == "bios"  # its gaps filled at once: known machines cost no token
+    dropped = [r for r in caplog.records if r.getMessage() == "discovery.dropped"]
+    assert 2 <= len(dropped) <= 1 + 20 / DROP_LOG_EVERY  # at the first drop, then once per interval
+    (stopped,) = [r for r in caplog.records if r.getMessage() == "discovery.stopped"]
+    assert stopped.bootsrv_fields["over_rate"] == recorder.over_rate and stopped.bootsrv_fields["dropped"] == 0
+
+
+def test_drops_are_logged_at_the_first_then_at_most_once_per_interval(caplog):
+    clock = Clock()
+    queue = SightingQueue(capacity=1)
+    recorder = DiscoveryRecorder(MemoryRegistry(), queue, 10, None, rate=TokenBucket(1, 1), clock=clock)
+    with caplog.at_level(logging.INFO, logger="bootsrv.discovery"):
+        recorder.log_drops()  # nothing dropped: nothing said
+        for n in range(30):  # 30 s of a flood, checked every second
+            queue.saw(sighting(2 * n))
+            queue.saw(sighting(2 * n + 1))  # the queue is full: dropped
+            recorder.record_pending()
+            recorder.log_drops()
+            clock.now += 1
+        clock.now += DROP_LOG_EVERY
+        recorder.log_drops()  # what the last interval dropped, once the interval is over
+        recorder.log_drops()  # and only once
+    lines = [r.bootsrv_fields for r in caplog.records if r.getMessage() == "discovery.dropped"]
+    assert len(lines) == 4 and lines[0]["seconds"] == "-"
+    assert sum(line["queue_full"] for line in lines) == 30 == lines[-1]["total_queue_full"]
+    assert all(r.levelno == logging.WARNING for r in caplog.records if r.getMessage() == "discovery.dropped")
+
+
+@pytest.mark.parametrize(
+    "processes, rate, burst", [(1, 10.0, 100), (4, 2.5, 25), (64, 10 / 64, 1)], ids=["one", "four", "one-each-at-least"]
+)
+def test_the_rate_is_shared_out_among_the_dhcp_processes(processes, rate, burst):
+    # Each process records its own sightings with its own bucket: the server's total is the config's
+    # (the defaults: 10 a second, 100 at once).
+    w = Wiring(parse(f"[dhcp]\nprocesses = {processes}\n", "t"))
+    assert (w.discovery_rate.rate, w.discovery_rate.burst) == (rate, burst)
