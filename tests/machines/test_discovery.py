@@ -1,21 +1,23 @@
 """Discovery off the packet path: the batch decision (`plan`) as a table, `record` writing a batch
 in one registry update, the limit and the rate against a flood, the queue the DHCP thread feeds,
-and the recorder's accounting (issue 16 item 3)."""
+the recorder's accounting, and the HTTP boot decision for unknown MACs (issue 16 item 3)."""
 
 from __future__ import annotations
 
 import logging
+import random
 
 import pytest
 from machines_builders import NOW, machine
 
-from bootsrv.app.discovery import DROP_LOG_EVERY, DiscoveryRecorder
+from bootsrv.app.discovery import DROP_LOG_EVERY, DiscoveryRecorder, discovery_recorder
 from bootsrv.app.wiring import Wiring
 from bootsrv.config import parse
 from bootsrv.dhcp.pxe import Sighting
 from bootsrv.machines.admin import discover
 from bootsrv.machines.discovery import Seen, SightingQueue, TokenBucket, made_by_discovery, plan, record
 from bootsrv.machines.model import MemoryRegistry, State
+from bootsrv.machines.plan import boot_decision
 from bootsrv.machines.store import FileRegistry
 from bootsrv.values import normalize_guid
 
@@ -320,6 +322,57 @@ def test_drops_are_logged_at_the_first_then_at_most_once_per_interval(caplog):
     assert len(lines) == 4 and lines[0]["seconds"] == "-"
     assert sum(line["queue_full"] for line in lines) == 30 == lines[-1]["total_queue_full"]
     assert all(r.levelno == logging.WARNING for r in caplog.records if r.getMessage() == "discovery.dropped")
+
+
+def boot_wiring(tmp_path, boot: str = "") -> Wiring:
+    """`bootsrv serve`'s wiring for the HTTP boot decision, with a registry counting its writes."""
+    w = Wiring(parse(f'[store]\ndirectory = "{tmp_path}"\n[boot]\n{boot}\n', "t"), clock=Clock())
+    w.machines = CountingRegistry(MemoryRegistry([machine(mac(60_000), hostname="hv1", profile="lab-test")]))
+    return w
+
+
+def random_macs(count: int, seed: int = 16) -> list[str]:
+    rng = random.Random(seed)
+    return [":".join(f"{b:02x}" for b in [0x02, *rng.randbytes(5)]) for _ in range(count)]
+
+
+def test_boot_script_fetches_for_random_macs_write_nothing_and_are_recorded_within_the_rate(tmp_path):
+    # Issue 16: each anonymous GET /boot/<random mac>.ipxe rewrote the registry on the request thread.
+    w = boot_wiring(tmp_path, "discovered_limit = 50\ndiscovery_rate = 10\ndiscovery_burst = 20")
+    for n, random_mac in enumerate(random_macs(2000)):
+        assert boot_decision(w, w.planner, random_mac) == (None, "unknown machine")
+        if n == 1000:  # the known machine amid the flood: its install, as always
+            plan, _ = boot_decision(w, w.planner, mac(60_000))
+            assert plan is not None and plan.machine.state is State.INSTALLING
+    assert w.machines.writes == 1  # the known machine's install (its token); none for the flood
+    assert len(w.sightings) == 2000  # reported, for the recorder
+    recorder = discovery_recorder(w)
+    recorder.record_pending()
+    assert (recorder.added, recorder.over_rate) == (20, 1980)  # the burst; the clock did not move
+    for _ in range(10):  # the same flood again, a second apart: 10 more a second, the oldest out
+        for random_mac in random_macs(2000, seed=_):
+            boot_decision(w, w.planner, random_mac)
+        w.clock.now += 1
+        recorder.record_pending()
+    assert recorder.added == 20 + 10 * 10
+    assert sum(1 for m in w.machines.list() if m.state is State.DISCOVERED) == 50  # discovered_limit
+    assert w.machines.writes == 1 + 11
+
+
+def test_auto_profile_records_a_fetch_at_once_within_the_rate(tmp_path):
+    # With auto_profile the script of an unknown MAC installs it at this very boot (docs/machines.md),
+    # so it is written at once, but only while the rate has tokens; the others boot locally and
+    # are reported, to install at a later boot.
+    w = boot_wiring(tmp_path, 'auto_profile = "lab-test"\ndiscovery_rate = 1\ndiscovery_burst = 3')
+    decisions = [boot_decision(w, w.planner, m) for m in random_macs(200)]
+    installs = [plan for plan, _ in decisions if plan is not None]
+    assert len(installs) == 3 and {p.machine.state for p in installs} == {State.INSTALLING}
+    assert [reason for plan, reason in decisions if plan is None] == ["unknown machine"] * 197
+    assert len(w.sightings) == 197 and w.machines.writes == 3 * 2  # recorded, then its install token
+    w.clock.now += 2
+    recorder = discovery_recorder(w)
+    recorder.record_pending()  # the reported ones: two more tokens in two seconds
+    assert (recorder.added, recorder.over_rate) == (2, 195)
 
 
 @pytest.mark.parametrize(
