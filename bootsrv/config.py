@@ -190,6 +190,11 @@ class BootSection(Section):
     auto_profile: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
     # Most machines discovery keeps unadopted; the oldest go first (bootsrv.machines.discovery).
     discovered_limit: Annotated[int, Field(ge=1, le=1_000_000)] = 1000
+    # New machines discovery records per second, and at once (a rack powering on), whether DHCP
+    # or an HTTP boot-script fetch saw them: a token bucket, shared out among dhcp.processes.
+    # Beyond it a new MAC is not recorded this time (counted, logged as discovery.dropped).
+    discovery_rate: Annotated[float, Field(gt=0, le=100_000)] = 10.0
+    discovery_burst: Annotated[int, Field(ge=1, le=1_000_000)] = 100
 
     @field_validator("files")
     @classmethod

@@ -58,6 +58,9 @@ BAD = [
     ("boot-url", '[boot]\nhttp_base_url = "ftp://x"', "boot.http_base_url", "match pattern"),
     ("port", "[http]\nport = 70000", "http.port", "less than or equal to 65535"),
     ("dhcp-processes-0", "[dhcp]\nprocesses = 0", "dhcp.processes", "greater than or equal to 1"),
+    ("discovery-rate-0", "[boot]\ndiscovery_rate = 0", "boot.discovery_rate", "greater than 0"),
+    ("discovery-rate-nan", "[boot]\ndiscovery_rate = nan", "boot.discovery_rate", "less than or equal to 100000"),
+    ("discovery-burst-0", "[boot]\ndiscovery_burst = 0", "boot.discovery_burst", "greater than or equal to 1"),
     ("admin-token-short", '[api]\nadmin_token = "short"', "api.admin_token", "at least 16"),
 ]
 

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from ipaddress import IPv4Address
 
 from bootsrv.app.dhcp_processes import Processes
-from bootsrv.app.discovery import DiscoveryRecorder
+from bootsrv.app.discovery import DiscoveryRecorder, discovery_recorder
 from bootsrv.app.wiring import Wiring
 from bootsrv.config import Config
 from bootsrv.dhcp.server import Arrival, Deferred, DhcpServer, Handler, Outgoing
@@ -74,7 +74,9 @@ class DhcpService:
     ):
         self.config = config
         self.handler_factory = handler_factory
-        self.recorder = recorder  # records what this process' handler reports (bootsrv.app.discovery)
+        # Records what this process' handler reports (bootsrv.app.discovery); DHCP processes
+        # other than 0 only: process 0's recorder is a service of its own.
+        self.recorder = recorder
         # One receiving thread per socket (see server.py "Threads"), more when a handler blocks
         # on ICMP echoes.
         self.workers = workers or (8 if config.dhcp.icmp_check else 1)
@@ -159,10 +161,10 @@ def dhcp_services(wiring: Wiring) -> list[DhcpService]:
         event(log, "dhcp.nothing_to_serve", reason="no network names an interface or a relay")
         return []
     recorder = None
-    if cfg.boot.unknown_machines == "discover":  # otherwise nothing is ever reported
-        recorder = DiscoveryRecorder(
-            wiring.machines, wiring.sightings, cfg.boot.discovered_limit, cfg.boot.auto_profile
-        )
+    # Process 0's recorder is a service of its own (bootsrv.app.discovery: HTTP reports there
+    # too); each other DHCP process records what its own handler reports.
+    if cfg.boot.unknown_machines == "discover" and wiring.dhcp_process != 0:
+        recorder = discovery_recorder(wiring)
     return [DhcpService(cfg, lambda: engine_handler(wiring), process=wiring.dhcp_process, recorder=recorder)]
 
 

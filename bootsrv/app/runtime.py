@@ -35,6 +35,10 @@ ServiceFactory = Callable[[Wiring], Iterable[Service]]
 def service_factories() -> list[ServiceFactory]:
     """The areas' factories, imported lazily so `bootsrv config check` needs none of them."""
     factories: list[ServiceFactory] = []
+    # First, so it stops last: it records what the other services reported up to their end.
+    from bootsrv.app.discovery import discovery_services
+
+    factories.append(discovery_services)
     from bootsrv.app.http import http_services
 
     factories.append(http_services)

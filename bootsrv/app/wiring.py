@@ -45,6 +45,15 @@ class Wiring:
         return SightingQueue()
 
     @functools.cached_property
+    def discovery_rate(self):
+        """How many new machines this process may record now (boot.discovery_rate and _burst,
+        shared out among the DHCP processes): its recorder and its HTTP boot decision draw on it."""
+        from bootsrv.machines.discovery import TokenBucket
+
+        boot, processes = self.config.boot, self.config.dhcp.processes
+        return TokenBucket(boot.discovery_rate / processes, max(1, boot.discovery_burst // processes))
+
+    @functools.cached_property
     def profiles(self):
         """The install profile catalog (profiles/ data, templates/), validated once per process."""
         from bootsrv.profiles.catalog import load

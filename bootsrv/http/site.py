@@ -8,6 +8,7 @@ from typing import Protocol
 
 from bootsrv.config import Config
 from bootsrv.machines.admin import AddressBook
+from bootsrv.machines.discovery import SightingQueue, TokenBucket
 from bootsrv.machines.model import MachineRegistry
 from bootsrv.machines.plan import PlanBuilder, Planner
 from bootsrv.profiles.catalog import Catalog
@@ -21,5 +22,7 @@ class Site(Protocol):
     plans: PlanBuilder
     planner: Planner
     address_book: AddressBook
+    sightings: SightingQueue  # unknown MACs whose boot script was asked for (bootsrv.app.discovery records them)
+    discovery_rate: TokenBucket
 
     def known_profiles(self) -> Collection[str] | None: ...

@@ -250,8 +250,9 @@ def discover(
 ) -> Machine | None:
     """Record at once what netboot told about one machine, and return it as stored (idempotent).
 
-    For the HTTP boot decision, whose answer depends on the record; DHCP reports sightings
-    instead and has them recorded in batches (bootsrv.machines.discovery, which has the rules).
+    For the HTTP boot decision under `boot.auto_profile`, whose answer depends on the record (it
+    asks the rate first, bootsrv.machines.plan.boot_decision); DHCP, and HTTP otherwise, report
+    sightings instead and have them recorded in batches (bootsrv.machines.discovery has the rules).
     An unknown MAC becomes a "discovered" machine, or with `auto_profile` (config
     `boot.auto_profile`, off by default) a "new" one with that profile and the host name
     `node-<mac hex>`, which installs at this very boot. For a known machine, fields that are

@@ -2,8 +2,10 @@
 
 The DHCP decision only reads the registry; for a MAC it does not know it reports a Sighting
 (bootsrv.dhcp.pxe.netboot_action). `SightingQueue` is the Sightings sink the DHCP handler hands
-them to: a dict by MAC under a lock, nothing more on the packet path. A recorder thread in each
-process that serves DHCP (bootsrv.app.discovery) takes what gathered and `record`s it: one
+them to: a dict by MAC under a lock, nothing more on the packet path. The HTTP (and TFTP) boot
+decision reports an unknown MAC's script fetch there too (bootsrv.machines.plan.boot_decision).
+A recorder thread in each serving process (bootsrv.app.discovery) takes what gathered and
+`record`s it: one
 registry update (`put_many`: one locked, fsync'ed rewrite of the file) for the whole batch. A
 rack of 40 machines powering on together is a write or two, not 40 inside DHCP.
 
@@ -15,11 +17,16 @@ What an unknown MAC gets, with `boot.unknown_machines = "discover"` (the default
   made the sighting, as when discovery was written inline; it is recorded "new" (that profile,
   host name node-<mac hex>) within about a second. Its iPXE then asks DHCP again (answered from
   the record, or again as unknown: install) and fetches /boot/<mac>.ipxe, whose boot decision
-  (bootsrv.machines.plan.boot_decision) records it itself if the recorder has not yet, and moves
-  it to "installing". So it installs at that boot, as before.
+  (bootsrv.machines.plan.boot_decision) records it itself if the recorder has not yet (and the
+  rate below has a token), and moves it to "installing". So it installs at that boot, as before.
 A machine the registry knows is never reported (so never changed) by DHCP.
 
-Bounds, against a boot segment that floods DISCOVERs from random MACs (issue 16):
+Bounds, against a boot segment that floods DISCOVERs (or boot-script fetches) from random MACs
+(issue 16):
+- at most `boot.discovery_rate` new machines a second are recorded, `boot.discovery_burst` at
+  once (a rack powering on): a `TokenBucket` per process, shared by its recorder and its HTTP
+  boot decision. A new MAC past it is not recorded this time (`over_rate`, counted); it is
+  reported again at its next DISCOVER. Filling in a known machine costs nothing.
 - the queue holds at most `capacity` distinct MACs between two recordings; more are dropped and
   counted (`dropped`), never waited for. A dropped client is reported again at its retransmission.
 - the registry keeps at most `boot.discovered_limit` machines that discovery made and nobody has
@@ -32,6 +39,7 @@ Bounds, against a boot segment that floods DISCOVERs from random MACs (issue 16)
 from __future__ import annotations
 
 import dataclasses
+import math
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -42,6 +50,47 @@ from bootsrv.machines.model import Machine, MachineRegistry, StaleWrite, State
 from bootsrv.values import arch_name, normalize_guid, normalize_mac, normalize_profile
 
 QUEUE_CAPACITY = 4096  # distinct MACs waiting for one recording; a second of a 300/s flood is far less
+
+
+class TokenBucket:
+    """How many new machines may be recorded now: `burst` at once, refilled at `rate` a second.
+
+    Time is the caller's (`now`). `available` and `spend` let the recorder plan a batch first
+    and pay for what it added after; a concurrent `take` (the HTTP boot decision) can push the
+    balance below zero, a debt the refill repays before anything else is granted, so over time
+    no more than `rate` a second get through. A clock that steps back refills nothing.
+    """
+
+    def __init__(self, rate: float, burst: int):
+        if not rate > 0 or burst < 1:
+            raise ValueError(f"token bucket: rate {rate} must be > 0 and burst {burst} >= 1")
+        self.rate, self.burst = rate, burst
+        self._tokens = float(burst)
+        self._at: float | None = None
+        self._lock = threading.Lock()
+
+    def _refill(self, now: float) -> None:
+        if self._at is not None and now > self._at:
+            self._tokens = min(float(self.burst), self._tokens + (now - self._at) * self.rate)
+        self._at = now
+
+    def available(self, now: float) -> int:
+        with self._lock:
+            self._refill(now)
+            return max(0, math.floor(self._tokens))
+
+    def spend(self, count: int) -> None:
+        with self._lock:
+            self._tokens -= count
+
+    def take(self, now: float) -> bool:
+        """One token if there is one."""
+        with self._lock:
+            self._refill(now)
+            if self._tokens >= 1:
+                self._tokens -= 1
+                return True
+            return False
 
 
 @dataclass(frozen=True)
@@ -85,6 +134,7 @@ class Batch:
     puts: tuple[tuple[Machine, int | None], ...] = ()  # (machine, expected revision): added or filled in
     removals: tuple[tuple[str, int], ...] = ()  # (mac, expected revision): pushed out by the limit
     over_limit: tuple[str, ...] = ()  # new MACs not added: the batch alone had more than the limit
+    over_rate: tuple[str, ...] = ()  # new MACs not added: more than `admit` (the rate limit) in this batch
     refused: tuple[tuple[str, str], ...] = ()  # (mac, why): sightings whose values do not fit
 
     @property
@@ -104,18 +154,32 @@ def made_by_discovery(machine: Machine) -> bool:
     return machine.state is State.NEW and machine.hostname == auto_hostname(machine.mac) and not machine.addresses
 
 
-def plan(machines: Mapping[str, Machine], seen: Sequence[Seen], limit: int | None, auto_profile: str | None) -> Batch:
+def plan(
+    machines: Mapping[str, Machine],
+    seen: Sequence[Seen],
+    limit: int | None,
+    auto_profile: str | None,
+    admit: int | None = None,
+) -> Batch:
     """What to write for `seen` over the registry's `machines`. Pure.
 
     An unknown MAC becomes "discovered", or with `auto_profile` "new" with that profile and the
-    host name node-<mac hex>. A known machine only gets the fields it lacks filled in (nothing
-    is overwritten, its state never changes); nothing new, nothing written. Then the limit (see
-    the module doc): newest kept, the least recently updated pushed out or, if new, not added.
+    host name node-<mac hex>; with `admit` (the tokens the rate limit has) only that many, the
+    first seen first, the others are `over_rate`. A known machine only gets the fields it lacks
+    filled in (nothing is overwritten, its state never changes); nothing new, nothing written.
+    Then the limit (see the module doc): newest kept, the least recently updated pushed out or,
+    if new, not added.
     """
     after: dict[str, tuple[Machine, int | None]] = {}  # mac -> (machine as written, expected revision)
+    over_rate: list[str] = []
+    new = 0
     for item in _merged(seen):
         current = machines.get(item.mac)
         if current is None:
+            if admit is not None and new >= admit:
+                over_rate.append(item.mac)
+                continue
+            new += 1
             state, hostname = (State.DISCOVERED, "") if auto_profile is None else (State.NEW, auto_hostname(item.mac))
             machine = Machine(
                 mac=item.mac,
@@ -150,7 +214,7 @@ def plan(machines: Mapping[str, Machine], seen: Sequence[Seen], limit: int | Non
                 removals.append((machine.mac, machines[machine.mac].revision))
             else:
                 over.append(machine.mac)
-    return Batch(tuple(after.values()), tuple(removals), tuple(over))
+    return Batch(tuple(after.values()), tuple(removals), tuple(over), tuple(over_rate))
 
 
 def _merged(seen: Iterable[Seen]) -> list[Seen]:
@@ -175,10 +239,12 @@ def record(
     sightings: Iterable[Sighting],
     limit: int | None,
     auto_profile: str | None,
+    admit: int | None = None,
     attempts: int = 20,
 ) -> Batch:
-    """Write a batch of sightings in one registry update. Compare-and-swap: when the peer server
-    or an admin changed the registry meanwhile, the batch is planned again over what is there."""
+    """Write a batch of sightings in one registry update, at most `admit` of them new machines.
+    Compare-and-swap: when the peer server or an admin changed the registry meanwhile, the batch
+    is planned again over what is there."""
     seen: list[Seen] = []
     refused: list[tuple[str, str]] = []
     for sighting in sightings:
@@ -186,16 +252,22 @@ def record(
             seen.append(Seen.of_sighting(sighting))
         except InvalidInput as exc:
             refused.append((sighting.mac, str(exc)))
-    return dataclasses.replace(record_seen(registry, seen, limit, auto_profile, attempts), refused=tuple(refused))
+    batch = record_seen(registry, seen, limit, auto_profile, admit, attempts)
+    return dataclasses.replace(batch, refused=tuple(refused))
 
 
 def record_seen(
-    registry: MachineRegistry, seen: Sequence[Seen], limit: int | None, auto_profile: str | None, attempts: int = 20
+    registry: MachineRegistry,
+    seen: Sequence[Seen],
+    limit: int | None,
+    auto_profile: str | None,
+    admit: int | None = None,
+    attempts: int = 20,
 ) -> Batch:
     if auto_profile is not None:
         auto_profile = normalize_profile(auto_profile, "boot.auto_profile")
     for _ in range(attempts):
-        batch = plan({m.mac: m for m in registry.list()}, seen, limit, auto_profile)
+        batch = plan({m.mac: m for m in registry.list()}, seen, limit, auto_profile, admit)
         if not batch.changes:
             return batch
         try:

@@ -24,6 +24,7 @@ from ipaddress import IPv4Interface
 from typing import Any, Protocol
 
 from bootsrv.config import Config
+from bootsrv.dhcp.pxe import Sighting
 from bootsrv.errors import BootsrvError, Conflict, InvalidInput, NotFound
 from bootsrv.machines import admin
 from bootsrv.machines.enrollment import (
@@ -237,18 +238,26 @@ def boot_decision(wiring, planner_: Planner, mac: str) -> tuple[InstallPlan | No
     """Install plan or local boot for `mac`, and why local: what every boot config (iPXE over
     HTTP, pxelinux/GRUB over TFTP) is rendered from.
 
-    An unknown MAC boots locally; with `boot.unknown_machines = "discover"` it is first recorded
-    as discovered (idempotent; within `boot.discovered_limit`, bootsrv.machines.discovery), and
-    with `boot.auto_profile` that makes it a new machine that installs at this very boot. Here the
-    record is written at once, not queued as DHCP's sightings are: the answer depends on it.
+    An unknown MAC boots locally; with `boot.unknown_machines = "discover"` it is reported as
+    DHCP's sightings are (`wiring.sightings`): the recorder writes it in its next batch, within
+    `boot.discovery_rate` and `boot.discovered_limit` (bootsrv.machines.discovery). Anyone on
+    the segment can ask for any MAC's script, so this request writes nothing (issue 16: 2,000
+    fetches for random MACs were 2,000 registry rewrites). With `boot.auto_profile` the answer
+    depends on the record, a new machine that installs at this very boot: it is written at once,
+    if the rate has a token for it (`wiring.discovery_rate`); if not, this boot is local and it
+    is reported as above, to install at a later boot.
     """
     mac = normalize_mac(mac)
     known = wiring.machines.get(mac)
     boot = wiring.config.boot
     if known is None and boot.unknown_machines == "discover":
-        known = admin.discover(
-            wiring.machines, mac, None, None, None, wiring.clock(), boot.auto_profile, boot.discovered_limit
-        )
+        now = wiring.clock()
+        if boot.auto_profile is not None and wiring.discovery_rate.take(now):
+            known = admin.discover(
+                wiring.machines, mac, None, None, None, now, boot.auto_profile, boot.discovered_limit
+            )
+        else:
+            wiring.sightings.saw(Sighting(mac, None, None, b"", now))
     if known is not None and boot_action(known.state) == "install" and known.profile not in wiring.profiles:
         # Refused before the planner issues a token and moves the machine: nothing changes.
         raise UnknownProfile(

@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 
 from bootsrv.app.dhcp import dhcp_services, engine_handler
-from bootsrv.app.discovery import DiscoveryRecorder
+from bootsrv.app.discovery import DiscoveryRecorder, discovery_services
 from bootsrv.app.wiring import Wiring
 from bootsrv.config import parse
 from bootsrv.dhcp import packet as P
@@ -125,8 +125,7 @@ def test_forty_unknown_machines_are_one_registry_write(tmp_path):
 
 def test_the_recorder_thread_writes_a_burst_at_once(tmp_path):
     w = wiring(tmp_path)
-    (service,) = dhcp_services(w)  # as serve wires it; only the recorder is started here
-    recorder = service.recorder
+    (recorder,) = discovery_services(w)  # as serve wires it; only the recorder is started here
     handle = engine_handler(w)
     recorder.start()
     try:
@@ -152,6 +151,18 @@ def test_auto_profile_installs_at_the_first_boot_and_is_recorded_new(tmp_path):
     assert dora(handle, 1) == b"undionly.kpxe" and len(w.sightings) == 0  # the retry: from the registry
 
 
+def test_process_0_records_in_a_service_of_its_own_the_others_in_their_dhcp_service(tmp_path):
+    w = wiring(tmp_path)  # process 0: its HTTP and TFTP report to the same queue as its DHCP
+    (service,) = dhcp_services(w)
+    assert service.recorder is None and [s.name for s in discovery_services(w)] == ["discovery"]
+    other = Wiring(w.config, dhcp_process=1)  # a dhcp.processes child runs DHCP alone
+    (service,) = dhcp_services(other)
+    assert service.recorder is not None and service.recorder.queue is other.sightings
+
+
 def test_no_recorder_when_unknown_machines_boot_locally(tmp_path):
-    (service,) = dhcp_services(wiring(tmp_path, 'unknown_machines = "local"'))
+    w = wiring(tmp_path, 'unknown_machines = "local"')
+    (service,) = dhcp_services(w)
+    assert service.recorder is None and discovery_services(w) == []
+    (service,) = dhcp_services(Wiring(w.config, dhcp_process=1))
     assert service.recorder is None

@@ -8,6 +8,7 @@ import re
 import pytest
 from boot_builders import BASE, NOW, make_wiring
 
+from bootsrv.app.discovery import discovery_recorder
 from bootsrv.http.app import create_app
 from bootsrv.machines.admin import reinstall, retire
 from bootsrv.machines.enrollment import digest, enroll
@@ -110,6 +111,8 @@ def test_unknown_machine_discovered_by_policy(tmp_path):
     wiring = make_wiring(tmp_path)  # the embedded default: unknown_machines = "discover"
     resp = create_app(wiring).test_client().get(f"/boot/{OTHER}.ipxe")
     assert "kernel " not in resp.text  # discovered machines boot locally until adopted
+    assert wiring.machines.list() == []  # the request writes nothing: any client may ask for any MAC
+    discovery_recorder(wiring).record_pending()  # the recorder's next batch (bootsrv.app.discovery)
     assert wiring.machines.get(OTHER).state is State.DISCOVERED
 
 
