@@ -74,8 +74,12 @@ templates_dir = "{REPO / "templates"}"
     )
     wiring = Wiring(config)
     macs = [f"52:54:01:{i >> 16 & 255:02x}:{i >> 8 & 255:02x}:{i & 255:02x}" for i in range(args.machines)]
+    # Every client speaks from loopback: declared as each machine's address, since the install boot
+    # goes only to an address bootsrv leased or bound to the machine (docs/security.md).
+    at = (("bench", "127.0.0.1"),)
     for i, mac in enumerate(macs):
-        wiring.machines.put(Machine(mac=mac, hostname=f"hv{i}", state=State.NEW, profile=args.profile), None)
+        machine = Machine(mac=mac, hostname=f"hv{i}", state=State.NEW, profile=args.profile, addresses=at)
+        wiring.machines.put(machine, None)
     server = create_server(create_app(wiring), host="127.0.0.1", port=0, threads=16)
     threading.Thread(target=server.run, daemon=True).start()
     port = server.effective_port

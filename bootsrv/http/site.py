@@ -8,6 +8,7 @@ from typing import Protocol
 
 from bootsrv.config import Config
 from bootsrv.machines.admin import AddressBook
+from bootsrv.machines.binding import MachineAddresses
 from bootsrv.machines.model import MachineRegistry
 from bootsrv.machines.plan import PlanBuilder, Planner
 from bootsrv.profiles.catalog import Catalog
@@ -21,5 +22,6 @@ class Site(Protocol):
     plans: PlanBuilder
     planner: Planner
     address_book: AddressBook
+    machine_addresses: MachineAddresses  # where a machine may fetch its install and call back from
 
     def known_profiles(self) -> Collection[str] | None: ...

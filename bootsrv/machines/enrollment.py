@@ -5,19 +5,26 @@ When a machine due for install fetches its install boot, `start_install` moves i
 step POSTs the token, the machine's MAC and its facts to `/api/enroll`; `enroll` checks them and
 moves the machine to "enrolled", which turns its netboot off (machines.boot_action).
 
-Token rules (each a row of tests/machines/test_enroll.py):
+Token rules (each a row of tests/machines/test_enroll.py; docs/security.md has the trust model):
 - unguessable: `secrets.token_urlsafe(32)` (256 bits); only its SHA-256 is stored, so a copy of
   the store does not let anyone enroll; digests are compared with `hmac.compare_digest`;
 - bound to one machine: a token presented with another machine's MAC is refused;
+- bound to the machine's addresses: the boot that carries it is given, and the callback that
+  spends it accepted, only from an address bootsrv leased or bound to the machine
+  (bootsrv.machines.binding.check_client);
 - expiring: `config.api.enroll_token_ttl` seconds after issue;
 - single use: the first valid callback marks every token of the machine used, in the same
   compare-and-swap write that enrolls it, so a replay (even to the other server of the pair,
   which shares the registry) is refused;
-- at most MAX_TOKENS live per machine: every fetch of the install boot or answer file issues one
-  (an installer that restarts fetches a fresh answer file) while the older ones stay valid until
-  used or expired; expired ones are forgotten at the next issue. The DHCP path must not issue
-  tokens: it asks `machines.netboot` (a read), so DHCP chatter during an install (d-i runs its
-  own DHCP) cannot push the answer file's token out.
+- at most MAX_TOKENS live per machine: every fetch of the install boot issues one while the
+  older ones stay valid until used or expired; expired ones are forgotten at the next issue.
+  Only the machine's own address can fetch it (above). The DHCP path must not issue tokens: it
+  asks `machines.netboot` (a read), so DHCP chatter during an install (d-i runs its own DHCP)
+  cannot push the answer file's token out.
+
+The facts that matter are checked against what bootsrv already knows (`check_claims`): the
+libvirt URI must name the machine itself (its hostname, FQDN or one of its addresses), the
+hostname must be the machine's, the hypervisor its profile's, and one NIC must have its MAC.
 
 Every refusal raises before anything is written: a bad callback changes nothing.
 """
@@ -31,9 +38,21 @@ import re
 import secrets
 from collections.abc import Callable
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
 from bootsrv.errors import Conflict, Forbidden, InvalidInput
-from bootsrv.machines.model import Disk, Event, Facts, Machine, MachineRegistry, Nic, StaleWrite, Token, require
+from bootsrv.machines.binding import Identity, check_client
+from bootsrv.machines.model import (
+    Disk,
+    Event,
+    Facts,
+    Machine,
+    MachineRegistry,
+    Nic,
+    StaleWrite,
+    Token,
+    require,
+)
 from bootsrv.values import normalize_hostname, normalize_mac
 
 MAX_TOKENS = 16
@@ -217,9 +236,16 @@ def _holder(registry: MachineRegistry, token_digest: str) -> tuple[Machine, Toke
     return found
 
 
-def check(registry: MachineRegistry, request: EnrollRequest, now: float) -> Machine:
-    """The enrolled machine this request would produce, or the error that refuses it (pure:
-    nothing is written)."""
+def check(
+    registry: MachineRegistry,
+    request: EnrollRequest,
+    now: float,
+    client: str | None,
+    identify: Callable[[Machine], Identity],
+) -> Machine:
+    """The enrolled machine this request would produce, or the error that refuses it (nothing
+    is written). `client` is the request's source address; `identify` says what bootsrv knows
+    of the machine the token belongs to (bootsrv.machines.plan.identity)."""
     held = _holder(registry, digest(request.token))
     if held is None:
         raise TokenRejected("token", "unknown token: not issued by this registry, or superseded by a reinstall")
@@ -230,8 +256,9 @@ def check(registry: MachineRegistry, request: EnrollRequest, now: float) -> Mach
         raise TokenReplayed(f"already used: machine {machine.mac} is {machine.state.value}")
     if now >= record.expires:
         raise TokenRejected("token", f"expired at {iso_time(record.expires)} (issued {iso_time(record.issued)})")
-    if not any(nic.mac == machine.mac for nic in request.facts.nics):
-        raise InvalidInput("facts.nics", f"no NIC has the machine's MAC {machine.mac}")
+    known = identify(machine)
+    check_client(known, client, "enrollment")
+    check_claims(known, request.facts)
     return machine.with_event(
         Event.ENROLL,
         now,
@@ -243,11 +270,47 @@ def check(registry: MachineRegistry, request: EnrollRequest, now: float) -> Mach
     )
 
 
-def enroll(registry: MachineRegistry, body: object, now: float) -> Machine:
-    """Validate an enrollment callback and apply it. Raises (changing nothing) when it is refused."""
+def _short(name: str) -> str:
+    return name.split(".", 1)[0]
+
+
+def check_claims(known: Identity, facts: Facts) -> None:
+    """Raise InvalidInput, naming the field, for a fact that contradicts what bootsrv knows of
+    the machine. Guest placement connects to the libvirt URI and trusts the hypervisor type, so
+    those must be the machine's own; cpus, memory and disks are the installer's word (docs/security.md)."""
+    if not any(nic.mac == known.mac for nic in facts.nics):
+        raise InvalidInput("facts.nics", f"no NIC has the machine's MAC {known.mac}")
+    names = sorted(known.names)
+    if facts.hostname not in known.names and facts.hostname not in {_short(n) for n in names}:
+        raise InvalidInput("facts.hostname", f"{facts.hostname!r} is not this machine's name ({', '.join(names)})")
+    if known.hypervisor is not None and facts.hypervisor != known.hypervisor:
+        raise InvalidInput(
+            "facts.hypervisor", f"{facts.hypervisor!r} is not what the machine's profile installs ({known.hypervisor})"
+        )
+    host = urlsplit(facts.libvirt_uri).hostname  # lower-cased; without user@, :port and brackets
+    where = ", ".join([*names, *sorted(known.addresses)])
+    if not host:
+        raise InvalidInput(
+            "facts.libvirt_uri",
+            f"{facts.libvirt_uri!r} names no host: bootsrv reaches a hypervisor over the network ({where})",
+        )
+    if host.rstrip(".") not in known.names and host not in known.addresses:
+        raise InvalidInput("facts.libvirt_uri", f"host {host!r} is not this machine: the URI must name one of {where}")
+
+
+def enroll(
+    registry: MachineRegistry,
+    body: object,
+    now: float,
+    *,
+    client: str | None,
+    identify: Callable[[Machine], Identity],
+) -> Machine:
+    """Validate an enrollment callback from `client` and apply it. Raises (changing nothing)
+    when it is refused."""
     request = parse_request(body)
     for _ in range(50):
-        enrolled = check(registry, request, now)
+        enrolled = check(registry, request, now, client, identify)
         try:
             return registry.put(enrolled, enrolled.revision)
         except StaleWrite:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from machines_builders import MAC, NOW, OTHER_MAC, facts, machine
+from machines_builders import MAC, NOW, OTHER_MAC, enroll, facts, machine
 
 from bootsrv.machines.admin import discover, reinstall, retire
-from bootsrv.machines.enrollment import digest, enroll
+from bootsrv.machines.enrollment import digest
 from bootsrv.machines.model import MemoryRegistry, State
 from bootsrv.machines.planner import RegistryPlanner, decide
 
