@@ -17,8 +17,9 @@ The token is the answer's credential (bootsrv.machines.plan.check_answer_token):
 is the only place it is given out, the answer needs it, and it dies when the machine enrolls.
 Both go only to the request's source address if bootsrv leased or bound it to that machine
 (bootsrv.machines.binding): anyone else gets a 403 naming `address`, no token, and nothing
-changes. The trust model, and what remains (a client that takes over the machine's MAC and
-address), is in docs/security.md.
+changes. Every fetch during one install gets the same token (bootsrv.machines.enrollment). The
+trust model, and what remains (a client that takes over the machine's MAC and address), is in
+docs/security.md.
 
 MACs may be spelt any usual way (colons, dashes, dots, bare); a malformed one is a 400 naming
 the field. Errors are the JSON of every route (bootsrv.http.errors, which says why not text: iPXE

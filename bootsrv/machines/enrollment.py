@@ -1,26 +1,29 @@
 """Enrollment: one-time tokens for installers, the callback's validation, the machine's transition.
 
-When a machine due for install fetches its install boot, `start_install` moves it to
+When a machine due for install fetches its install boot, `install_token` moves it to
 "installing" and issues a token that the rendered answer file carries. The installer's last
 step POSTs the token, the machine's MAC and its facts to `/api/enroll`; `enroll` checks them and
 moves the machine to "enrolled", which turns its netboot off (machines.boot_action).
 
 Token rules (each a row of tests/machines/test_enroll.py; docs/security.md has the trust model):
-- unguessable: `secrets.token_urlsafe(32)` (256 bits); only its SHA-256 is stored, so a copy of
-  the store does not let anyone enroll; digests are compared with `hmac.compare_digest`;
+- unguessable: 256 bits (`secrets.token_urlsafe(32)`, or an HMAC-SHA256 under a 256-bit
+  process secret, below); only its SHA-256 is stored, so a copy of the store does not let anyone
+  enroll; digests are compared with `hmac.compare_digest`;
 - bound to one machine: a token presented with another machine's MAC is refused;
 - bound to the machine's addresses: the boot that carries it is given, and the callback that
   spends it accepted, only from an address bootsrv leased or bound to the machine
   (bootsrv.machines.binding.check_client);
+- one per install and server process: `TokenKey` derives a token from a secret that lives only
+  in this process's memory, the MAC and the issue time, so a later fetch of the boot during the
+  same install (a firmware retry, a reboot, or a flood of spoofed TFTP requests) gets the same
+  token back and writes nothing; it never pushes the installer's token out. A new token is
+  issued only for a new install, once the old one expired, or by a process that cannot rebuild
+  it (the peer server, or this one after a restart): a few per install, at most MAX_TOKENS kept;
 - expiring: `config.api.enroll_token_ttl` seconds after issue;
 - single use: the first valid callback marks every token of the machine used, in the same
   compare-and-swap write that enrolls it, so a replay (even to the other server of the pair,
-  which shares the registry) is refused;
-- at most MAX_TOKENS live per machine: every fetch of the install boot issues one while the
-  older ones stay valid until used or expired; expired ones are forgotten at the next issue.
-  Only the machine's own address can fetch it (above). The DHCP path must not issue tokens: it
-  asks `machines.netboot` (a read), so DHCP chatter during an install (d-i runs its own DHCP)
-  cannot push the answer file's token out.
+  which shares the registry) is refused. The DHCP path never issues tokens: it asks
+  `machines.netboot` (a read).
 
 The facts that matter are checked against what bootsrv already knows (`check_claims`): the
 libvirt URI must name the machine itself (its hostname, FQDN or one of its addresses), the
@@ -31,6 +34,7 @@ Every refusal raises before anything is written: a bad callback changes nothing.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import hashlib
 import hmac
@@ -50,6 +54,7 @@ from bootsrv.machines.model import (
     MachineRegistry,
     Nic,
     StaleWrite,
+    State,
     Token,
     require,
 )
@@ -108,9 +113,9 @@ def start_install(
 
     def change(machine: Machine) -> Machine:
         # Used tokens belong to an earlier install, expired ones to nobody: drop them, keep the
-        # newest live ones.
-        live = tuple(t for t in machine.tokens if not t.used and t.expires > now)[-(MAX_TOKENS - 1) :]
-        return machine.with_event(Event.INSTALL, now, tokens=live + (record,))
+        # newest live ones (the same token issued twice in one instant is kept once).
+        live = tuple(t for t in machine.tokens if not t.used and t.expires > now and t.digest != record.digest)
+        return machine.with_event(Event.INSTALL, now, tokens=live[-(MAX_TOKENS - 1) :] + (record,))
 
     for _ in range(50):
         current = require(registry, mac)
@@ -119,6 +124,44 @@ def start_install(
         except StaleWrite:
             continue
     raise Conflict(f"machine {mac}: could not issue an enrollment token (too many concurrent changes)")
+
+
+class TokenKey:
+    """The secret one server process derives its enrollment tokens from: HMAC-SHA256 over the
+    MAC and the token's issue time. The secret is drawn at start and never written anywhere, so
+    the store still holds only digests; what it buys is that this process can give the same
+    token again for as long as it lives (`held`) instead of issuing, and storing, another."""
+
+    def __init__(self, secret: bytes | None = None):
+        self._secret = secret if secret is not None else secrets.token_bytes(TOKEN_BYTES)
+
+    def token(self, mac: str, issued: float) -> str:
+        # float(): the registry keeps `issued` as a JSON number, which reads back as a float.
+        message = f"{mac}|{float(issued)!r}".encode()
+        mac_bytes = hmac.new(self._secret, message, hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(mac_bytes).rstrip(b"=").decode("ascii")  # 43 characters
+
+    def held(self, machine: Machine, now: float) -> str | None:
+        """The clear text of `machine`'s newest live token that this key issued, if any."""
+        for record in reversed(machine.tokens):
+            if record.used or now >= record.expires:
+                continue
+            candidate = self.token(machine.mac, record.issued)
+            if hmac.compare_digest(record.digest, digest(candidate)):
+                return candidate
+        return None
+
+
+def install_token(registry: MachineRegistry, mac: str, now: float, ttl: int, key: TokenKey) -> tuple[Machine, str]:
+    """The token of this install for the boot being served: the one `key` already issued while
+    it lives (nothing is written), else a new one (start_install). IllegalTransition if the
+    machine is not due for install."""
+    machine = require(registry, mac)
+    if machine.state is State.INSTALLING:
+        again = key.held(machine, now)
+        if again is not None:
+            return machine, again
+    return start_install(registry, mac, now, ttl, new_token=lambda: key.token(mac, now))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
-"""Issue 16, item 1, over Flask's test client: the install boot, its answer and the enrollment
-callback belong to the address bootsrv leased or bound to the machine.
+"""Issue 16, items 1 and 2, over Flask's test client: the install boot, its answer and the
+enrollment callback belong to the address bootsrv leased or bound to the machine, and every boot
+of one install carries the same token.
 
 The segment is boot_builders.LAN: the machine being installed took 192.0.2.100 from bootsrv's
 DHCP (the lease store holds it for its MAC's client id); a stranger on the same segment asks
@@ -15,7 +16,7 @@ from boot_builders import LAN, NOW, lease, make_wiring
 
 from bootsrv.http.app import create_app
 from bootsrv.leases import client_id_of_mac
-from bootsrv.machines.enrollment import digest
+from bootsrv.machines.enrollment import MAX_TOKENS, digest
 from bootsrv.machines.model import Machine, State
 
 MAC = "52:54:00:12:34:56"
@@ -98,7 +99,7 @@ def test_the_machine_at_its_leased_address_gets_its_install(site):
     assert resp.status_code == 200 and "kernel " in resp.text
     assert wiring.machines.get(MAC).tokens[0].digest == digest(token_in(resp.text))
     ipv4_mapped = get(client, f"/boot/{MAC}.ipxe", f"::ffff:{own}")  # a dual-stack socket's view of it
-    assert ipv4_mapped.status_code == 200 and "kernel " in ipv4_mapped.text
+    assert token_in(ipv4_mapped.text) == token_in(resp.text)
 
 
 def test_enrollment_hijack_is_refused(site):
@@ -123,6 +124,24 @@ def test_enrollment_hijack_is_refused(site):
     assert resp.status_code == 200, resp.json
     enrolled = wiring.machines.get(MAC)
     assert enrolled.state is State.ENROLLED and enrolled.libvirt_uri == "qemu+ssh://root@hv1.lab.example/system"
+
+
+def test_fetches_do_not_lock_the_installer_out(site):
+    """The issue's item 2: the installer has its token; then strangers fetch the boot script
+    many times, and the machine's own address (a firmware retry, or spoofed-source TFTP
+    requests, which need no handshake) asks again and again. Nothing pushes its token out."""
+    wiring, client, own, _ = site
+    token = token_in(get(client, f"/boot/{MAC}.ipxe", own).text)
+    after_issue = wiring.machines.get(MAC)
+    for i in range(3 * MAX_TOKENS):
+        wiring.clock.now = NOW + i
+        assert get(client, f"/boot/{MAC}.ipxe", STRANGER).status_code == 403
+        assert token_in(get(client, f"/boot/{MAC}.ipxe", own).text) == token
+        assert token_in(wiring.tftp_dynamic(PXE, own).decode()) == token
+    assert wiring.machines.get(MAC) == after_issue  # not one write after the first boot
+    body = {"token": token, "mac": MAC, "facts": facts()}
+    resp = client.post("/api/enroll", json=body, environ_base={"REMOTE_ADDR": own})
+    assert resp.status_code == 200, resp.json
 
 
 # Where bootsrv knows a machine's address from (bootsrv.machines.binding): each lets its

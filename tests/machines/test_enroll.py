@@ -15,9 +15,11 @@ from bootsrv.machines.admin import reinstall, retire
 from bootsrv.machines.binding import Identity, NotTheMachine
 from bootsrv.machines.enrollment import (
     MAX_TOKENS,
+    TokenKey,
     TokenRejected,
     TokenReplayed,
     digest,
+    install_token,
     parse_request,
     start_install,
 )
@@ -336,6 +338,62 @@ def test_oldest_token_forgotten(registry):
     with pytest.raises(TokenRejected, match="unknown token"):
         enroll(registry, body(token=tokens[0]), NOW + 10)
     assert registry.list() == before
+
+
+# --- one token per install (issue 16: token lockout) ------------------------------------------
+
+
+def test_every_boot_of_one_install_gets_the_same_token_and_writes_nothing(reg_key):
+    registry, key = reg_key
+    first_machine, first = install_token(registry, MAC, NOW, TTL, key)
+    assert first_machine.state is State.INSTALLING and len(first) == 43
+    before = registry.get(MAC)
+    # A firmware retry, a reboot mid-install, or a flood of spoofed-source TFTP requests for the
+    # machine's config: each gets the installer's token back, and nothing is written.
+    again = {install_token(registry, MAC, NOW + i, TTL, key)[1] for i in range(1, 3 * MAX_TOKENS)}
+    assert again == {first}
+    assert registry.get(MAC) == before and [t.digest for t in before.tokens] == [digest(first)]
+    assert enroll(registry, body(token=first), NOW + 100).state is State.ENROLLED
+
+
+def test_the_peer_or_a_restart_issues_its_own_token_and_both_stay_valid(reg_key):
+    registry, key = reg_key
+    _, ours = install_token(registry, MAC, NOW, TTL, key)
+    _, peers = install_token(registry, MAC, NOW + 1, TTL, TokenKey())  # the other server of the pair
+    assert peers != ours and len(registry.get(MAC).tokens) == 2
+    assert install_token(registry, MAC, NOW + 2, TTL, key)[1] == ours  # each process gives its own again
+    assert enroll(registry, body(token=ours), NOW + 10).state is State.ENROLLED
+
+
+def test_a_new_install_or_an_expired_token_gets_a_new_token(reg_key):
+    registry, key = reg_key
+    _, first = install_token(registry, MAC, NOW, TTL, key)
+    _, later = install_token(registry, MAC, NOW + TTL, TTL, key)  # the first expired: a new one
+    assert later != first and [t.digest for t in registry.get(MAC).tokens] == [digest(later)]
+    enroll(registry, body(token=later), NOW + TTL + 1)
+    reinstall(registry, MAC, NOW + TTL + 2)
+    _, fresh = install_token(registry, MAC, NOW + TTL + 3, TTL, key)
+    assert fresh not in (first, later)
+    with pytest.raises(TokenRejected, match="superseded"):  # the earlier install's token is gone
+        enroll(registry, body(token=later), NOW + TTL + 4)
+    assert enroll(registry, body(token=fresh), NOW + TTL + 5).state is State.ENROLLED
+
+
+def test_the_key_is_in_memory_only(tmp_path):
+    registry = FileRegistry(tmp_path)
+    registry.put(machine(), None)
+    key = TokenKey()
+    _, token = install_token(registry, MAC, NOW, TTL, key)
+    text = (tmp_path / "machines.jsonl").read_text()
+    assert token not in text and digest(token) in text
+    # Another process (a fresh key) cannot rebuild it from the store: it issues its own.
+    assert install_token(FileRegistry(tmp_path), MAC, NOW + 1, TTL, TokenKey())[1] != token
+
+
+@pytest.fixture
+def reg_key(registry):
+    registry.put(machine(), None)
+    return registry, TokenKey()
 
 
 @pytest.mark.parametrize("state", [State.ENROLLED, State.RETIRED, State.DISCOVERED])
