@@ -187,11 +187,18 @@ http_base_url = "http://{SERVER}:8080"
 unknown_machines = "local"
 [http]
 address = "{SERVER}"
+[[networks]]
+name = "lan"
+subnet = "10.238.0.0/24"
 """)
     (tmp_path / "files").mkdir()
-    # Registering checks the profile against the catalog: the packaged one.
+    # Registering checks the profile against the catalog: the packaged one. The machine's address
+    # is declared: the install boot goes only there (docs/security.md).
     _bootsrv(
-        venv, elsewhere, "--config", str(config), "machine", "add", MAC, "--hostname", "hv1", "--profile", "lab-test"
+        venv,
+        elsewhere,
+        *("--config", str(config), "machine", "add", MAC, "--hostname", "hv1", "--profile", "lab-test"),
+        *("--address", "lan=10.238.0.50"),
     )
     seg = lab.segment("lan")
     srv = lab.host("srv")
@@ -215,6 +222,8 @@ address = "{SERVER}"
             break
         assert time.monotonic() < deadline, log.read_text()
         time.sleep(0.3)
-    script = srv.run([str(venv / "bin/python"), "-c", fetch, f"http://{SERVER}:8080/boot/{MAC}.ipxe"], check=False)
+    hv1 = lab.host("hv1")
+    lab.plug(hv1, seg, "net0", "10.238.0.50/24")
+    script = hv1.run([str(venv / "bin/python"), "-c", fetch, f"http://{SERVER}:8080/boot/{MAC}.ipxe"], check=False)
     assert script.returncode == 0, script.stderr + log.read_text()
     assert "installing lab-test on hv1" in script.stdout and "token=" in script.stdout

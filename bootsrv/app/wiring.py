@@ -67,6 +67,14 @@ class Wiring:
 
         return LeaseAddressBook(self.leases, self.config, self.clock)
 
+    @functools.cached_property
+    def machine_addresses(self):
+        """The addresses the lease store gives each MAC (bindings, live leases): the install boot,
+        its answer and the enrollment callback are bound to them (bootsrv.machines.binding)."""
+        from bootsrv.machines.binding import LeaseAddresses
+
+        return LeaseAddresses(self.leases)
+
     def known_profiles(self) -> Collection[str] | None:
         """The profile catalog's names, which `machine add` checks against (loading it validates
         every profile: a broken one is an error here too, not a silent "unknown profile"); None

@@ -1,6 +1,7 @@
 """`/api`: the installer's enrollment callback and the admin API over machines and hypervisors.
 
-    POST /api/enroll                          installer callback (the one-time token is the credential)
+    POST /api/enroll                          installer callback (the one-time token is the credential,
+                                              from the machine's own address)
     GET  /api/machines[?state=S]              admin: list machines
     POST /api/machines                        admin: add {mac, hostname, profile, addresses?, guid?, serial?,
                                               segment?, comment?}
@@ -30,6 +31,7 @@ from bootsrv.machines import admin as machines_admin
 from bootsrv.machines import enrollment as enrollmod
 from bootsrv.machines import pool as machines_pool
 from bootsrv.machines.model import State, require, to_record
+from bootsrv.machines.plan import identity
 from bootsrv.values import normalize_mac
 
 MAX_BODY = 64 * 1024  # an enrollment with 64 NICs and 256 disks is ~30 KiB of JSON
@@ -74,7 +76,11 @@ def _machine_json(machine) -> dict:
 @bp.post("/enroll")
 def enroll():
     w = _site()
-    machine = enrollmod.enroll(w.machines, _json_body(), w.clock())
+    # The token, the caller's address and the facts are checked against what bootsrv knows of
+    # the machine (bootsrv.machines.enrollment.check, docs/security.md).
+    machine = enrollmod.enroll(
+        w.machines, _json_body(), w.clock(), client=request.remote_addr, identify=lambda m: identity(w, m)
+    )
     current_app.logger.info("enrolled %s %s", machine.mac, machine.hostname)
     return jsonify(status="enrolled", mac=machine.mac, hostname=machine.hostname, boot="local")
 

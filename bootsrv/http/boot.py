@@ -15,8 +15,11 @@ install and gets the install script at once).
 
 The token is the answer's credential (bootsrv.machines.plan.check_answer_token): the boot script
 is the only place it is given out, the answer needs it, and it dies when the machine enrolls.
-Anyone who can fetch /boot/<mac>.ipxe for a machine being installed gets a token for it: the
-same trust PXE itself puts in the boot network (a MAC can be spoofed as easily in DHCP).
+Both go only to the request's source address if bootsrv leased or bound it to that machine
+(bootsrv.machines.binding): anyone else gets a 403 naming `address`, no token, and nothing
+changes. Every fetch during one install gets the same token (bootsrv.machines.enrollment). The
+trust model, and what remains (a client that takes over the machine's MAC and address), is in
+docs/security.md.
 
 MACs may be spelt any usual way (colons, dashes, dots, bare); a malformed one is a 400 naming
 the field. Errors are the JSON of every route (bootsrv.http.errors, which says why not text: iPXE
@@ -34,7 +37,7 @@ from flask import Blueprint, Response, current_app, request, send_file
 from bootsrv.errors import InvalidInput, NotFound
 from bootsrv.http.site import Site
 from bootsrv.log import event
-from bootsrv.machines.plan import boot_decision, check_answer_token
+from bootsrv.machines.plan import boot_decision, check_answer_client, check_answer_token
 from bootsrv.values import normalize_mac
 
 log = logging.getLogger("bootsrv.http.boot")
@@ -66,7 +69,7 @@ def boot_script(name: str):
         # A probe (curl -I, a health check) must not issue a token or move the machine.
         return _private("")
     site = _site()
-    plan, reason = boot_decision(site, site.planner, mac)
+    plan, reason = boot_decision(site, site.planner, mac, request.remote_addr)
     script = site.plans.boot_script("ipxe", plan, mac, reason)
     if plan is None:
         event(log, "boot.script", mac=mac, action="local", reason=reason)
@@ -85,6 +88,7 @@ def answer_file(mac: str, name: str):
     site = _site()
     machine = site.machines.get(mac)
     check_answer_token(machine, mac, request.args.get("token"), site.clock())
+    check_answer_client(site, machine, request.remote_addr)
     plan = site.plans.build(machine, request.args["token"])
     body = site.plans.answer(plan, name)
     event(log, "boot.answer", mac=mac, profile=plan.profile.name, file=name)

@@ -8,6 +8,7 @@ from typing import Protocol
 
 from bootsrv.config import Config
 from bootsrv.machines.admin import AddressBook
+from bootsrv.machines.binding import MachineAddresses
 from bootsrv.machines.discovery import SightingQueue, TokenBucket
 from bootsrv.machines.model import MachineRegistry
 from bootsrv.machines.plan import PlanBuilder, Planner
@@ -24,5 +25,6 @@ class Site(Protocol):
     address_book: AddressBook
     sightings: SightingQueue  # unknown MACs whose boot script was asked for (bootsrv.app.discovery records them)
     discovery_rate: TokenBucket
+    machine_addresses: MachineAddresses  # where a machine may fetch its install and call back from
 
     def known_profiles(self) -> Collection[str] | None: ...

@@ -1,29 +1,40 @@
 """Enrollment: one-time tokens for installers, the callback's validation, the machine's transition.
 
-When a machine due for install fetches its install boot, `start_install` moves it to
+When a machine due for install fetches its install boot, `install_token` moves it to
 "installing" and issues a token that the rendered answer file carries. The installer's last
 step POSTs the token, the machine's MAC and its facts to `/api/enroll`; `enroll` checks them and
 moves the machine to "enrolled", which turns its netboot off (machines.boot_action).
 
-Token rules (each a row of tests/machines/test_enroll.py):
-- unguessable: `secrets.token_urlsafe(32)` (256 bits); only its SHA-256 is stored, so a copy of
-  the store does not let anyone enroll; digests are compared with `hmac.compare_digest`;
+Token rules (each a row of tests/machines/test_enroll.py; docs/security.md has the trust model):
+- unguessable: 256 bits (`secrets.token_urlsafe(32)`, or an HMAC-SHA256 under a 256-bit
+  process secret, below); only its SHA-256 is stored, so a copy of the store does not let anyone
+  enroll; digests are compared with `hmac.compare_digest`;
 - bound to one machine: a token presented with another machine's MAC is refused;
+- bound to the machine's addresses: the boot that carries it is given, and the callback that
+  spends it accepted, only from an address bootsrv leased or bound to the machine
+  (bootsrv.machines.binding.check_client);
+- one per install and server process: `TokenKey` derives a token from a secret that lives only
+  in this process's memory, the MAC and the issue time, so a later fetch of the boot during the
+  same install (a firmware retry, a reboot, or a flood of spoofed TFTP requests) gets the same
+  token back and writes nothing; it never pushes the installer's token out. A new token is
+  issued only for a new install, once the old one expired, or by a process that cannot rebuild
+  it (the peer server, or this one after a restart): a few per install, at most MAX_TOKENS kept;
 - expiring: `config.api.enroll_token_ttl` seconds after issue;
 - single use: the first valid callback marks every token of the machine used, in the same
   compare-and-swap write that enrolls it, so a replay (even to the other server of the pair,
-  which shares the registry) is refused;
-- at most MAX_TOKENS live per machine: every fetch of the install boot or answer file issues one
-  (an installer that restarts fetches a fresh answer file) while the older ones stay valid until
-  used or expired; expired ones are forgotten at the next issue. The DHCP path must not issue
-  tokens: it asks `machines.netboot` (a read), so DHCP chatter during an install (d-i runs its
-  own DHCP) cannot push the answer file's token out.
+  which shares the registry) is refused. The DHCP path never issues tokens: it asks
+  `machines.netboot` (a read).
+
+The facts that matter are checked against what bootsrv already knows (`check_claims`): the
+libvirt URI must name the machine itself (its hostname, FQDN or one of its addresses), the
+hostname must be the machine's, the hypervisor its profile's, and one NIC must have its MAC.
 
 Every refusal raises before anything is written: a bad callback changes nothing.
 """
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import hashlib
 import hmac
@@ -31,9 +42,22 @@ import re
 import secrets
 from collections.abc import Callable, Set
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
 from bootsrv.errors import Conflict, Forbidden, InvalidInput
-from bootsrv.machines.model import Disk, Event, Facts, Machine, MachineRegistry, Nic, StaleWrite, Token, require
+from bootsrv.machines.binding import Identity, check_client
+from bootsrv.machines.model import (
+    Disk,
+    Event,
+    Facts,
+    Machine,
+    MachineRegistry,
+    Nic,
+    StaleWrite,
+    State,
+    Token,
+    require,
+)
 from bootsrv.values import normalize_hostname, normalize_mac
 
 MAX_TOKENS = 16
@@ -89,9 +113,9 @@ def start_install(
 
     def change(machine: Machine) -> Machine:
         # Used tokens belong to an earlier install, expired ones to nobody: drop them, keep the
-        # newest live ones.
-        live = tuple(t for t in machine.tokens if not t.used and t.expires > now)[-(MAX_TOKENS - 1) :]
-        return machine.with_event(Event.INSTALL, now, tokens=live + (record,))
+        # newest live ones (the same token issued twice in one instant is kept once).
+        live = tuple(t for t in machine.tokens if not t.used and t.expires > now and t.digest != record.digest)
+        return machine.with_event(Event.INSTALL, now, tokens=live[-(MAX_TOKENS - 1) :] + (record,))
 
     for _ in range(50):
         current = require(registry, mac)
@@ -100,6 +124,44 @@ def start_install(
         except StaleWrite:
             continue
     raise Conflict(f"machine {mac}: could not issue an enrollment token (too many concurrent changes)")
+
+
+class TokenKey:
+    """The secret one server process derives its enrollment tokens from: HMAC-SHA256 over the
+    MAC and the token's issue time. The secret is drawn at start and never written anywhere, so
+    the store still holds only digests; what it buys is that this process can give the same
+    token again for as long as it lives (`held`) instead of issuing, and storing, another."""
+
+    def __init__(self, secret: bytes | None = None):
+        self._secret = secret if secret is not None else secrets.token_bytes(TOKEN_BYTES)
+
+    def token(self, mac: str, issued: float) -> str:
+        # float(): the registry keeps `issued` as a JSON number, which reads back as a float.
+        message = f"{mac}|{float(issued)!r}".encode()
+        mac_bytes = hmac.new(self._secret, message, hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(mac_bytes).rstrip(b"=").decode("ascii")  # 43 characters
+
+    def held(self, machine: Machine, now: float) -> str | None:
+        """The clear text of `machine`'s newest live token that this key issued, if any."""
+        for record in reversed(machine.tokens):
+            if record.used or now >= record.expires:
+                continue
+            candidate = self.token(machine.mac, record.issued)
+            if hmac.compare_digest(record.digest, digest(candidate)):
+                return candidate
+        return None
+
+
+def install_token(registry: MachineRegistry, mac: str, now: float, ttl: int, key: TokenKey) -> tuple[Machine, str]:
+    """The token of this install for the boot being served: the one `key` already issued while
+    it lives (nothing is written), else a new one (start_install). IllegalTransition if the
+    machine is not due for install."""
+    machine = require(registry, mac)
+    if machine.state is State.INSTALLING:
+        again = key.held(machine, now)
+        if again is not None:
+            return machine, again
+    return start_install(registry, mac, now, ttl, new_token=lambda: key.token(mac, now))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -217,9 +279,16 @@ def _holder(registry: MachineRegistry, token_digest: str) -> tuple[Machine, Toke
     return found
 
 
-def check(registry: MachineRegistry, request: EnrollRequest, now: float) -> Machine:
-    """The enrolled machine this request would produce, or the error that refuses it (pure:
-    nothing is written)."""
+def check(
+    registry: MachineRegistry,
+    request: EnrollRequest,
+    now: float,
+    client: str | None,
+    identify: Callable[[Machine], Identity],
+) -> Machine:
+    """The enrolled machine this request would produce, or the error that refuses it (nothing
+    is written). `client` is the request's source address; `identify` says what bootsrv knows
+    of the machine the token belongs to (bootsrv.machines.plan.identity)."""
     held = _holder(registry, digest(request.token))
     if held is None:
         raise TokenRejected("token", "unknown token: not issued by this registry, or superseded by a reinstall")
@@ -230,8 +299,9 @@ def check(registry: MachineRegistry, request: EnrollRequest, now: float) -> Mach
         raise TokenReplayed(f"already used: machine {machine.mac} is {machine.state.value}")
     if now >= record.expires:
         raise TokenRejected("token", f"expired at {iso_time(record.expires)} (issued {iso_time(record.issued)})")
-    if not any(nic.mac == machine.mac for nic in request.facts.nics):
-        raise InvalidInput("facts.nics", f"no NIC has the machine's MAC {machine.mac}")
+    known = identify(machine)
+    check_client(known, client, "enrollment")
+    check_claims(known, request.facts)
     return machine.with_event(
         Event.ENROLL,
         now,
@@ -243,11 +313,47 @@ def check(registry: MachineRegistry, request: EnrollRequest, now: float) -> Mach
     )
 
 
-def enroll(registry: MachineRegistry, body: object, now: float) -> Machine:
-    """Validate an enrollment callback and apply it. Raises (changing nothing) when it is refused."""
+def _short(name: str) -> str:
+    return name.split(".", 1)[0]
+
+
+def check_claims(known: Identity, facts: Facts) -> None:
+    """Raise InvalidInput, naming the field, for a fact that contradicts what bootsrv knows of
+    the machine. Guest placement connects to the libvirt URI and trusts the hypervisor type, so
+    those must be the machine's own; cpus, memory and disks are the installer's word (docs/security.md)."""
+    if not any(nic.mac == known.mac for nic in facts.nics):
+        raise InvalidInput("facts.nics", f"no NIC has the machine's MAC {known.mac}")
+    names = sorted(known.names)
+    if facts.hostname not in known.names and facts.hostname not in {_short(n) for n in names}:
+        raise InvalidInput("facts.hostname", f"{facts.hostname!r} is not this machine's name ({', '.join(names)})")
+    if known.hypervisor is not None and facts.hypervisor != known.hypervisor:
+        raise InvalidInput(
+            "facts.hypervisor", f"{facts.hypervisor!r} is not what the machine's profile installs ({known.hypervisor})"
+        )
+    host = urlsplit(facts.libvirt_uri).hostname  # lower-cased; without user@, :port and brackets
+    where = ", ".join([*names, *sorted(known.addresses)])
+    if not host:
+        raise InvalidInput(
+            "facts.libvirt_uri",
+            f"{facts.libvirt_uri!r} names no host: bootsrv reaches a hypervisor over the network ({where})",
+        )
+    if host.rstrip(".") not in known.names and host not in known.addresses:
+        raise InvalidInput("facts.libvirt_uri", f"host {host!r} is not this machine: the URI must name one of {where}")
+
+
+def enroll(
+    registry: MachineRegistry,
+    body: object,
+    now: float,
+    *,
+    client: str | None,
+    identify: Callable[[Machine], Identity],
+) -> Machine:
+    """Validate an enrollment callback from `client` and apply it. Raises (changing nothing)
+    when it is refused."""
     request = parse_request(body)
     for _ in range(50):
-        enrolled = check(registry, request, now)
+        enrolled = check(registry, request, now, client, identify)
         try:
             return registry.put(enrolled, enrolled.revision)
         except StaleWrite:

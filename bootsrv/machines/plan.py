@@ -9,11 +9,14 @@ machine to "installing" and issues the token); the Wiring builds it with this mo
 
 The token travels in the answer URL (`/profiles/<mac>/<file>?token=...`) on the installer's
 kernel command line, so the answer fetch works with the installer's plain HTTP client and only
-the holder of the boot script can fetch the answer (`check_answer_token` has the rules).
+the holder of the boot script can fetch the answer (`check_answer_token` has the rules). The
+boot script and the answer go only to an address bootsrv leased or bound to the machine
+(`boot_decision`, `check_answer_client`; bootsrv.machines.binding says why), and `identity` is
+what bootsrv knows of a machine, which enrollment checks the installer's facts against.
 
 PlanBuilder and check_answer_token are pure over their inputs (catalog, renderer, config values,
-machine, token, time); `boot_decision` and `planner` are the edge that reads and writes the
-machine registry.
+machine, token, time); `boot_decision`, `identity` and `planner` are the edge that reads the
+machine registry and the lease store and writes the registry.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from bootsrv.config import Config
 from bootsrv.dhcp.pxe import Sighting
 from bootsrv.errors import BootsrvError, Conflict, InvalidInput, NotFound
 from bootsrv.machines import admin
+from bootsrv.machines.binding import Identity, check_client
 from bootsrv.machines.enrollment import (
     HYPERVISOR_DRIVERS,
     TOKEN_TEXT,
@@ -234,9 +238,10 @@ class PlanBuilder:
         return self.renderer.render(plan.profile.name, files[name], self.context(plan))
 
 
-def boot_decision(wiring, planner_: Planner, mac: str) -> tuple[InstallPlan | None, str]:
-    """Install plan or local boot for `mac`, and why local: what every boot config (iPXE over
-    HTTP, pxelinux/GRUB over TFTP) is rendered from.
+def boot_decision(wiring, planner_: Planner, mac: str, client: str | None) -> tuple[InstallPlan | None, str]:
+    """Install plan or local boot for `mac`, asked by `client` (the request's source address),
+    and why local: what every boot config (iPXE over HTTP, pxelinux/GRUB over TFTP) is rendered
+    from.
 
     An unknown MAC boots locally; with `boot.unknown_machines = "discover"` it is reported as
     DHCP's sightings are (`wiring.sightings`): the recorder writes it in its next batch, within
@@ -246,6 +251,10 @@ def boot_decision(wiring, planner_: Planner, mac: str) -> tuple[InstallPlan | No
     depends on the record, a new machine that installs at this very boot: it is written at once,
     if the rate has a token for it (`wiring.discovery_rate`); if not, this boot is local and it
     is reported as above, to install at a later boot.
+
+    A machine due for install gets its install boot only at an address bootsrv leased or bound
+    to it (bootsrv.machines.binding.check_client): anyone else is refused before a token is
+    issued or the machine moves, so a stranger's fetch gets no token and changes nothing.
     """
     mac = normalize_mac(mac)
     known = wiring.machines.get(mac)
@@ -258,17 +267,50 @@ def boot_decision(wiring, planner_: Planner, mac: str) -> tuple[InstallPlan | No
             )
         else:
             wiring.sightings.saw(Sighting(mac, None, None, b"", now))
-    if known is not None and boot_action(known.state) == "install" and known.profile not in wiring.profiles:
-        # Refused before the planner issues a token and moves the machine: nothing changes.
-        raise UnknownProfile(
-            f"profile: machine {mac} has profile {known.profile!r}, which is not in the "
-            f"catalog ({', '.join(wiring.profiles.names()) or 'none'})"
-        )
+    if known is not None and boot_action(known.state) == "install":
+        if known.profile not in wiring.profiles:
+            # Refused before the planner issues a token and moves the machine: nothing changes.
+            raise UnknownProfile(
+                f"profile: machine {mac} has profile {known.profile!r}, which is not in the "
+                f"catalog ({', '.join(wiring.profiles.names()) or 'none'})"
+            )
+        check_client(identity(wiring, known), client, "the install boot")
     plan = planner_.plan(mac)
     if plan is not None:
         return plan, ""
     now = wiring.machines.get(mac)
     return None, "unknown machine" if now is None else f"machine is {now.state.value}"
+
+
+def identity(wiring, machine: Machine) -> Identity:
+    """What bootsrv knows of `machine`: its names (hostname, and the FQDN the install gave it by
+    its profile's site domain), its addresses (declared in the registry, bound or leased in the
+    lease store: wiring.machine_addresses) and its profile's hypervisor. Without its profile at
+    hand (no catalog, or a profile since removed) only the hostname is known, and no hypervisor."""
+    names = {machine.hostname}
+    hypervisor = None
+    profile = _profile_of(wiring, machine)
+    if profile is not None:
+        names.add(fqdn(machine, profile))
+        hypervisor = profile.hypervisor
+    leased = wiring.machine_addresses.addresses(machine.mac, wiring.clock())
+    addresses = frozenset({ip for _, ip in machine.addresses} | leased)
+    return Identity(machine.mac, frozenset(names), addresses, hypervisor)
+
+
+def _profile_of(wiring, machine: Machine) -> Profile | None:
+    if machine.profile is None or wiring.known_profiles() is None:
+        return None
+    try:
+        return wiring.profiles.get(machine.profile)
+    except BootsrvError:
+        return None
+
+
+def check_answer_client(wiring, machine: Machine, client: str | None) -> None:
+    """The answer (which carries the token and the callback) goes where the install boot went:
+    to an address bootsrv leased or bound to the machine."""
+    check_client(identity(wiring, machine), client, "the answer file")
 
 
 def check_answer_token(machine: Machine | None, mac: str, token: str | None, now: float) -> None:

@@ -2,7 +2,8 @@
 
 `dynamic_files(wiring)` returns `fetch(path, client) -> bytes | None`: the rendered file for a
 path that names a machine, None for any other path (the TFTP server then serves the file from
-its root, or "file not found"). `client` is the peer's address, for the log only.
+its root, or "file not found"). `client` is the peer's address: the install config goes only
+to an address bootsrv leased or bound to the machine (bootsrv.machines.binding), and the log names it.
 
     pxelinux.cfg/01-<mac>            pxelinux (syslinux: "01" is the ARP type of Ethernet, then
                                      the MAC in lowercase hex with dashes)
@@ -69,10 +70,13 @@ def dynamic_files(wiring) -> Callable[[str, str], bytes | None]:
                 event(log, "tftp.render_failed", logging.ERROR, path=path, client=client, error=str(exc))
                 return None
         try:
-            plan, reason = boot_decision(wiring, wiring.planner, mac)
+            plan, reason = boot_decision(wiring, wiring.planner, mac, client)
             text = wiring.plans.boot_script(fmt, plan, mac, reason)
         except BootsrvError as exc:
-            event(log, "tftp.render_failed", logging.ERROR, path=path, client=client, error=str(exc))
+            if exc.http_status < 500:  # the asker's fault, e.g. a stranger asking for an install
+                event(log, "tftp.refused", path=path, client=client, reason=str(exc))
+            else:
+                event(log, "tftp.render_failed", logging.ERROR, path=path, client=client, error=str(exc))
             return None
         event(
             log,

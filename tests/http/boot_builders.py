@@ -6,6 +6,7 @@ from pathlib import Path
 
 from bootsrv.app.wiring import Wiring
 from bootsrv.config import parse
+from bootsrv.leases import client_id_of_mac
 from bootsrv.machines.model import MemoryRegistry
 
 REPO = Path(__file__).resolve().parents[2]
@@ -21,7 +22,22 @@ class Clock:
         return self.now
 
 
-def make_wiring(tmp_path: Path, extra: str = "") -> Wiring:
+# The boot segment of the unit tests, for make_wiring's `tail`: bootsrv (owner 192.0.2.1) leases
+# 192.0.2.100-199 to the machines that PXE-boot there.
+LAN = """
+[[networks]]
+name = "lan"
+subnet = "192.0.2.0/24"
+lease_time = 86400
+[[networks.ranges]]
+start = "192.0.2.100"
+end = "192.0.2.199"
+"""
+
+
+def make_wiring(tmp_path: Path, extra: str = "", tail: str = "") -> Wiring:
+    """The real app's wiring over a MemoryRegistry; `extra` goes into [boot], `tail` after the
+    last section (networks, e.g. LAN)."""
     text = f"""
 [store]
 directory = "{tmp_path}/store"
@@ -32,11 +48,20 @@ http_base_url = "{BASE}"
 [profiles]
 profiles_dir = "{REPO / "profiles"}"
 templates_dir = "{REPO / "templates"}"
+{tail}
 """
     wiring = Wiring(parse(text, "test.toml"), clock=Clock())
     wiring.machines = MemoryRegistry()  # a cached_property: the instance attribute replaces it
     (tmp_path / "files").mkdir(exist_ok=True)
     return wiring
+
+
+def lease(wiring: Wiring, mac: str, network: str = "lan") -> str:
+    """What bootsrv's DHCP does for a PXE client (DISCOVER/OFFER, REQUEST/ACK) in the lease store:
+    an address leased to `mac`'s client id. Returns the address."""
+    client = client_id_of_mac(mac)
+    offered = wiring.leases.offer(network, client, wiring.clock(), hold=30)
+    return str(wiring.leases.ack(network, offered.ip, client, wiring.clock(), 86400).ip)
 
 
 def lab_serve_config(tmp_path: Path, server: str, profiles_dir: Path = REPO / "profiles") -> str:

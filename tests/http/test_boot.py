@@ -6,13 +6,15 @@ from __future__ import annotations
 import re
 
 import pytest
-from boot_builders import BASE, NOW, make_wiring
+from boot_builders import BASE, LAN, NOW, lease, make_wiring
 
 from bootsrv.app.discovery import discovery_recorder
 from bootsrv.http.app import create_app
+from bootsrv.machines import enrollment
 from bootsrv.machines.admin import reinstall, retire
-from bootsrv.machines.enrollment import digest, enroll
+from bootsrv.machines.enrollment import digest
 from bootsrv.machines.model import Machine, State
+from bootsrv.machines.plan import identity
 
 MAC = "52:54:00:12:34:56"
 OTHER = "52:54:00:ab:cd:ef"
@@ -27,8 +29,28 @@ FACTS = {
 }
 
 
+# Each machine's address as `machine add --address` declares it: its boot and its installer come
+# from there (tests/http/test_boot_binding.py has the other sources and the refusals).
+ADDRESS = {MAC: "192.0.2.50", OTHER: "192.0.2.51"}
+
+
+@pytest.fixture
+def client(wiring):
+    client = create_app(wiring).test_client()
+    client.environ_base["REMOTE_ADDR"] = ADDRESS[MAC]
+    return client
+
+
 def add(wiring, mac=MAC, state=State.NEW, profile="lab-test", hostname="hv1"):
-    wiring.machines.put(Machine(mac=mac, hostname=hostname, state=state, profile=profile, created=NOW), None)
+    machine = Machine(
+        mac=mac, hostname=hostname, state=state, profile=profile, created=NOW, addresses=(("lan", ADDRESS[mac]),)
+    )
+    wiring.machines.put(machine, None)
+
+
+def enroll(wiring, body, now):
+    """The installer's callback, from its machine's address, checked as the API checks it."""
+    return enrollment.enroll(wiring.machines, body, now, client=ADDRESS[MAC], identify=lambda m: identity(wiring, m))
 
 
 def answer_url(script: str) -> str:
@@ -59,7 +81,7 @@ def test_install_script_for_a_new_machine(client, wiring):
 def test_enrolled_machine_boots_locally_and_nothing_is_written(client, wiring):
     add(wiring)
     script = client.get(f"/boot/{MAC}.ipxe").text
-    enroll(wiring.machines, {"token": token_of(answer_url(script)), "mac": MAC, "facts": FACTS}, NOW)
+    enroll(wiring, {"token": token_of(answer_url(script)), "mac": MAC, "facts": FACTS}, NOW)
     before = wiring.machines.list()
     for _ in range(3):  # every later boot: local, no token, no write (no reinstall loop)
         local = client.get(f"/boot/{MAC}.ipxe").text
@@ -117,8 +139,9 @@ def test_unknown_machine_discovered_by_policy(tmp_path):
 
 
 def test_unknown_machine_installs_with_auto_profile(tmp_path):
-    wiring = make_wiring(tmp_path, 'auto_profile = "lab-test"')
-    script = create_app(wiring).test_client().get(f"/boot/{OTHER}.ipxe").text
+    wiring = make_wiring(tmp_path, 'auto_profile = "lab-test"', tail=LAN)
+    leased = lease(wiring, OTHER)  # its PXE ROM took a lease from bootsrv's DHCP first
+    script = create_app(wiring).test_client().get(f"/boot/{OTHER}.ipxe", environ_base={"REMOTE_ADDR": leased}).text
     assert "kernel " in script and "bootsrv.answer=" in script
     assert wiring.machines.get(OTHER).state is State.INSTALLING
 
@@ -151,13 +174,13 @@ def _expire(client, wiring):
 
 def _enrolled(client, wiring):
     path = boot(client)
-    enroll(wiring.machines, {"token": token_of(path), "mac": MAC, "facts": FACTS}, NOW)
+    enroll(wiring, {"token": token_of(path), "mac": MAC, "facts": FACTS}, NOW)
     return path
 
 
 def _other_machines_token(client, wiring):
     add(wiring, mac=OTHER, hostname="hv2")
-    theirs = token_of(answer_url(client.get(f"/boot/{OTHER}.ipxe").text))
+    theirs = token_of(answer_url(client.get(f"/boot/{OTHER}.ipxe", environ_base={"REMOTE_ADDR": ADDRESS[OTHER]}).text))
     boot(client)
     return f"/profiles/{MAC}/answer.sh?token={theirs}"
 

@@ -52,8 +52,18 @@ def test_debian_installer_fetches_its_preseed(lab, tmp_path):
     site = profiles / "site.toml"
     site.write_text(site.read_text().replace("http://deb.debian.org/debian", f"http://{SERVER}:9/debian"))
     (tmp_path / "store").mkdir()
+    # The static address d-i and iPXE use is declared for the machine (as `machine add --address`
+    # does): bootsrv gives the install boot and the preseed only to it (docs/security.md).
     FileRegistry(tmp_path / "store").put(
-        Machine(mac=MAC, hostname="hv1", state=State.NEW, profile="debian12-kvm-hypervisor", created=time.time()), None
+        Machine(
+            mac=MAC,
+            hostname="hv1",
+            state=State.NEW,
+            profile="debian12-kvm-hypervisor",
+            created=time.time(),
+            addresses=(("lan", "10.237.0.50"),),
+        ),
+        None,
     )
     config = tmp_path / "site.toml"
     config.write_text(lab_serve_config(tmp_path, SERVER, profiles))

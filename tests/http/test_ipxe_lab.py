@@ -60,8 +60,18 @@ def test_ipxe_install_then_local(lab, tmp_path):
     shutil.copy(labvm.kernel_path(), files / "vmlinuz")
     labvm.build_initramfs(files / "initrd.gz", labvm.INIT_PRELUDE + INSTALLER)
     (tmp_path / "store").mkdir()
+    # No DHCP here: the machine's static address is declared, as `machine add --address` does, and
+    # bootsrv gives the install boot, the answer and the enrollment only to it (docs/security.md).
     FileRegistry(tmp_path / "store").put(
-        Machine(mac=MAC, hostname="hv1", state=State.NEW, profile="lab-test", created=time.time()), None
+        Machine(
+            mac=MAC,
+            hostname="hv1",
+            state=State.NEW,
+            profile="lab-test",
+            created=time.time(),
+            addresses=(("lan", "10.236.0.50"),),
+        ),
+        None,
     )
     config = tmp_path / "site.toml"
     config.write_text(lab_serve_config(tmp_path, SERVER))

@@ -78,7 +78,12 @@ def test_lab_installer_cycle_with_busybox(served, tmp_path):
     if busybox is None:
         pytest.skip("busybox not installed")
     wiring, base = served
-    wiring.machines.put(Machine(mac=MAC, hostname="hv1", state=State.NEW, profile="lab-test", created=NOW), None)
+    # The "machine" runs on loopback here: that is the address bootsrv knows for it (declared, as
+    # `machine add --address` does), so its boot, answer and callback come from there.
+    machine = Machine(
+        mac=MAC, hostname="hv1", state=State.NEW, profile="lab-test", created=NOW, addresses=(("lan", "127.0.0.1"),)
+    )
+    wiring.machines.put(machine, None)
     script = curl(f"{base}/boot/{MAC}.ipxe").stdout.decode()
     answer = re.search(r"bootsrv\.answer=(\S+)", script)[1]
 

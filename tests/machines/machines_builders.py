@@ -5,11 +5,16 @@ from __future__ import annotations
 from ipaddress import IPv4Network
 
 from bootsrv.config import NetworkSection
+from bootsrv.machines import enrollment
+from bootsrv.machines.binding import Identity
 from bootsrv.machines.model import Machine, State
 
 NOW = 1_800_000_000.0
 MAC = "52:54:00:12:34:56"
 OTHER_MAC = "52:54:00:ab:cd:ef"
+# Where each test machine's installer speaks from: the address bootsrv leased it.
+ADDRESSES = {MAC: "192.0.2.10", OTHER_MAC: "192.0.2.11"}
+STRANGER = "192.0.2.66"  # another client of the boot segment
 
 NETWORKS = [
     NetworkSection(name="public", segment="odd", subnet=IPv4Network("192.0.2.0/24")),
@@ -35,3 +40,20 @@ def machine(mac: str = MAC, **over) -> Machine:
     base = dict(mac=mac, hostname="hv1", state=State.NEW, profile="debian12-kvm-hypervisor", created=NOW, updated=NOW)
     base.update(over)
     return Machine(**base)
+
+
+def identify(machine: Machine, hypervisor: str | None = None) -> Identity:
+    """What bootsrv knows of a test machine: its hostname, its FQDN in lab.example (the repo's
+    site domain) and its address from ADDRESSES; the hypervisor only when asked for."""
+    names = frozenset({machine.hostname, f"{machine.hostname.split('.')[0]}.lab.example"})
+    addresses = frozenset({ADDRESSES[machine.mac]} if machine.mac in ADDRESSES else ())
+    return Identity(machine.mac, names, addresses, hypervisor)
+
+
+def enroll(registry, body, now: float, client: str | None = None):
+    """The enrollment callback as the machine's installer makes it: from the machine's address
+    (the MAC named in the body), unless `client` says otherwise."""
+    if client is None:
+        mac = body.get("mac") if isinstance(body, dict) else None
+        client = ADDRESSES.get(mac, STRANGER) if isinstance(mac, str) else STRANGER
+    return enrollment.enroll(registry, body, now, client=client, identify=identify)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from machines_builders import MAC, NOW, OTHER_MAC, facts, machine
+from machines_builders import ADDRESSES, MAC, NOW, OTHER_MAC, STRANGER, facts, machine
 
 from bootsrv.app.wiring import Wiring
 from bootsrv.config import parse
@@ -38,14 +38,17 @@ def make_wiring(tmp_path, admin_token: str | None = ADMIN) -> Wiring:
 @pytest.fixture
 def wiring(tmp_path):
     w = make_wiring(tmp_path)
-    w.machines.put(machine(), None)
+    # The machine's address as `machine add --address` declares it; its installer calls from there.
+    w.machines.put(machine(addresses=(("public", ADDRESSES[MAC]),)), None)
     start_install(w.machines, MAC, NOW - 60, 3600, new_token=lambda: TOKEN)
     return w
 
 
 @pytest.fixture
 def client(wiring):
-    return create_app(wiring).test_client()
+    client = create_app(wiring).test_client()
+    client.environ_base["REMOTE_ADDR"] = ADDRESSES[MAC]
+    return client
 
 
 def auth(token: str = ADMIN) -> dict:
@@ -53,7 +56,8 @@ def auth(token: str = ADMIN) -> dict:
 
 
 def enroll_body(**over) -> dict:
-    data = {"token": TOKEN, "mac": MAC, "facts": facts()}
+    # No profile catalog here, so bootsrv knows the machine by its hostname and address only.
+    data = {"token": TOKEN, "mac": MAC, "facts": facts(hostname="hv1", libvirt_uri="qemu+ssh://hv1/system")}
     data.update(over)
     return data
 
@@ -81,6 +85,51 @@ def test_enroll_refusals(client, wiring, case, payload, status, field, words):
     assert resp.status_code == status
     assert resp.json["field"] == field and words in resp.json["reason"], resp.json
     assert wiring.machines.list() == before
+
+
+# Issue 16, enrollment hijack: the token is right (as if fetched by the hijacker), the facts are
+# invented. (id, client address, facts, status, field named, words in the reason)
+HIJACKS = [
+    (
+        "stranger-other-host-uri",
+        STRANGER,
+        facts(libvirt_uri="qemu+ssh://evil.example/system"),
+        403,
+        "address",
+        "this request came from 192.0.2.66",
+    ),
+    ("other-machines-address", ADDRESSES[OTHER_MAC], facts(hostname="hv1"), 403, "address", "came from 192.0.2.11"),
+    (
+        "own-address-other-host-uri",
+        ADDRESSES[MAC],
+        facts(hostname="hv1", libvirt_uri="qemu+ssh://evil.example/system"),
+        400,
+        "facts.libvirt_uri",
+        "host 'evil.example' is not this machine",
+    ),
+    (
+        "own-address-local-uri",
+        ADDRESSES[MAC],
+        facts(hostname="hv1", libvirt_uri="qemu:///system"),
+        400,
+        "facts.libvirt_uri",
+        "names no host",
+    ),
+    ("own-address-other-name", ADDRESSES[MAC], facts(hostname="hv2"), 400, "facts.hostname", "not this machine's"),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "remote", "claimed", "status", "field", "words"), HIJACKS, ids=[c[0] for c in HIJACKS]
+)
+def test_enroll_hijack_refused(client, wiring, case, remote, claimed, status, field, words):
+    before = wiring.machines.list()
+    resp = client.post("/api/enroll", json=enroll_body(facts=claimed), environ_base={"REMOTE_ADDR": remote})
+    assert resp.status_code == status, resp.json
+    assert resp.json["field"] == field and words in resp.json["reason"], resp.json
+    assert wiring.machines.list() == before
+    # and the real installer still enrolls
+    assert client.post("/api/enroll", json=enroll_body()).status_code == 200
 
 
 def test_enroll_not_json(client, wiring):
@@ -240,7 +289,7 @@ def test_hypervisors(client, wiring):
     assert [h["name"] for h in pool["hypervisors"]] == ["hv1"]
     assert pool["totals"]["cpus"] == 16 and pool["totals"]["memory_mib"] == 65536
     one = client.get("/api/hypervisors/hv1", headers=auth()).json
-    assert one["libvirt_uri"] == "qemu+ssh://hv1.lab.example/system" and one["state"] == "active"
+    assert one["libvirt_uri"] == "qemu+ssh://hv1/system" and one["state"] == "active"
     assert client.post("/api/hypervisors/hv1/drain", headers=auth()).json["state"] == "drained"
     assert client.get("/api/hypervisors", headers=auth()).json["hypervisors"] == []
     assert len(client.get("/api/hypervisors?all=1", headers=auth()).json["hypervisors"]) == 1

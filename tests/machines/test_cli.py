@@ -6,12 +6,12 @@ import json
 
 import pytest
 from click.testing import CliRunner
-from machines_builders import MAC, NOW, OTHER_MAC, facts
+from machines_builders import MAC, NOW, OTHER_MAC, enroll, facts
 
 from bootsrv.cli.main import main
 from bootsrv.config import load
 from bootsrv.machines.admin import discover
-from bootsrv.machines.enrollment import enroll, start_install
+from bootsrv.machines.enrollment import start_install
 from bootsrv.machines.model import State
 from bootsrv.machines.store import FileRegistry
 
@@ -39,9 +39,10 @@ def run(site, *args: str, code: int = 0):
     return result.output
 
 
-def enrolled(registry, mac=MAC, hostname="hv1", **fact_changes):
+def enrolled(registry, mac=MAC, **fact_changes):
     run_add = registry.get(mac)
     assert run_add is not None
+    fact_changes.setdefault("hostname", f"{run_add.hostname}.lab.example")
     start_install(registry, mac, NOW, 3600, new_token=lambda: "K" * 43)
     return enroll(registry, {"token": "K" * 43, "mac": mac, "facts": facts(mac, **fact_changes)}, NOW + 1)
 

@@ -15,6 +15,7 @@ from bootsrv.app.wiring import Wiring
 from bootsrv.config import parse
 from bootsrv.dhcp.pxe import Sighting
 from bootsrv.machines.admin import discover
+from bootsrv.machines.binding import MemoryAddresses
 from bootsrv.machines.discovery import Seen, SightingQueue, TokenBucket, made_by_discovery, plan, record
 from bootsrv.machines.model import MemoryRegistry, State
 from bootsrv.machines.plan import boot_decision
@@ -324,10 +325,14 @@ def test_drops_are_logged_at_the_first_then_at_most_once_per_interval(caplog):
     assert all(r.levelno == logging.WARNING for r in caplog.records if r.getMessage() == "discovery.dropped")
 
 
+KNOWN_IP, STRANGER = "10.0.0.60", "10.0.0.99"
+
+
 def boot_wiring(tmp_path, boot: str = "") -> Wiring:
     """`bootsrv serve`'s wiring for the HTTP boot decision, with a registry counting its writes."""
     w = Wiring(parse(f'[store]\ndirectory = "{tmp_path}"\n[boot]\n{boot}\n', "t"), clock=Clock())
     w.machines = CountingRegistry(MemoryRegistry([machine(mac(60_000), hostname="hv1", profile="lab-test")]))
+    w.machine_addresses = MemoryAddresses({mac(60_000): [KNOWN_IP]})  # as its DHCP lease would
     return w
 
 
@@ -340,9 +345,9 @@ def test_boot_script_fetches_for_random_macs_write_nothing_and_are_recorded_with
     # Issue 16: each anonymous GET /boot/<random mac>.ipxe rewrote the registry on the request thread.
     w = boot_wiring(tmp_path, "discovered_limit = 50\ndiscovery_rate = 10\ndiscovery_burst = 20")
     for n, random_mac in enumerate(random_macs(2000)):
-        assert boot_decision(w, w.planner, random_mac) == (None, "unknown machine")
-        if n == 1000:  # the known machine amid the flood: its install, as always
-            plan, _ = boot_decision(w, w.planner, mac(60_000))
+        assert boot_decision(w, w.planner, random_mac, STRANGER) == (None, "unknown machine")
+        if n == 1000:  # the known machine amid the flood, from its address: its install, as always
+            plan, _ = boot_decision(w, w.planner, mac(60_000), KNOWN_IP)
             assert plan is not None and plan.machine.state is State.INSTALLING
     assert w.machines.writes == 1  # the known machine's install (its token); none for the flood
     assert len(w.sightings) == 2000  # reported, for the recorder
@@ -351,7 +356,7 @@ def test_boot_script_fetches_for_random_macs_write_nothing_and_are_recorded_with
     assert (recorder.added, recorder.over_rate) == (20, 1980)  # the burst; the clock did not move
     for _ in range(10):  # the same flood again, a second apart: 10 more a second, the oldest out
         for random_mac in random_macs(2000, seed=_):
-            boot_decision(w, w.planner, random_mac)
+            boot_decision(w, w.planner, random_mac, STRANGER)
         w.clock.now += 1
         recorder.record_pending()
     assert recorder.added == 20 + 10 * 10
@@ -364,7 +369,10 @@ def test_auto_profile_records_a_fetch_at_once_within_the_rate(tmp_path):
     # so it is written at once, but only while the rate has tokens; the others boot locally and
     # are reported, to install at a later boot.
     w = boot_wiring(tmp_path, 'auto_profile = "lab-test"\ndiscovery_rate = 1\ndiscovery_burst = 3')
-    decisions = [boot_decision(w, w.planner, m) for m in random_macs(200)]
+    # Each asks from the address bootsrv's DHCP leased it (the install boot is bound to it).
+    macs = random_macs(200)
+    w.machine_addresses = MemoryAddresses({m: [f"10.1.0.{i + 1}"] for i, m in enumerate(macs)})
+    decisions = [boot_decision(w, w.planner, m, f"10.1.0.{i + 1}") for i, m in enumerate(macs)]
     installs = [plan for plan, _ in decisions if plan is not None]
     assert len(installs) == 3 and {p.machine.state for p in installs} == {State.INSTALLING}
     assert [reason for plan, reason in decisions if plan is None] == ["unknown machine"] * 197

@@ -7,16 +7,19 @@ import copy
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from machines_builders import MAC, NOW, OTHER_MAC, facts, machine
+from machines_builders import ADDRESSES, MAC, NOW, OTHER_MAC, STRANGER, enroll, facts, identify, machine
 
 from bootsrv.errors import Conflict, InvalidInput
+from bootsrv.machines import enrollment
 from bootsrv.machines.admin import reinstall, retire
+from bootsrv.machines.binding import Identity, NotTheMachine
 from bootsrv.machines.enrollment import (
     MAX_TOKENS,
+    TokenKey,
     TokenRejected,
     TokenReplayed,
     digest,
-    enroll,
+    install_token,
     parse_request,
     start_install,
 )
@@ -51,10 +54,10 @@ def test_valid_callback_enrolls_and_turns_netboot_off(reg):
     assert reg.get(OTHER_MAC).state is State.INSTALLING  # the other machine is untouched
 
 
-def _refused(reg, request, now, error, field, words):
+def _refused(reg, request, now, error, field, words, client=None):
     before = copy.deepcopy(reg.list())
     with pytest.raises(error) as info:
-        enroll(reg, request, now)
+        enroll(reg, request, now, client=client)
     assert reg.list() == before, "a refused callback changed the registry"
     assert info.value.field == field, str(info.value)
     assert words in str(info.value)
@@ -220,14 +223,90 @@ def test_malformed_callbacks(reg, case, mutate, field, words):
 @pytest.mark.parametrize(
     ("hypervisor", "uri"),
     [
-        ("kvm", "qemu:///system"),
         ("kvm", "qemu+tls://hv1:16514/system"),
-        ("xen", "xen:///system"),
+        ("kvm", "qemu+ssh://root@HV1.lab.example./system"),  # host names compare case-blind, root dot or not
+        ("kvm", "qemu+tcp://192.0.2.10/system"),  # the machine's own address
         ("xen", "xen+ssh://root@hv1.lab.example/system"),
     ],
 )
 def test_accepted_uris(reg, hypervisor, uri):
     assert enroll(reg, body(hypervisor=hypervisor, libvirt_uri=uri), NOW + 10).libvirt_uri == uri
+
+
+# --- what the callback claims, against what bootsrv knows of the machine (issue 16) ------------
+# (id, fact changes, field named, words in the rule). Guest placement connects to the libvirt
+# URI, so it must name the machine itself; the hostname must be the machine's.
+CLAIMS = [
+    ("uri-other-host", {"libvirt_uri": "qemu+ssh://evil.example/system"}, "facts.libvirt_uri", "is not this machine"),
+    ("uri-other-machine", {"libvirt_uri": "qemu+ssh://hv2.lab.example/system"}, "facts.libvirt_uri", "'hv2.lab"),
+    ("uri-other-address", {"libvirt_uri": "qemu+ssh://192.0.2.11/system"}, "facts.libvirt_uri", "'192.0.2.11'"),
+    (
+        "uri-own-name-as-user",  # the host is what follows the last @
+        {"libvirt_uri": "qemu+ssh://hv1.lab.example@evil.example/system"},
+        "facts.libvirt_uri",
+        "'evil.example' is not this machine",
+    ),
+    ("uri-own-name-as-suffix", {"libvirt_uri": "qemu+ssh://hv1.lab.example.evil/system"}, "facts.libvirt_uri", "not"),
+    ("uri-local-kvm", {"libvirt_uri": "qemu:///system"}, "facts.libvirt_uri", "names no host"),
+    ("uri-local-xen", {"hypervisor": "xen", "libvirt_uri": "xen:///system"}, "facts.libvirt_uri", "names no host"),
+    ("hostname-other-machine", {"hostname": "hv2.lab.example"}, "facts.hostname", "is not this machine's name"),
+    ("hostname-other-domain", {"hostname": "hv1.evil.example"}, "facts.hostname", "is not this machine's name"),
+    ("hostname-short-other", {"hostname": "hv2"}, "facts.hostname", "(hv1, hv1.lab.example)"),
+]
+
+
+@pytest.mark.parametrize(("case", "changes", "field", "words"), CLAIMS, ids=[c[0] for c in CLAIMS])
+def test_claims_are_checked_against_what_bootsrv_knows(reg, case, changes, field, words):
+    err = _refused(reg, body(**changes), NOW + 10, InvalidInput, field, words)
+    assert err.http_status == 400
+    assert reg.get(MAC).state is State.INSTALLING  # the real installer can still enroll
+    assert enroll(reg, body(), NOW + 11).state is State.ENROLLED
+
+
+@pytest.mark.parametrize("hostname", ["hv1", "hv1.lab.example", "HV1.lab.example."])
+def test_hostname_short_or_full(reg, hostname):
+    assert enroll(reg, body(hostname=hostname), NOW + 10).facts.hostname == hostname.lower().rstrip(".")
+
+
+def test_hypervisor_must_be_the_profiles(reg):
+    before = copy.deepcopy(reg.list())
+    xen = body(hypervisor="xen", libvirt_uri="xen+ssh://hv1.lab.example/system")
+    with pytest.raises(InvalidInput) as info:
+        enrollment.enroll(reg, xen, NOW + 10, client=ADDRESSES[MAC], identify=lambda m: identify(m, "kvm"))
+    assert info.value.field == "facts.hypervisor" and "(kvm)" in info.value.rule
+    assert reg.list() == before
+
+
+# --- where the callback comes from (issue 16: enrollment hijack) ------------------------------
+# (id, client address, words in the rule). The token is right: only the caller's address is wrong.
+ADDRESS_CASES = [
+    ("stranger", STRANGER, "this request came from 192.0.2.66"),
+    ("other-machines-address", ADDRESSES[OTHER_MAC], "this request came from 192.0.2.11"),
+    ("no-address", "", "not IPv4"),
+    ("ipv6", "2001:db8::10", "not IPv4"),
+    ("garbage", "not-an-address", "not IPv4"),
+]
+
+
+@pytest.mark.parametrize(("case", "client", "words"), ADDRESS_CASES, ids=[c[0] for c in ADDRESS_CASES])
+def test_callback_from_another_address_is_refused(reg, case, client, words):
+    # Invented facts on top: a URI for another host. The address is refused first, and nothing changes.
+    hijack = body(libvirt_uri="qemu+ssh://evil.example/system", cpus=4096)
+    err = _refused(reg, hijack, NOW + 10, NotTheMachine, "address", words, client=client)
+    assert err.http_status == 403 and "192.0.2.10" not in str(err)  # the machine's address is not told
+    assert enroll(reg, body(), NOW + 11).facts.cpus == 16  # the real installer is not locked out
+
+
+def test_ipv4_mapped_source_is_the_ipv4_address(reg):
+    assert enroll(reg, body(), NOW + 10, client="::ffff:192.0.2.10").state is State.ENROLLED
+
+
+def test_machine_without_a_known_address_cannot_enroll(reg):
+    before = copy.deepcopy(reg.list())
+    nowhere = lambda m: Identity(m.mac, frozenset({"hv1"}), frozenset(), None)  # noqa: E731
+    with pytest.raises(NotTheMachine, match="it has none"):
+        enrollment.enroll(reg, body(hostname="hv1"), NOW + 10, client=ADDRESSES[MAC], identify=nowhere)
+    assert reg.list() == before
 
 
 # --- issuing ---------------------------------------------------------------------------------
@@ -259,6 +338,62 @@ def test_oldest_token_forgotten(registry):
     with pytest.raises(TokenRejected, match="unknown token"):
         enroll(registry, body(token=tokens[0]), NOW + 10)
     assert registry.list() == before
+
+
+# --- one token per install (issue 16: token lockout) ------------------------------------------
+
+
+def test_every_boot_of_one_install_gets_the_same_token_and_writes_nothing(reg_key):
+    registry, key = reg_key
+    first_machine, first = install_token(registry, MAC, NOW, TTL, key)
+    assert first_machine.state is State.INSTALLING and len(first) == 43
+    before = registry.get(MAC)
+    # A firmware retry, a reboot mid-install, or a flood of spoofed-source TFTP requests for the
+    # machine's config: each gets the installer's token back, and nothing is written.
+    again = {install_token(registry, MAC, NOW + i, TTL, key)[1] for i in range(1, 3 * MAX_TOKENS)}
+    assert again == {first}
+    assert registry.get(MAC) == before and [t.digest for t in before.tokens] == [digest(first)]
+    assert enroll(registry, body(token=first), NOW + 100).state is State.ENROLLED
+
+
+def test_the_peer_or_a_restart_issues_its_own_token_and_both_stay_valid(reg_key):
+    registry, key = reg_key
+    _, ours = install_token(registry, MAC, NOW, TTL, key)
+    _, peers = install_token(registry, MAC, NOW + 1, TTL, TokenKey())  # the other server of the pair
+    assert peers != ours and len(registry.get(MAC).tokens) == 2
+    assert install_token(registry, MAC, NOW + 2, TTL, key)[1] == ours  # each process gives its own again
+    assert enroll(registry, body(token=ours), NOW + 10).state is State.ENROLLED
+
+
+def test_a_new_install_or_an_expired_token_gets_a_new_token(reg_key):
+    registry, key = reg_key
+    _, first = install_token(registry, MAC, NOW, TTL, key)
+    _, later = install_token(registry, MAC, NOW + TTL, TTL, key)  # the first expired: a new one
+    assert later != first and [t.digest for t in registry.get(MAC).tokens] == [digest(later)]
+    enroll(registry, body(token=later), NOW + TTL + 1)
+    reinstall(registry, MAC, NOW + TTL + 2)
+    _, fresh = install_token(registry, MAC, NOW + TTL + 3, TTL, key)
+    assert fresh not in (first, later)
+    with pytest.raises(TokenRejected, match="superseded"):  # the earlier install's token is gone
+        enroll(registry, body(token=later), NOW + TTL + 4)
+    assert enroll(registry, body(token=fresh), NOW + TTL + 5).state is State.ENROLLED
+
+
+def test_the_key_is_in_memory_only(tmp_path):
+    registry = FileRegistry(tmp_path)
+    registry.put(machine(), None)
+    key = TokenKey()
+    _, token = install_token(registry, MAC, NOW, TTL, key)
+    text = (tmp_path / "machines.jsonl").read_text()
+    assert token not in text and digest(token) in text
+    # Another process (a fresh key) cannot rebuild it from the store: it issues its own.
+    assert install_token(FileRegistry(tmp_path), MAC, NOW + 1, TTL, TokenKey())[1] != token
+
+
+@pytest.fixture
+def reg_key(registry):
+    registry.put(machine(), None)
+    return registry, TokenKey()
 
 
 @pytest.mark.parametrize("state", [State.ENROLLED, State.RETIRED, State.DISCOVERED])

@@ -65,8 +65,12 @@ templates_dir = "{tmp_path}/templates"
     return w
 
 
+# The machine's declared address: its firmware's TFTP requests come from there (bootsrv.machines.binding).
+AT = (("lan", "192.0.2.50"),)
+
+
 def test_install_then_local(wiring):
-    wiring.machines.put(Machine(mac=MAC, hostname="hv1", state=State.NEW, profile="lab-test"), None)
+    wiring.machines.put(Machine(mac=MAC, hostname="hv1", state=State.NEW, profile="lab-test", addresses=AT), None)
     fetch = dynamic_files(wiring)
     text = fetch("pxelinux.cfg/01-52-54-00-12-34-56", "192.0.2.50").decode()
     assert "KERNEL http://192.0.2.1:8080/files/lab/vmlinuz" in text
@@ -90,9 +94,9 @@ def test_unknown_machine_and_other_paths(wiring):
 
 
 def test_render_failure_is_none_not_half_a_file(wiring, tmp_path, caplog):
-    wiring.machines.put(Machine(mac=MAC, hostname="hv1", state=State.NEW, profile="lab-test"), None)
+    wiring.machines.put(Machine(mac=MAC, hostname="hv1", state=State.NEW, profile="lab-test", addresses=AT), None)
     (tmp_path / "templates/boot/install.pxelinux.j2").write_text("KERNEL {{ urls.kernal }}\n")
-    assert dynamic_files(wiring)("pxelinux.cfg/01-52-54-00-12-34-56", "c") is None
+    assert dynamic_files(wiring)("pxelinux.cfg/01-52-54-00-12-34-56", "192.0.2.50") is None
     errors = [r.bootsrv_fields["error"] for r in caplog.records if r.getMessage() == "tftp.render_failed"]
     assert errors and "template boot/install.pxelinux.j2 line 1" in errors[0]
 

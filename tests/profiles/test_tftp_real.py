@@ -35,7 +35,9 @@ templates_dir = "{REPO / "templates"}"
         "t.toml",
     )
     wiring = Wiring(config, clock=lambda: 1_800_000_000.0)
-    wiring.machines = MemoryRegistry([Machine(mac=MAC, hostname="hv1", state=State.NEW, profile="lab-test")])
+    # tftp-hpa and curl ask from loopback: the machine's declared address here.
+    machine = Machine(mac=MAC, hostname="hv1", state=State.NEW, profile="lab-test", addresses=(("lan", "127.0.0.1"),))
+    wiring.machines = MemoryRegistry([machine])
     root = tmp_path / "tftp"
     root.mkdir()
     server = TftpServer(str(root), "127.0.0.1", 0, dynamic=wiring.tftp_dynamic, workers=2)
