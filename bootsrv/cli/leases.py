@@ -25,7 +25,8 @@ from pathlib import Path
 import click
 
 from bootsrv.errors import InvalidInput, NotFound
-from bootsrv.leases.model import NEVER, NONE, Flag, Record, normalize_client_id
+from bootsrv.leases.model import NEVER, NONE, Flag, Record
+from bootsrv.leases.rules import normalize_client_id
 
 FLAG_HELP = "DYNAMIC, PERMANENT, MANUAL, UNUSABLE, BOOTP joined by '+', or their dhcp_network(4) sum"
 
@@ -236,11 +237,7 @@ def modify_cmd(obj, ip, network, client_id, hostname, macro, comment, flags, own
     if hostname is not None:
         changes["hostname"] = hostname
     if macro is not None:
-        from bootsrv.leases.model import MACRO
-
-        if not MACRO.match(macro):
-            raise InvalidInput("macro", f"{macro!r} is not a macro name (letters, digits, . _ -)")
-        changes["macro"] = macro
+        changes["macro"] = macro  # the store holds every change to the record rules
     if comment is not None:
         changes["comment"] = comment
     if flags is not None:
