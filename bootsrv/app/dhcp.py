@@ -230,6 +230,7 @@ def engine_handler(wiring: Wiring) -> Handler:
                 ip=str(reply.packet.yiaddr),
                 to=f"{reply.to.address}:{reply.to.port}",
                 file=reply.packet.file.rstrip(b"\0").decode("ascii", "replace") or "-",
+                hostname=request.text(P.HOSTNAME) or "-",  # option 12, as the client sent it (bootsrv.log escapes)
             )
         if reply.durable is None:
             return Outgoing(encode(reply.packet, reply.max_size), reply.to.address, reply.to.port, reply.to.hwaddr)

@@ -17,6 +17,7 @@ Every command opens the store of the config (`store.directory`) as this server
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 from ipaddress import IPv4Address
@@ -25,7 +26,9 @@ from pathlib import Path
 import click
 
 from bootsrv.errors import InvalidInput, NotFound
-from bootsrv.leases.model import NEVER, NONE, Flag, Record, normalize_client_id
+from bootsrv.leases.model import NEVER, NONE, Flag, Record
+from bootsrv.leases.rules import expiry_rule, normalize_client_id
+from bootsrv.log import cut, printable
 
 FLAG_HELP = "DYNAMIC, PERMANENT, MANUAL, UNUSABLE, BOOTP joined by '+', or their dhcp_network(4) sum"
 
@@ -36,7 +39,7 @@ def _store(obj):
 
 def parse_flags(text: str) -> Flag:
     text = text.strip().upper()
-    if text.isdigit():
+    if re.fullmatch(r"[0-9]{1,3}", text):  # ASCII digits: isdigit() also takes '²', which int() refuses
         value = int(text)
         if value > 15:
             raise InvalidInput("flags", f"{text} is more than 15 ({FLAG_HELP})")
@@ -56,7 +59,12 @@ def parse_expiry(text: str) -> int:
         return NEVER
     if low in ("none", "0"):
         return NONE
-    if low.isdigit():
+    if re.fullmatch(r"[0-9]+", low):
+        # Digits first: int() of thousands of them raises, of other scripts' digits too. The
+        # range is the record rule's (bootsrv.leases.rules), checked here to name it at once.
+        why = expiry_rule(int(low) if len(low) <= 20 else low)
+        if why is not None:
+            raise InvalidInput("expiry", why)
         return int(low)
     try:
         return int(time.mktime(time.strptime(text.strip().rstrip("Z"), "%Y-%m-%dT%H:%M:%S")) - time.timezone)
@@ -81,12 +89,39 @@ def _network_of(store, ip: IPv4Address, network: str | None) -> str:
     raise InvalidInput("ip", f"{ip} is in no configured network ({', '.join(store.networks()) or 'none'})")
 
 
+# A store holds only records that obey bootsrv.leases.rules, but `list` and `show` are what an
+# operator runs when something is wrong: whatever a record holds, they show it, with a value
+# that cannot be rendered marked as INVALID instead of a traceback.
+INVALID = "INVALID {}"
+
+
+def _invalid(value: object) -> str:
+    return INVALID.format(printable(cut(repr(value), 40)))
+
+
 def expiry_text(rec: Record) -> str:
-    if rec.permanent:
-        return "never"
-    if rec.expiry == NONE:
-        return "-"
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(rec.expiry))
+    try:
+        if rec.permanent:
+            return "never"
+        if rec.expiry == NONE:
+            return "-"
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(rec.expiry))
+    except (TypeError, ValueError, OverflowError, OSError):  # no date: out of gmtime's range
+        return _invalid(rec.expiry)
+
+
+def flags_text(rec: Record) -> str:
+    try:
+        return Flag(rec.flags).names()
+    except (TypeError, ValueError):
+        return _invalid(rec.flags)
+
+
+def _owned(store, rec: Record) -> bool | None:
+    try:
+        return store.owns(rec)
+    except (TypeError, ValueError, KeyError):
+        return None
 
 
 def as_dict(store, rec: Record) -> dict:
@@ -94,10 +129,10 @@ def as_dict(store, rec: Record) -> dict:
         "network": rec.network,
         "ip": str(rec.ip),
         "client_id": rec.client_id,
-        "flags": rec.flags.names(),
+        "flags": flags_text(rec),
         "owner": str(rec.owner),
-        "owned": store.owns(rec),
-        "expiry": rec.expiry,
+        "owned": _owned(store, rec),
+        "expiry": rec.expiry if isinstance(rec.expiry, int) else _invalid(rec.expiry),
         "expires": expiry_text(rec),
         "signature": rec.signature,
         "macro": rec.macro,
@@ -106,22 +141,33 @@ def as_dict(store, rec: Record) -> dict:
     }
 
 
+def _json(value) -> str:
+    # ensure_ascii (the default) escapes C0, DEL and every non-ASCII character: terminal-safe.
+    return json.dumps(value, indent=1, default=str)
+
+
 COLUMNS = ("NETWORK", "CLIENT IP", "CLIENT ID", "FLAGS", "OWNER", "EXPIRES", "MACRO", "HOSTNAME", "COMMENT")
 
 
+def _cell(value: object) -> str:
+    # A terminal acts on control characters (ESC sequences, carriage returns): shown escaped.
+    return printable(str(value))
+
+
 def _row(store, rec: Record) -> tuple[str, ...]:
-    owner = str(rec.owner) + ("" if store.owns(rec) else " (peer)")
-    return (
+    owner = str(rec.owner) + ("" if _owned(store, rec) else " (peer)")
+    cells = (
         rec.network,
-        str(rec.ip),
+        rec.ip,
         rec.client_id or "00",
-        rec.flags.names(),
+        flags_text(rec),
         owner,
         expiry_text(rec),
         rec.macro,
         rec.hostname,
         rec.comment,
     )
+    return tuple(_cell(c) for c in cells)
 
 
 def _table(rows) -> str:
@@ -132,7 +178,7 @@ def _table(rows) -> str:
 
 def _report_problems(store) -> None:
     for problem in getattr(store, "problems", []):
-        click.echo(f"warning: {problem}", err=True)
+        click.echo(f"warning: {printable(problem)}", err=True)
 
 
 @click.group("lease")
@@ -151,7 +197,7 @@ def list_cmd(obj, network: str | None, as_json: bool) -> None:
         records = store.records(network)
         _report_problems(store)
         if as_json:
-            click.echo(json.dumps([as_dict(store, r) for r in records], indent=1))
+            click.echo(_json([as_dict(store, r) for r in records]))
         else:
             click.echo(_table(_row(store, r) for r in records))
     finally:
@@ -181,7 +227,7 @@ def show_cmd(obj, what: str, network: str | None) -> None:
         if not found:
             raise NotFound(f"{what}: no record")
         _report_problems(store)
-        click.echo(json.dumps([as_dict(store, r) for r in found], indent=1))
+        click.echo(_json([as_dict(store, r) for r in found]))
     finally:
         store.close()
 
@@ -211,7 +257,7 @@ def add_cmd(obj, ip, client, network, hostname, macro, comment, flags) -> None:
             macro=macro,
             comment=comment,
         )
-        click.echo(json.dumps(as_dict(store, rec), indent=1))
+        click.echo(_json(as_dict(store, rec)))
     finally:
         store.close()
 
@@ -236,11 +282,7 @@ def modify_cmd(obj, ip, network, client_id, hostname, macro, comment, flags, own
     if hostname is not None:
         changes["hostname"] = hostname
     if macro is not None:
-        from bootsrv.leases.model import MACRO
-
-        if not MACRO.match(macro):
-            raise InvalidInput("macro", f"{macro!r} is not a macro name (letters, digits, . _ -)")
-        changes["macro"] = macro
+        changes["macro"] = macro  # the store holds every change to the record rules
     if comment is not None:
         changes["comment"] = comment
     if flags is not None:
@@ -262,7 +304,7 @@ def modify_cmd(obj, ip, network, client_id, hostname, macro, comment, flags, own
     try:
         address = _ip(ip)
         rec = store.modify(_network_of(store, address, network), address, expect, **changes)
-        click.echo(json.dumps(as_dict(store, rec), indent=1))
+        click.echo(_json(as_dict(store, rec)))
     finally:
         store.close()
 
@@ -312,7 +354,7 @@ def import_cmd(obj, fmt, network, replace, path: Path) -> None:
     try:
         name = _sunwfiles_network(store, path, network)
         try:
-            text = path.read_text()
+            text = path.read_text(encoding="utf-8")
         except UnicodeDecodeError:
             raise InvalidInput(str(path), "is not a text file") from None
         records = sunwfiles.parse(text, store.pool(name), source=str(path))

@@ -49,6 +49,7 @@ from bootsrv.dhcp.options import LEASE_OPTIONS, Layers, lease_times, ordered
 from bootsrv.dhcp.packet import Packet, reply_to
 from bootsrv.dhcp.pxe import FORCED, KnownMachines, Sighting, boot_reply, classify, netboot_action
 from bootsrv.leases import AddressTaken, LeaseStore, Pending, PoolExhausted, Record, client_id_of_mac
+from bootsrv.leases.rules import client_id_rule
 from bootsrv.log import event
 
 log = logging.getLogger("bootsrv.dhcp")
@@ -161,7 +162,11 @@ class Engine:
         handler = self._handlers.get(mtype)
         if handler is None:
             return None
-        return handler(self, req, net, server, client_id(req), now)
+        cid = client_id(req)
+        if (why := client_id_rule(cid)) is not None:  # over 255 octets, or 00 (htype 0, no chaddr)
+            event(log, "dhcp.no_client_id", logging.DEBUG, mac=req.mac.hex(":"), xid=f"0x{req.xid:08x}", rule=why)
+            return None  # the store's record rules would refuse it (bootsrv.leases.rules)
+        return handler(self, req, net, server, cid, now)
 
     def network_of(self, req: Packet, interface: str | None) -> NetworkSection | None:
         if req.giaddr != ZERO:

@@ -17,9 +17,9 @@ from bootsrv.leases.model import (
     UnknownNetwork,
     client_id_of_mac,
     mac_of_client_id,
-    normalize_client_id,
     pools_from_config,
 )
+from bootsrv.leases.rules import normalize_client_id
 from bootsrv.leases.store import AddressTaken, LeaseStore, Pending
 
 if TYPE_CHECKING:

@@ -50,6 +50,7 @@ from bootsrv.leases.codec import (
 from bootsrv.leases.commit import GroupCommit
 from bootsrv.leases.locks import Gate, close_gate, fsync_directory, on_nfs, open_gate
 from bootsrv.leases.model import Collision, Pool, Record, Table, evolve
+from bootsrv.leases.rules import TableRules
 from bootsrv.leases.store import LeaseStore
 from bootsrv.log import event
 
@@ -88,10 +89,12 @@ class _Log:
         "lines",
         "looked",
         "epoch",
+        "rules",
     )
 
-    def __init__(self, network: str, path: Path, gate: Gate):
+    def __init__(self, network: str, path: Path, gate: Gate, rules: TableRules):
         self.network, self.path, self.gate = network, path, gate
+        self.rules = rules  # what a line must obey to be applied (bootsrv.leases.rules)
         self.fd = -1
         self.ino = 0
         self.offset = 0  # bytes applied: always the end of a complete line
@@ -148,7 +151,9 @@ class FileStore(LeaseStore):
     # ---- opening and reading ----------------------------------------------------------------
     def _open(self, network: str) -> _Log:
         path = self.directory / f"{TABLE_PREFIX}{network}"
-        log = _Log(network, path, open_gate(self.directory / f"{TABLE_PREFIX}{network}.lock"))
+        log = _Log(
+            network, path, open_gate(self.directory / f"{TABLE_PREFIX}{network}.lock"), TableRules(self.pools[network])
+        )
         log.gate.lock()
         try:
             if not path.exists():
@@ -201,6 +206,7 @@ class FileStore(LeaseStore):
         if end <= start:
             return records, start
         network = log.network
+        rules = log.rules
         pos = start
         for line in data[start : end - 1].split(b"\n"):
             try:
@@ -210,6 +216,8 @@ class FileStore(LeaseStore):
             else:
                 if rec is None:
                     records.pop(ip, None)
+                elif (found := rules.broken(rec)) is not None:
+                    self._problem(log, pos, f"{found}; line skipped", line)
                 else:
                     records[ip] = rec
             pos += len(line) + 1
@@ -222,6 +230,7 @@ class FileStore(LeaseStore):
         if end <= start:
             return 0
         network, table = log.network, log.table
+        rules = log.rules
         records = table.records
         changed = set()
         pos = start
@@ -232,7 +241,11 @@ class FileStore(LeaseStore):
             except (ValueError, UnicodeDecodeError) as exc:
                 self._problem(log, base + pos, f"{exc}; line skipped", line)
             else:
-                if rec is None:
+                if rec is not None and (found := rules.broken(rec)) is not None:
+                    # It passed its checksum but breaks a record rule (written by hand, by an
+                    # older bootsrv, or the network's subnet changed): never served.
+                    self._problem(log, base + pos, f"{found}; line skipped", line)
+                elif rec is None:
                     if ip in records:
                         table.drop(ip)
                         changed.add(ip)

@@ -2,13 +2,13 @@
 
 The shape is Solaris' dhcp_network(4) table (SUNWfiles): one record per address with the client
 that holds it, flags, the server that owns it (OWNER_IP), the expiry, a signature and a macro,
-plus the hostname that DNS answers. What bootsrv adds is in `Record`'s field comments.
+plus the hostname that DNS answers. What bootsrv adds is in `Record`'s field comments; what a
+record's fields may hold, whichever way it enters the store, is bootsrv.leases.rules'.
 """
 
 from __future__ import annotations
 
 import enum
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv4Network
@@ -42,10 +42,6 @@ class Flag(enum.IntFlag):
 _PERMANENT, _MANUAL, _UNUSABLE, _BOOTP = int(Flag.PERMANENT), int(Flag.MANUAL), int(Flag.UNUSABLE), int(Flag.BOOTP)
 _HELD_FOR_GOOD = _PERMANENT | _MANUAL | _BOOTP
 
-CLIENT_ID = re.compile(r"^(?:[0-9A-F]{2})+$")
-HOSTNAME = re.compile(r"^(?=.{1,253}$)(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))*$")
-MACRO = re.compile(r"^[A-Za-z0-9._-]{0,64}$")
-
 
 def client_id_of_mac(mac: bytes | str, htype: int = 1) -> str:
     """The client id a client without option 61 is known by: hardware type + chaddr, as Solaris
@@ -61,24 +57,6 @@ def mac_of_client_id(client_id: str) -> str:
     if len(client_id) == 14 and client_id.startswith("01"):
         return ":".join(client_id[i : i + 2] for i in range(2, 14, 2)).lower()
     return client_id
-
-
-def normalize_client_id(value: str, field_name: str = "client_id") -> str:
-    """Upper-case hex; a MAC written with colons or dashes becomes an Ethernet client id."""
-    text = value.strip()
-    if re.fullmatch(r"([0-9A-Fa-f]{2}[:-]){5}[0-9A-Fa-f]{2}", text):
-        return client_id_of_mac(text)
-    text = text.upper()
-    if not CLIENT_ID.match(text) or len(text) > 510:
-        raise InvalidInput(field_name, f"{value!r} is not a client id (hex octets, or a MAC aa:bb:cc:dd:ee:ff)")
-    return text
-
-
-def normalize_hostname(value: str, field_name: str = "hostname") -> str:
-    text = value.strip().lower().rstrip(".")
-    if text and not HOSTNAME.match(text):
-        raise InvalidInput(field_name, f"{value!r} is not a host name (RFC 1123: letters, digits, hyphens)")
-    return text
 
 
 _NOBODY = IPv4Address(0)

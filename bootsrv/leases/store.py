@@ -41,9 +41,8 @@ from bootsrv.leases.model import (
     UnknownNetwork,
     as_address,
     evolve,
-    normalize_client_id,
-    normalize_hostname,
 )
+from bootsrv.leases.rules import check, client_id_rule, hostname_rule, ip_rule, normalize_client_id, normalize_hostname
 
 _NO_OWNER = IPv4Address(0)
 
@@ -200,6 +199,7 @@ class LeaseStore:
         anyone else. A client's binding or live lease is returned unchanged, also when another
         server owns it (the caller decides whether to answer for it). Raises PoolExhausted."""
         pool = self.pool(network)
+        _client(client_id)
         for _ in range(MAX_ATTEMPTS):
             table = self._table(network)
             cursor = self._cursor.get(network, 0)  # read unlocked (one dict read); written under the lock
@@ -246,6 +246,9 @@ class LeaseStore:
     ) -> tuple[Record, object]:
         pool = self.pool(network)
         ip = as_address(ip)
+        _client(client_id)
+        if hostname and (why := hostname_rule(hostname)) is not None:
+            raise InvalidInput("hostname", why)
         for _ in range(MAX_ATTEMPTS):
             table = self._table(network)
             rec = table.records.get(ip)
@@ -378,6 +381,7 @@ class LeaseStore:
                 hostname,
                 comment,
             )
+            check(new, pool)
             try:
                 stored, token = self._write(new, rec.signature if rec else 0)
             except Collision:
@@ -401,14 +405,18 @@ class LeaseStore:
         if "hostname" in changes:
             changes["hostname"] = normalize_hostname(changes["hostname"])
             self._check_hostname(changes["hostname"], network, ip)
-        if "flags" in changes:
-            changes["flags"] = Flag(changes["flags"])
+        if "flags" in changes and isinstance(changes["flags"], int) and 0 <= changes["flags"] <= 15:
+            changes["flags"] = Flag(changes["flags"])  # anything else is left to the flags rule (IntFlag takes 99)
         if "owner" in changes:
-            changes["owner"] = IPv4Address(changes["owner"])
+            try:
+                changes["owner"] = IPv4Address(changes["owner"])
+            except ValueError:
+                raise InvalidInput("owner", f"{changes['owner']!r} is not an IPv4 address") from None
         rec = self._table(network).records.get(ip)
         if rec is None:
             raise NotFound(f"{network}/{ip}: no record")
-        stored, token = self._write(replace(rec, **changes), rec.signature if expect is None else expect)
+        new = check(replace(rec, **changes), pool)
+        stored, token = self._write(new, rec.signature if expect is None else expect)
         self._sync(token)
         return stored
 
@@ -444,16 +452,16 @@ class LeaseStore:
 
     def load(self, records: Iterable[Record], *, now: float = 0, replace_held: bool = False) -> int:
         """Import records as given (a SUNWfiles migration, `bootsrv lease import`): every one is
-        checked first (known network, an address of its subnet, not held by another client
-        unless `replace_held`, no host name twice), then all are written; durable on return.
+        checked first (known network, the record rules of bootsrv.leases.rules, not held by
+        another client unless `replace_held`, no host name twice), then all are written; durable
+        on return.
         Returns how many were written. Only a concurrent writer changing one of these addresses
         between the check and the write can stop it half-way (Collision names the address)."""
         records = list(records)
         seen: set[tuple[str, IPv4Address]] = set()
         names: dict[str, tuple[str, IPv4Address]] = {}
         for rec in records:
-            pool = self.pool(rec.network)
-            _address(rec.ip, pool)
+            check(rec, self.pool(rec.network), f"{rec.network}/{rec.ip}")
             if (rec.network, rec.ip) in seen:
                 raise InvalidInput("ip", f"{rec.network}/{rec.ip} appears twice")
             seen.add((rec.network, rec.ip))
@@ -523,8 +531,14 @@ def _address(value: object, pool: Pool) -> IPv4Address:
         ip = IPv4Address(str(value))
     except ValueError:
         raise InvalidInput("ip", f"{value!r} is not an IPv4 address") from None
-    if ip not in pool.subnet:
-        raise InvalidInput("ip", f"{ip} is outside network {pool.network!r} ({pool.subnet})")
-    if ip in (pool.subnet.network_address, pool.subnet.broadcast_address) and pool.subnet.prefixlen < 31:
-        raise InvalidInput("ip", f"{ip} is the network or broadcast address of {pool.subnet}")
+    why = ip_rule(ip, pool)
+    if why is not None:
+        raise InvalidInput("ip", why)
     return ip
+
+
+def _client(client_id: str) -> None:
+    """A DHCP operation's client: someone (not nobody), by an id the record rules accept."""
+    why = client_id_rule(client_id) if client_id else "a lease needs a client"
+    if why is not None:
+        raise InvalidInput("client_id", why)

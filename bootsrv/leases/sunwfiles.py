@@ -21,7 +21,8 @@ import re
 from ipaddress import IPv4Address, IPv4Network
 
 from bootsrv.errors import InvalidInput
-from bootsrv.leases.model import CLIENT_ID, MACRO, Flag, Pool, Record
+from bootsrv.leases import rules
+from bootsrv.leases.model import Flag, Pool, Record
 
 NAME = re.compile(r"^SUNWfiles1_(\d{1,3})_(\d{1,3})_(\d{1,3})_(\d{1,3})$")
 
@@ -43,61 +44,74 @@ def network_address_of(file_name: str) -> IPv4Address | None:
 
 def parse(text: str, pool: Pool, source: str = "table") -> list[Record]:
     """Every record of a table for `pool`'s network; InvalidInput names the line and the field of
-    the first bad one (nothing is returned then, so nothing gets half-imported)."""
+    the first bad one (`source:line: field: rule`, nothing is returned then, so nothing gets
+    half-imported). Each record is held to the store's rules (bootsrv.leases.rules), the same as
+    `lease add` and the store's own files."""
     records: list[Record] = []
     seen: dict[IPv4Address, int] = {}
-    for number, line in enumerate(text.splitlines(), 1):
+    # Lines end at LF only (CRLF tolerated): str.splitlines() would also cut at the control
+    # characters FS, GS, RS, NEL and U+2028, hiding them from the comment's rule.
+    for number, raw in enumerate(text.split("\n"), 1):
+        line = raw.removesuffix("\r")
         if not line.strip() or line.lstrip().startswith("#"):
             continue
-
-        def bad(field: str, rule: str, number: int = number) -> InvalidInput:
-            return InvalidInput(f"{source}:{number}: {field}", rule)
-
-        fields = line.split("|", 7)
-        if len(fields) != 8:
-            raise bad(
-                "record",
-                f"{len(fields)} fields; expected client_ip|client_id|flags|server_ip|lease|signature|macro|comment",
-            )
-        client_ip, client_id, flags, server_ip, lease, signature, macro, comment = fields
-        try:
-            ip = IPv4Address(client_ip.strip())
-        except ValueError:
-            raise bad("client_ip", f"{client_ip!r} is not an IPv4 address") from None
-        if ip not in pool.subnet:
-            raise bad("client_ip", f"{ip} is outside network {pool.network!r} ({pool.subnet})")
-        if ip in seen:
-            raise bad("client_ip", f"{ip} already on line {seen[ip]}")
-        seen[ip] = number
-        client_id = client_id.strip().upper()
-        if client_id == "00":
-            client_id = ""
-        elif not CLIENT_ID.match(client_id):
-            raise bad("client_id", f"{client_id!r} is not hex octets (00 = no client)")
-        try:
-            flag_value = int(flags)
-        except ValueError:
-            flag_value = -1
-        if not 0 <= flag_value <= 15:
-            raise bad("flags", f"{flags!r} is not a sum of 0 DYNAMIC, 1 PERMANENT, 2 MANUAL, 4 UNUSABLE, 8 BOOTP")
-        try:
-            owner = IPv4Address(server_ip.strip())
-        except ValueError:
-            raise bad("server_ip", f"{server_ip!r} is not an IPv4 address") from None
-        try:
-            expiry = int(lease)
-        except ValueError:
-            expiry = -2
-        if expiry < -1:
-            raise bad("lease", f"{lease!r} is not Unix seconds (or -1 for never)")
-        if not re.fullmatch(r"\d{1,20}", signature.strip()):
-            raise bad("signature", f"{signature!r} is not a decimal number")
-        if not MACRO.match(macro):
-            raise bad("macro", f"{macro!r} is not a macro name (letters, digits, . _ -)")
-        if "\n" in comment or "\r" in comment:
-            raise bad("comment", "has a line break")
-        records.append(Record(pool.network, ip, client_id, Flag(flag_value), owner, expiry, 0, macro, "", comment))
+        where = f"{source}:{number}"
+        rec = _record(line, pool, where)
+        if rec.ip in seen:
+            raise InvalidInput(f"{where}: client_ip", f"{rec.ip} already on line {seen[rec.ip]}")
+        seen[rec.ip] = number
+        records.append(rec)
     return records
+
+
+def _record(line: str, pool: Pool, where: str) -> Record:
+    """One line's record (every field checked), or InvalidInput naming `where` and the field."""
+
+    def bad(field: str, rule: str) -> InvalidInput:
+        return InvalidInput(f"{where}: {field}", rule)
+
+    fields = line.split("|", 7)
+    if len(fields) != 8:
+        raise bad(
+            "record",
+            f"{len(fields)} fields; expected client_ip|client_id|flags|server_ip|lease|signature|macro|comment",
+        )
+    client_ip, client_id, flags, server_ip, lease, signature, macro, comment = fields
+    try:
+        ip = IPv4Address(client_ip.strip())
+    except ValueError:
+        raise bad("client_ip", f"{rules.shown(client_ip)} is not an IPv4 address") from None
+    client_id = client_id.strip().upper()
+    if client_id == rules.NO_CLIENT:
+        client_id = ""
+    if not re.fullmatch(r"[0-9]{1,2}", flags.strip()) or int(flags) > 15:
+        raise bad(
+            "flags", f"{rules.shown(flags)} is not a sum of 0 DYNAMIC, 1 PERMANENT, 2 MANUAL, 4 UNUSABLE, 8 BOOTP"
+        )
+    try:
+        owner = IPv4Address(server_ip.strip())
+    except ValueError:
+        raise bad("server_ip", f"{rules.shown(server_ip)} is not an IPv4 address") from None
+    # ASCII digits first, then the rule: int() also takes underscores and other scripts' digits,
+    # and refuses thousands of digits (or takes long over them).
+    lease = lease.strip()
+    digits = re.fullmatch(r"-?[0-9]{1,20}", lease) is not None
+    expiry = int(lease) if digits else 0
+    if (why := rules.expiry_rule(expiry if digits else lease)) is not None:
+        raise bad("lease", why)
+    signature = signature.strip()
+    if not re.fullmatch(r"[0-9]{1,20}", signature) or rules.signature_rule(int(signature)) is not None:
+        raise bad("signature", f"{rules.shown(signature)} is not an unsigned 64-bit decimal number")
+    # The signature is not kept: a write always makes a new one.
+    rec = Record(pool.network, ip, client_id, Flag(int(flags)), owner, expiry, 0, macro, "", comment)
+    found = rules.broken(rec, pool)
+    if found is not None:
+        raise bad(_FIELD_NAMES.get(found.field, found.field), found.rule)
+    return rec
+
+
+# The record's field names where the SUNWfiles header calls them otherwise.
+_FIELD_NAMES = {"ip": "client_ip", "owner": "server_ip", "expiry": "lease"}
 
 
 HEADER = """\

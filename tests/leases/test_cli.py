@@ -3,7 +3,9 @@ SUNWfiles round trip on a table written the way pntadm writes it."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from ipaddress import IPv4Address
 
 import pytest
 from click.testing import CliRunner
@@ -211,3 +213,145 @@ def test_list_warns_about_damaged_lines(site, tmp_path):
         fh.write("10.0.0.61|0152540")  # a writer died mid-line
     out = run(site, "lease", "list")
     assert "warning:" in out and "torn tail" in out and "vm1" in out
+
+
+# ---- the record rules (bootsrv.leases.rules) at the CLI: add, modify, import, list, show ---------
+MEGABYTE = "x" * (1 << 20)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["add", "10.0.0.61", "01" * 256], "client_id: 256 octets, at most 255 (RFC 2132 9.14)"),
+        (["add", "10.0.0.61", "00"], "client_id: '00' means no client"),
+        (["add", "10.0.0.61", "52:54:00:aa:bb:01", "--comment", MEGABYTE], "comment: 1048576 characters, at most"),
+        (["add", "10.0.0.61", "52:54:00:aa:bb:01", "--comment", "\x1b[2Jgone"], "comment: has the unprintable"),
+        (["add", "10.0.0.61", "52:54:00:aa:bb:01", "--macro", "a macro"], "macro: 'a macro' is not a macro name"),
+        (["add", "10.0.0.61", "52:54:00:aa:bb:01", "--hostname", "vm\x1b"], "hostname:"),
+        (["add", "10.0.0.61", "52:54:00:aa:bb:01", "--flags", "²"], "flags: '²' is not a flag"),
+        (["add", "10.0.0.255", "52:54:00:aa:bb:01"], "ip: 10.0.0.255 is the network or broadcast address"),
+        (["modify", "10.0.0.60", "--expiry", "9" * 300], "expiry: '99999"),
+        (["modify", "10.0.0.60", "--expiry", "9" * 5000], "(5000 characters) is not Unix seconds"),
+        (["modify", "10.0.0.60", "--expiry", "253402300800"], "expiry: 253402300800 is not Unix seconds up to"),
+        (["modify", "10.0.0.60", "--expiry", "²"], "expiry: '²' is not Unix seconds"),
+        (["modify", "10.0.0.60", "--flags", "99"], "flags: 99 is more than 15"),
+        (["modify", "10.0.0.60", "--comment", "a\u2028b"], "comment: has the unprintable character '\\u2028'"),
+        (["modify", "10.0.0.60", "--comment", "é" * 1025], "comment: 1025 characters, at most 1024"),
+        (["modify", "10.0.0.60", "--macro", "m" * 65], "macro: 'mmmm"),
+        (["modify", "10.0.0.60", "--client-id", "01" * 300], "client_id: 300 octets, at most 255"),
+        (["modify", "10.0.0.60", "--hostname", "a" * 64], "hostname:"),
+        (["modify", "10.0.0.60", "--owner", "10.0.0.300"], "owner: '10.0.0.300' is not an IPv4 address"),
+    ],
+    ids=[
+        "add-client-id-256-octets",
+        "add-client-id-nobody",
+        "add-comment-a-megabyte",
+        "add-comment-esc",
+        "add-macro-space",
+        "add-hostname-esc",
+        "add-flags-superscript-digit",
+        "add-broadcast-address",
+        "modify-expiry-300-digits",
+        "modify-expiry-5000-digits",
+        "modify-expiry-after-9999",
+        "modify-expiry-superscript-digit",
+        "modify-flags-99",
+        "modify-comment-line-separator",
+        "modify-comment-1025",
+        "modify-macro-65",
+        "modify-client-id-300-octets",
+        "modify-hostname-label-64",
+        "modify-owner-not-an-address",
+    ],
+)
+def test_add_and_modify_hold_the_record_rules(site, args, message):
+    run(site, "lease", "add", "10.0.0.60", "52:54:00:aa:bb:cc", "--hostname", "vm1")
+    before = records(site)
+    out = run(site, "lease", *args, code=2)
+    assert message in out and len(out) < 400  # the field and the rule, not the value back
+    assert "Traceback" not in out
+    assert records(site) == before
+
+
+def store_files(site_path) -> dict[str, bytes]:
+    directory = site_path.parent / "store"
+    return {p.name: p.read_bytes() for p in sorted(directory.iterdir()) if p.is_file()}
+
+
+@pytest.mark.parametrize(
+    "line, field",
+    [
+        ("10.0.0.10|01080020C2A5E4|00|10.0.0.1|" + "9" * 300 + "|0|inet11|", "lease"),
+        ("10.0.0.10|01080020C2A5E4|00|10.0.0.1|0|0|inet11|" + MEGABYTE, "comment"),
+        ("10.0.0.10|" + "AB" * 300 + "|00|10.0.0.1|0|0|inet11|", "client_id"),
+        ("10.0.0.10|01080020C2A5E4|00|10.0.0.1|0|0|inet11|\x1b]0;owned\x07", "comment"),
+    ],
+    ids=["lease-300-digits", "comment-a-megabyte", "client-id-300-octets", "comment-terminal-escape"],
+)
+def test_import_of_nonsense_is_refused_with_file_line_and_the_store_is_unchanged(site, tmp_path, line, field):
+    run(site, "lease", "add", "10.0.0.60", "52:54:00:aa:bb:cc", "--hostname", "vm1")
+    before = store_files(site)
+    table = tmp_path / "SUNWfiles1_10_0_0_0"
+    table.write_text(PNTADM_TABLE + line + "\n")
+    out = run(site, "lease", "import", "--format", "sunwfiles", str(table), code=2)
+    assert f"SUNWfiles1_10_0_0_0:10: {field}: " in out
+    assert len(out) < 400 and "Traceback" not in out and "\x1b" not in out
+    assert store_files(site) == before  # all or nothing: not one line of the good ones
+    assert "vm1" in run(site, "lease", "list")
+
+
+def test_a_line_for_an_address_outside_its_network_is_never_served(site):
+    """A line with a valid checksum (written by hand, by an older bootsrv, or before the subnet
+    changed) for an address outside the table's network: skipped and reported, not listed, not
+    in DNS."""
+    from bootsrv.app.dns import store_hosts
+    from bootsrv.leases import Flag, Record
+    from bootsrv.leases.codec import encode
+
+    run(site, "lease", "add", "10.0.0.60", "52:54:00:aa:bb:cc", "--hostname", "vm1")
+    outside = Record("public", IPv4Address("10.9.0.7"), "01525400AABBCD", Flag.MANUAL, IPv4Address("10.0.0.1"))
+    with (site.parent / "store" / "leases.public").open("ab") as fh:
+        fh.write(encode(dataclasses.replace(outside, expiry=-1, signature=99, hostname="evil")))
+    listing = run(site, "lease", "list")
+    assert "warning:" in listing and "ip: 10.9.0.7 is outside network 'public' (10.0.0.0/24); line skipped" in listing
+    rows = [line for line in listing.splitlines() if line.startswith("public ")]
+    assert len(rows) == 1 and "10.0.0.60" in rows[0] and "vm1" in rows[0]
+    assert "no record" in run(site, "lease", "show", "10.9.0.7", code=3)
+    store = open_store(load(site))
+    try:
+        assert [(h.hostname, str(h.ip)) for h in store_hosts(store.records)()] == [("vm1", "10.0.0.60")]
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize(
+    "changes, shown",
+    [
+        ({"expiry": 10**300}, "INVALID 1000000"),
+        ({"expiry": -(10**20)}, "INVALID -1000000"),
+        ({"expiry": 1.5e308}, "INVALID 1.5e+308"),
+        ({"flags": "STICKY"}, "INVALID 'STICKY'"),
+        ({"comment": "\x1b[2J\x1b]0;owned\x07\r\n\x7f\x9b"}, "\\u001b[2J\\u001b]0;owned\\u0007\\r\\n\\u007f\\u009b"),
+    ],
+    ids=["expiry-300-digits", "expiry-before-year-1", "expiry-a-float", "flags-a-word", "comment-terminal-escapes"],
+)
+def test_list_and_show_render_any_record_a_store_holds(changes, shown):
+    """Defence in depth: a record that got into a store past every rule is shown, its unrenderable
+    values marked, never a traceback; control characters never reach the terminal raw."""
+    import types
+
+    from bootsrv.cli.leases import lease_group
+    from bootsrv.leases import Flag, Record
+    from bootsrv.leases.memory import MemoryStore
+    from tests.leases.conftest import POOLS, A
+
+    store = MemoryStore(POOLS, (A,))
+    good = Record("public", IPv4Address("10.0.0.60"), "01AA", Flag.MANUAL, A, -1, 5, "", "vm1", "")
+    store.backend.tables["public"].put(dataclasses.replace(good, **changes))  # past the rules
+    obj = types.SimpleNamespace(wiring=types.SimpleNamespace(leases=store))
+    for args in (["list"], ["list", "--json"], ["show", "10.0.0.60"], ["show", "01AA"]):
+        result = CliRunner().invoke(lease_group, args, obj=obj, catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        assert not any(c in result.output for c in "\x1b\x07\r\x7f\x9b"), repr(result.output)
+        if args == ["list"]:
+            assert shown in result.output, result.output
