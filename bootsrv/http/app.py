@@ -45,28 +45,10 @@ def answer_error(exc: Exception):
     if not isinstance(exc, (BootsrvError, HTTPException)):
         # A bug: the client gets the fixed 500 of bootsrv.http.errors, the log the traceback.
         failure(log, "http.failed", method=request.method, path=request.path)
-    elif status >= 500:
-        event(
-            log,
-            "http.failed",
-            logging.ERROR,
-            method=request.method,
-            path=request.path,
-            status=status,
-            error=body["error"],
-            reason=body["reason"],
-        )
     else:
-        event(
-            log,
-            "http.refused",
-            logging.INFO,
-            method=request.method,
-            path=request.path,
-            status=status,
-            error=body["error"],
-            reason=body["reason"],
-        )
+        name, level = ("http.failed", logging.ERROR) if status >= 500 else ("http.refused", logging.INFO)
+        fields = {"status": status, "error": body["error"], "reason": body["reason"]}
+        event(log, name, level, method=request.method, path=request.path, **fields)
     response = jsonify(body)
     response.status_code = status
     response.headers.update(headers)

@@ -16,36 +16,12 @@ from bootsrv.dhcp.pxe import SightingLog
 from bootsrv.dhcp.server import Arrival
 from bootsrv.machines.model import State
 from bootsrv.machines.store import FileRegistry
+from tests.machines.machines_builders import CountingRegistry
 
 from .conftest import request
 
 RELAY = "10.72.0.1"
 ARRIVAL = Arrival(None, (RELAY, 67), 0.0)
-
-
-class CountingRegistry:
-    """The file registry, counting its writes (each a locked, fsync'ed rewrite of the file)."""
-
-    def __init__(self, inner):
-        self.inner, self.writes = inner, 0
-
-    def get(self, mac):
-        return self.inner.get(mac)
-
-    def list(self):
-        return self.inner.list()
-
-    def put(self, m, expected):
-        self.writes += 1
-        return self.inner.put(m, expected)
-
-    def put_many(self, machines, removals=()):
-        self.writes += 1
-        return self.inner.put_many(machines, removals)
-
-    def remove(self, mac, expected):
-        self.writes += 1
-        return self.inner.remove(mac, expected)
 
 
 def wiring(tmp_path, boot: str = "") -> Wiring:

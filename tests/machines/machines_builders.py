@@ -57,3 +57,28 @@ def enroll(registry, body, now: float, client: str | None = None):
         mac = body.get("mac") if isinstance(body, dict) else None
         client = ADDRESSES.get(mac, STRANGER) if isinstance(mac, str) else STRANGER
     return enrollment.enroll(registry, body, now, client=client, identify=identify)
+
+
+class CountingRegistry:
+    """A MachineRegistry that counts its writes (each one a locked rewrite of the file)."""
+
+    def __init__(self, inner):
+        self.inner, self.writes = inner, 0
+
+    def get(self, mac):
+        return self.inner.get(mac)
+
+    def list(self):
+        return self.inner.list()
+
+    def put(self, m, expected):
+        self.writes += 1
+        return self.inner.put(m, expected)
+
+    def put_many(self, machines, removals=()):
+        self.writes += 1
+        return self.inner.put_many(machines, removals)
+
+    def remove(self, mac, expected):
+        self.writes += 1
+        return self.inner.remove(mac, expected)

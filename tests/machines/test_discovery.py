@@ -8,7 +8,7 @@ import logging
 import random
 
 import pytest
-from machines_builders import NOW, machine
+from machines_builders import NOW, CountingRegistry, machine
 
 from bootsrv.app.discovery import DROP_LOG_EVERY, DiscoveryRecorder, discovery_recorder
 from bootsrv.app.wiring import Wiring
@@ -46,31 +46,6 @@ def discovered(n: int, at: float = NOW - 100, **over) -> object:
 
 def auto(n: int, at: float = NOW - 100, state: State = State.NEW) -> object:
     return machine(mac(n), hostname="node-" + mac(n).replace(":", ""), state=state, profile="p", created=at, updated=at)
-
-
-class CountingRegistry:
-    """A MachineRegistry that counts its writes (each one a locked rewrite of the file)."""
-
-    def __init__(self, inner):
-        self.inner, self.writes = inner, 0
-
-    def get(self, mac):
-        return self.inner.get(mac)
-
-    def list(self):
-        return self.inner.list()
-
-    def put(self, m, expected):
-        self.writes += 1
-        return self.inner.put(m, expected)
-
-    def put_many(self, machines, removals=()):
-        self.writes += 1
-        return self.inner.put_many(machines, removals)
-
-    def remove(self, mac, expected):
-        self.writes += 1
-        return self.inner.remove(mac, expected)
 
 
 # (registry before, sightings, limit, auto_profile) -> (added, filled, pushed out, over the limit), as ns
