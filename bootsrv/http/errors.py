@@ -34,7 +34,11 @@ from bootsrv.http.body import MAX_BODY
 
 INTERNAL = "InternalServerError"
 INTERNAL_REASON = "the server failed to answer this request; its log has the details"
-SERVER_STATE_REASON = "the server cannot answer: its stored state or configuration is damaged; its log has the details"
+# A 5xx BootsrvError: a damaged registry or store, a broken profile, a failing libvirt.
+SERVER_STATE_REASON = (
+    "the server cannot answer: the failure is on its side (its stored state, configuration or a service it uses);"
+    " its log has the details"
+)
 
 
 def refusal(exc: BaseException, method: str, path: str) -> tuple[dict[str, Any], int, dict[str, str]]:
