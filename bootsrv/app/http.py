@@ -30,9 +30,16 @@ class HttpService:
     def start(self) -> None:
         app = create_app(self.wiring)
         # threads: waitress' worker pool; kernels and install trees are streamed, so a few
-        # slow clients do not starve the others.
+        # slow clients do not starve the others. max_request_body_size: waitress reads a whole
+        # body before the app sees it (1 GiB by default, spooled to disk); the app takes 64 KiB
+        # (bootsrv.http.body, a JSON 413 beyond), so anything past 1 MiB is refused at the door.
         self._server = create_server(
-            app, host=str(self.config.http.address), port=self.config.http.port, threads=16, ident="bootsrv"
+            app,
+            host=str(self.config.http.address),
+            port=self.config.http.port,
+            threads=16,
+            ident="bootsrv",
+            max_request_body_size=1 << 20,
         )
         self._thread = threading.Thread(target=self._server.run, name="http", daemon=True)
         self._thread.start()

@@ -1,5 +1,5 @@
 """The DNS socket edge: UDP and TCP listeners over the pure `answer`, and a zone cache that
-follows the lease store.
+follows the lease store. The TCP listener and its limits are bootsrv.dns.tcp.
 
 `respond(wire, zones, limit)` is the whole per-packet decision (bytes in, bytes or silence out), so
 malformed input is tested without a socket. The listeners only move bytes.
@@ -7,6 +7,7 @@ malformed input is tested without a socket. The listeners only move bytes.
 
 from __future__ import annotations
 
+import functools
 import logging
 import socket
 import struct
@@ -18,6 +19,7 @@ from dnslib import RCODE, DNSRecord
 
 from bootsrv.config import Config
 from bootsrv.dns.answer import CLASSIC_UDP, answer, error, max_udp_size, truncate
+from bootsrv.dns.tcp import TcpLimits, TcpListener
 from bootsrv.dns.zone import Host, ZoneData, build_zones
 from bootsrv.log import event
 
@@ -26,10 +28,6 @@ log = logging.getLogger("bootsrv.dns")
 HostSource = Callable[[], Iterable[Host]]
 
 _HEADER = struct.Struct("!HHHHHH")
-# RFC 7766 6.2.3: close idle TCP connections after a few seconds; cap concurrent ones so a slow
-# client cannot pin every thread.
-TCP_IDLE = 10.0
-TCP_MAX_CONNECTIONS = 32
 
 
 def respond(wire: bytes, zones: ZoneData, limit: int | None = CLASSIC_UDP, peer: str = "-") -> bytes | None:
@@ -117,17 +115,22 @@ class ZoneCache:
 
 
 class DnsServer:
-    """UDP and TCP listeners on (address, port) answering from a ZoneCache, each in a thread."""
+    """UDP and TCP listeners on (address, port) answering from a ZoneCache, each in a thread.
+
+    TCP (bootsrv.dns.tcp) is one selector thread with per-client limits (`tcp_limits`: idle
+    timeout, connections per client address and overall), so idle or slow clients cannot keep
+    a new query out or hold up another's answer."""
 
     name = "dns"
 
-    def __init__(self, address: str, port: int, zones: ZoneCache):
+    def __init__(self, address: str, port: int, zones: ZoneCache, tcp_limits: TcpLimits | None = None):
         self.address, self.port, self.zones = address, port, zones
+        self.tcp_limits = tcp_limits or TcpLimits()
+        self.tcp: TcpListener | None = None
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._udp: socket.socket | None = None
         self._tcp: socket.socket | None = None
-        self._slots = threading.BoundedSemaphore(TCP_MAX_CONNECTIONS)
 
     def start(self) -> None:
         self.zones.current()  # build once up front: a broken source shows at startup
@@ -139,9 +142,10 @@ class DnsServer:
         self._tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._tcp.bind((self.address, self.port))
-        self._tcp.listen(16)
-        self._tcp.settimeout(0.5)
-        for target, name in ((self._serve_udp, "dns-udp"), (self._serve_tcp, "dns-tcp")):
+        self._tcp.listen(1024)  # a burst of connects waits in the kernel (capped by net.core.somaxconn)
+        self.tcp = TcpListener(self._tcp, self._answer_tcp, self.tcp_limits)
+        tcp = functools.partial(self.tcp.run, self._stop)
+        for target, name in ((self._serve_udp, "dns-udp"), (tcp, "dns-tcp")):
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
             self._threads.append(thread)
@@ -176,48 +180,5 @@ class DnsServer:
                 except OSError as exc:
                     event(log, "dns.send_failed", logging.WARNING, peer=peer[0], error=str(exc))
 
-    def _serve_tcp(self) -> None:
-        sock = self._tcp
-        assert sock is not None
-        while not self._stop.is_set():
-            try:
-                conn, peer = sock.accept()
-            except OSError:
-                if self._stop.is_set():
-                    return
-                continue
-            if not self._slots.acquire(blocking=False):
-                conn.close()  # too many open connections: the client retries
-                continue
-            threading.Thread(target=self._tcp_connection, args=(conn, peer), daemon=True).start()
-
-    def _tcp_connection(self, conn: socket.socket, peer) -> None:
-        # RFC 1035 4.2.2 / RFC 7766: two-byte length prefix; several queries per connection.
-        try:
-            conn.settimeout(TCP_IDLE)
-            while not self._stop.is_set():
-                size = _recv_exact(conn, 2)
-                if size is None:
-                    return
-                wire = _recv_exact(conn, struct.unpack("!H", size)[0])
-                if wire is None:
-                    return
-                out = respond(wire, self.zones.current(), None, f"{peer[0]}:{peer[1]}")
-                if out is None:
-                    return
-                conn.sendall(struct.pack("!H", len(out)) + out)
-        except OSError:
-            return
-        finally:
-            conn.close()
-            self._slots.release()
-
-
-def _recv_exact(conn: socket.socket, size: int) -> bytes | None:
-    buf = b""
-    while len(buf) < size:
-        chunk = conn.recv(size - len(buf))
-        if not chunk:
-            return None
-        buf += chunk
-    return buf
+    def _answer_tcp(self, wire: bytes, peer: str) -> bytes | None:
+        return respond(wire, self.zones.current(), None, peer)  # no size limit over TCP

@@ -1,7 +1,7 @@
 """Flask app factory. Blueprints register here; only bootsrv.http imports Flask.
 
 One error handler for the whole app (bootsrv.http.errors has the shape and why /boot/ uses it
-too): every exception a view raises, and werkzeug's own 404 and 405, answer the same JSON.
+too): every exception a view raises, and werkzeug's own 404, 405 and 413, answer the same JSON.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from werkzeug.exceptions import HTTPException
 from bootsrv import __version__
 from bootsrv.errors import BootsrvError
 from bootsrv.http.api import bp as api_bp
+from bootsrv.http.body import MAX_BODY
 from bootsrv.http.boot import bp as boot_bp
 from bootsrv.http.errors import refusal
 from bootsrv.http.site import Site
@@ -27,6 +28,8 @@ def create_app(site: Site) -> Flask:
     config = site.config
     app = Flask("bootsrv")
     app.extensions["bootsrv"] = site
+    # Werkzeug refuses to read more (413, bootsrv.http.errors names the body and the limit).
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
 
     @app.get("/healthz")
     def healthz():
@@ -46,8 +49,12 @@ def answer_error(exc: Exception):
         # A bug: the client gets the fixed 500 of bootsrv.http.errors, the log the traceback.
         failure(log, "http.failed", method=request.method, path=request.path)
     else:
-        name, level = ("http.failed", logging.ERROR) if status >= 500 else ("http.refused", logging.INFO)
-        fields = {"status": status, "error": body["error"], "reason": body["reason"]}
+        # A 5xx is the server's own state (a damaged registry, a broken profile): the answer says
+        # only that (bootsrv.http.errors); the log has the whole message, file and line included.
+        failed = status >= 500
+        name, level = ("http.failed", logging.ERROR) if failed else ("http.refused", logging.INFO)
+        reason = str(exc) if failed and isinstance(exc, BootsrvError) else body["reason"]
+        fields = {"status": status, "error": body["error"], "reason": reason}
         event(log, name, level, method=request.method, path=request.path, **fields)
     response = jsonify(body)
     response.status_code = status

@@ -31,13 +31,15 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from zlib import adler32
 
 from flask import Blueprint, Response, current_app, request, send_file
 
-from bootsrv.errors import InvalidInput, NotFound
+from bootsrv.errors import Forbidden, InvalidInput, NotFound
 from bootsrv.http.site import Site
 from bootsrv.log import event
 from bootsrv.machines.plan import boot_decision, check_answer_client, check_answer_token
+from bootsrv.servable import FORBIDDEN, Opened, Refused, open_servable
 from bootsrv.values import normalize_mac
 
 log = logging.getLogger("bootsrv.http.boot")
@@ -99,28 +101,52 @@ def answer_file(mac: str, name: str):
 # Static files
 
 
-def resolve(root: Path, subpath: str) -> Path:
-    """`subpath` inside `root`, or the refusal: '..', absolute paths, backslashes and NULs are
-    bad input (400); a symlink resolving outside the root, a directory or a missing file is
-    simply not there (404)."""
+class NotServed(Forbidden):
+    """A file that is there but not for the wire (bootsrv.servable's rule): 403 naming the path."""
+
+    field = "path"
+
+
+def resolve(root: Path, subpath: str) -> Opened:
+    """`subpath` inside `root`, opened, or the refusal: '..', absolute paths, backslashes and
+    NULs are bad input (400); a missing file or a directory is simply not there (404); a file
+    that bootsrv.servable's rule keeps off the wire is refused with that rule (403): a symlink
+    leading out of the root, a file that is not world-readable, a hard link whose other names
+    may lie outside the root. The rule is TFTP's too (bootsrv.tftp.paths), so /tftp/ serves
+    exactly what TFTP serves; and what is sent is the descriptor that was checked."""
     if "\0" in subpath or "\\" in subpath:
         raise InvalidInput("path", "must not contain NUL or backslash")
     parts = subpath.split("/")
     if subpath.startswith("/") or any(p in ("", ".", "..") for p in parts):
         raise InvalidInput("path", f"{subpath!r} must be a plain relative path (no '.', '..' or empty parts)")
-    real_root = os.path.realpath(root)
-    real = os.path.realpath(os.path.join(real_root, *parts))
-    if not real.startswith(real_root + os.sep) or not os.path.isfile(real):
+    opened = open_servable(os.path.realpath(root), "/".join(parts))
+    if isinstance(opened, Refused):
+        if opened.kind == FORBIDDEN:
+            raise NotServed(f"path: {subpath!r} is not served: {opened.reason}")
         raise NotFound(f"path: no file {subpath!r} under the files root")
-    return Path(real)
+    return opened
+
+
+def send_opened(opened: Opened) -> Response:
+    """The opened file as the answer, with Range (206, 416) and conditional GET (304, ETag and
+    Last-Modified) answered by Werkzeug. send_file computes size and validators only for a path,
+    which it would open again by name; here they come from the descriptor's own fstat, and the
+    ETag is the one send_file makes for a path (mtime-size-adler32(path)), so caches keep theirs."""
+    st = opened.stat
+    response = send_file(
+        os.fdopen(opened.fd, "rb"),
+        download_name=os.path.basename(opened.path),
+        conditional=False,
+        etag=f"{st.st_mtime}-{st.st_size}-{adler32(opened.path.encode()) & 0xFFFFFFFF}",
+        last_modified=st.st_mtime,
+    )
+    response.content_length = st.st_size
+    return response.make_conditional(request.environ, accept_ranges=True, complete_length=st.st_size)
 
 
 @bp.get("/files/<path:subpath>")
 def static_file(subpath: str):
-    path = resolve(_site().config.boot.files_root, subpath)
-    # conditional=True: Werkzeug answers Range (206, 416) and If-None-Match/If-Modified-Since
-    # (304) itself, streaming the file from disk.
-    return send_file(path, conditional=True, etag=True)
+    return send_opened(resolve(_site().config.boot.files_root, subpath))
 
 
 @bp.get("/tftp/<path:subpath>")
@@ -128,5 +154,4 @@ def tftp_file(subpath: str):
     """The TFTP root over HTTP, read-only: UEFI HTTP boot (arch 16) is handed
     `{http_base_url}/tftp/<boot file>` by DHCP (bootsrv.dhcp.pxe), the same iPXE binary PXE
     clients fetch by TFTP."""
-    path = resolve(_site().config.boot.tftp_root, subpath)
-    return send_file(path, conditional=True, etag=True)
+    return send_opened(resolve(_site().config.boot.tftp_root, subpath))

@@ -1,15 +1,16 @@
 """Which file a TFTP request names, confined to the TFTP root.
 
 `normalise` is pure: request text -> a root-relative path or a `Refusal`. `open_inside` is the
-thin I/O edge: it opens the file and then checks, on the open descriptor, that what was opened
-lies inside the root, so a symlink swapped in between the check and the open cannot lead out.
+thin I/O edge over bootsrv.servable, the one rule TFTP and HTTP share: it opens the file and then
+checks, on the open descriptor, that what was opened lies inside the root (so a symlink swapped
+in between the check and the open cannot lead out) and may go to any client on the wire.
 """
 
 from __future__ import annotations
 
-import os
-import stat
 from dataclasses import dataclass
+
+from bootsrv.servable import FORBIDDEN, Refused, open_servable
 
 # TFTP error codes (RFC 1350 section 5, RFC 2347 for 8).
 NOT_DEFINED, FILE_NOT_FOUND, ACCESS_VIOLATION, DISK_FULL, ILLEGAL_OPERATION = 0, 1, 2, 3, 4
@@ -50,43 +51,16 @@ def normalise(requested: str) -> str | Refusal:
     return "/".join(parts)
 
 
-def inside(root: str, path: str) -> bool:
-    """Is the real path `path` the root or below it (both already resolved)?"""
-    return path == root or path.startswith(root.rstrip("/") + "/")
-
-
 def open_inside(root: str, relative: str) -> tuple[int, int] | Refusal:
     """Open `relative` below `root` (a resolved absolute path) for reading: (fd, size) or a Refusal.
 
-    Symlinks inside the root are followed as long as they stay inside; one that leads out is an
-    access violation. Only regular, world-readable files are served: bootsrv runs as root, and a
-    file an admin made private (a key, a half-written image) must not go to any client on the
-    wire (tftpd-hpa applies the same rule).
+    The rule is bootsrv.servable's, the same for HTTP's /tftp/ and /files/: the real path of the
+    opened descriptor inside the root (symlinks are followed as long as they stay inside), a
+    regular file, world-readable (bootsrv runs as root, and a file an admin made private must not
+    go to any client on the wire; tftpd-hpa applies the same rule), and one name only unless its
+    file system is mounted whole inside the root (a hard link's other names cannot be seen).
     """
-    try:
-        fd = os.open(os.path.join(root, relative), os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
-    except FileNotFoundError:
-        return Refusal(FILE_NOT_FOUND, "file not found")
-    except NotADirectoryError:
-        return Refusal(FILE_NOT_FOUND, "file not found")
-    except PermissionError:
-        return Refusal(ACCESS_VIOLATION, "permission denied")
-    except OSError as exc:
-        return Refusal(FILE_NOT_FOUND, f"cannot open: {exc.strerror}")
-    try:
-        # What the descriptor really is, after every symlink, as the kernel resolved it.
-        real = os.readlink(f"/proc/self/fd/{fd}")
-        if not inside(root, real):
-            os.close(fd)
-            return Refusal(ACCESS_VIOLATION, "file name leads outside the TFTP root")
-        st = os.fstat(fd)
-    except OSError as exc:
-        os.close(fd)
-        return Refusal(FILE_NOT_FOUND, f"cannot open: {exc.strerror}")
-    if not stat.S_ISREG(st.st_mode):
-        os.close(fd)
-        return Refusal(FILE_NOT_FOUND, "not a regular file")
-    if not st.st_mode & stat.S_IROTH:
-        os.close(fd)
-        return Refusal(ACCESS_VIOLATION, "file is not world-readable")
-    return fd, st.st_size
+    opened = open_servable(root, relative)
+    if isinstance(opened, Refused):
+        return Refusal(ACCESS_VIOLATION if opened.kind == FORBIDDEN else FILE_NOT_FOUND, opened.reason)
+    return opened.fd, opened.stat.st_size

@@ -3,6 +3,7 @@ unknown-machine policy, MAC spellings, and the answer's token rules as a table."
 
 from __future__ import annotations
 
+import logging
 import re
 
 import pytest
@@ -242,11 +243,15 @@ def test_debian_answer_and_its_setup_script_share_the_token(client, wiring):
     assert "HYPERVISOR=xen" in setup.text and "LIBVIRT_URI=xen+ssh://root@hv1.lab.example/system" in setup.text
 
 
-def test_machine_with_a_profile_not_in_the_catalog_changes_nothing(client, wiring):
+def test_machine_with_a_profile_not_in_the_catalog_changes_nothing(client, wiring, caplog):
     add(wiring, profile="gone-profile")
     before = wiring.machines.list()
-    resp = client.get(f"/boot/{MAC}.ipxe")
-    assert resp.status_code == 500 and "has profile 'gone-profile', which is not in the catalog" in resp.text
+    with caplog.at_level(logging.ERROR, logger="bootsrv.http"):
+        resp = client.get(f"/boot/{MAC}.ipxe")
+    # The server's own state: the client learns the kind of failure, the log the details.
+    assert resp.status_code == 500 and resp.json["error"] == "UnknownProfile" and "gone-profile" not in resp.text
+    (line,) = [r for r in caplog.records if r.getMessage() == "http.failed"]
+    assert "has profile 'gone-profile', which is not in the catalog" in line.bootsrv_fields["reason"]
     assert wiring.machines.list() == before  # no token issued, still new
 
 

@@ -109,3 +109,40 @@ def test_apex_negative_and_refused(dns_lab):
 
     # TCP too (RFC 7766).
     assert answers(dig(client, "+tcp", "lab.example", "NS", "+noall", "+answer")) == ["ns1.lab.example."]
+
+
+IDLE_HOLDER = """
+import socket, sys, time
+socks = []
+for i in range(200):  # 4 idle connections from each of 50 addresses, none ever sends a byte
+    s = socket.socket()
+    s.settimeout(5)
+    s.bind((f"10.63.0.{100 + i % 50}", 0))
+    s.connect((sys.argv[1], 53))
+    socks.append(s)
+print(len(socks), flush=True)
+time.sleep(60)
+"""
+
+
+def test_tcp_answers_while_200_idle_connections_are_held(dns_lab):
+    """The issue's DNS-over-TCP lockout, from the boot segment: a neighbour holds 200 idle TCP
+    connections to bootsrv's DNS (from 50 addresses of its own), and `dig +tcp` from another
+    address still gets its answer at once (bootsrv.dns.tcp: idle timeout, caps that make room)."""
+    server, client, workdir = dns_lab
+    for i in range(50):
+        client.run(["ip", "addr", "add", f"10.63.0.{100 + i}/24", "dev", "net0"])
+    holder = client.popen([sys.executable, "-c", IDLE_HOLDER, SERVER], stdout=subprocess.PIPE, text=True)
+    try:
+        start = time.monotonic()
+        assert holder.stdout.readline().strip() == "200", "the idle connections were not all opened"
+        opened = time.monotonic() - start
+        start = time.monotonic()
+        out = dig(client, "+tcp", "lab.example", "NS", "+noall", "+answer", "+stats")
+        seconds = time.monotonic() - start
+    finally:
+        holder.kill()
+        holder.wait(5)
+    print(f"\n200 idle connections held (opened in {opened:.2f} s); dig +tcp answered in {seconds:.2f} s")
+    assert answers(out) == ["ns1.lab.example."], out
+    assert seconds < 2.0

@@ -158,6 +158,28 @@ def test_clients_refused_outside_the_root(tftp, tmp_path):
         assert "Error code" in res.stderr + res.stdout
 
 
+def test_clients_refused_private_and_hard_linked_files(tftp, tmp_path):
+    """bootsrv.servable's rule (HTTP's /tftp/ and /files/ apply it too): a file only root may
+    read, and a hard link inside the root to a world-readable file outside it, are ERROR 2."""
+    port, root, _ = tftp
+    (root / "private.key").write_text("secret\n")
+    (root / "private.key").chmod(0o600)
+    (root.parent / "linked-secret.txt").write_text("secret\n")
+    (root.parent / "linked-secret.txt").chmod(0o644)
+    os.link(root.parent / "linked-secret.txt", root / "linked.txt")
+    try:
+        for name in ("private.key", "linked.txt"):
+            out = tmp_path / "out"
+            res = run(CLIENTS["tftp-hpa"](port, name, out), tmp_path)
+            assert "Error code 2" in res.stderr + res.stdout, (name, res)
+            res = run(CLIENTS["curl"](port, name, out), tmp_path)
+            assert res.returncode != 0, (name, res)
+            assert not out.exists() or b"secret" not in out.read_bytes()
+    finally:
+        (root / "private.key").unlink()
+        (root / "linked.txt").unlink()
+
+
 def test_put_is_refused(tftp, tmp_path):
     port, root, _ = tftp
     src = tmp_path / "upload.bin"

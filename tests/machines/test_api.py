@@ -142,7 +142,7 @@ def test_enroll_not_json(client, wiring):
 def test_enroll_too_large(client, wiring):
     before = wiring.machines.list()
     resp = client.post("/api/enroll", data=b"{" + b" " * 70000 + b"}", content_type="application/json")
-    assert resp.status_code == 400 and "larger than" in resp.json["reason"]
+    assert resp.status_code == 413 and resp.json["field"] == "body" and "larger than" in resp.json["reason"]
     assert wiring.machines.list() == before
 
 
