@@ -22,6 +22,8 @@ import pytest
 import bootsrv
 
 # What each part may import, besides itself and the `bootsrv` package's own __init__ (__version__).
+BASE = {"errors", "log", "config", "values", "data", "tomlwriter", "servable"}
+PROTOCOLS = {"leases", "profiles", "tftp", "dns", "dhcp", "virt"}
 ALLOWED: dict[str, set[str]] = {
     "errors": set(),
     "log": set(),
@@ -32,49 +34,21 @@ ALLOWED: dict[str, set[str]] = {
     # Which file under a served root may go to an anonymous client: one rule that TFTP and HTTP
     # (/tftp/, /files/) both apply, so it sits below both; it imports nothing of bootsrv.
     "servable": set(),
-    # Protocols: codecs, decisions and server loops. They take small interfaces (a Booter, an
-    # AddressBook, a HypervisorSource) that the product implements.
+    # Protocols: codecs, decisions and server loops. They take small interfaces (KnownMachines,
+    # Sightings, an AddressBook, a HypervisorSource) that the product implements.
     "leases": {"errors", "log", "config", "values"},
     "profiles": {"errors", "log", "config", "data"},
     "tftp": {"errors", "log", "config", "servable"},
     "dns": {"errors", "log", "config"},
     "dhcp": {"errors", "log", "config", "values", "leases"},  # the engine leases from the store
     "virt": {"errors", "log", "config", "values", "leases", "data"},  # guests' MACs bound in the store
-    # The product: machines and their life cycle, over the protocols.
+    # The product: machines and their life cycle, over the protocols (whose interfaces it implements).
     "machines": {"errors", "log", "config", "values", "leases", "profiles", "virt", "dhcp"},
-    # The edges that face users.
+    # The edges that face users: the web over the product; the wiring over everything it runs;
+    # the command line over the wiring (and the lab, for `bootsrv demo` only: LAZY_ONLY).
     "http": {"errors", "log", "config", "values", "servable", "leases", "profiles", "machines", "virt"},
-    "app": {
-        "errors",
-        "log",
-        "config",
-        "values",
-        "leases",
-        "profiles",
-        "tftp",
-        "dns",
-        "dhcp",
-        "virt",
-        "machines",
-        "http",
-        "data",
-    },
-    "cli": {
-        "errors",
-        "log",
-        "config",
-        "values",
-        "leases",
-        "profiles",
-        "tftp",
-        "dns",
-        "dhcp",
-        "virt",
-        "machines",
-        "app",
-        "lab",
-        "data",
-    },
+    "app": BASE | PROTOCOLS | {"machines", "http"},
+    "cli": BASE | PROTOCOLS | {"machines", "app", "lab"},
     "__main__": {"cli"},
     "lab": {"errors", "log", "config", "values", "leases", "profiles", "virt", "data"},
 }
