@@ -86,3 +86,18 @@ address = "{server}"
 profiles_dir = "{profiles_dir}"
 templates_dir = "{REPO / "templates"}"
 """
+
+
+def installer_facts(mac: str, **over) -> dict:
+    """What an installer's callback reports for hv1 with one NIC of `mac`; `over` changes fields."""
+    data = {
+        "hostname": "hv1.lab.example",
+        "cpus": 4,
+        "memory_mib": 4096,
+        "nics": [{"name": "eth0", "mac": mac}],
+        "disks": [{"name": "vda", "size_bytes": 1 << 30}],
+        "hypervisor": "kvm",
+        "libvirt_uri": "qemu+ssh://root@hv1.lab.example/system",
+    }
+    data.update(over)
+    return data

@@ -12,7 +12,7 @@ import logging
 import re
 
 import pytest
-from boot_builders import LAN, NOW, lease, make_wiring
+from boot_builders import LAN, NOW, installer_facts, lease, make_wiring
 
 from bootsrv.http.app import create_app
 from bootsrv.leases import client_id_of_mac
@@ -26,17 +26,7 @@ PXE = "pxelinux.cfg/01-52-54-00-12-34-56"
 
 
 def facts(**over) -> dict:
-    data = {
-        "hostname": "hv1.lab.example",
-        "cpus": 4,
-        "memory_mib": 4096,
-        "nics": [{"name": "eth0", "mac": MAC}],
-        "disks": [{"name": "vda", "size_bytes": 1 << 30}],
-        "hypervisor": "kvm",
-        "libvirt_uri": "qemu+ssh://root@hv1.lab.example/system",
-    }
-    data.update(over)
-    return data
+    return installer_facts(MAC, **over)
 
 
 @pytest.fixture

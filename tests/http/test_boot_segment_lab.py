@@ -14,6 +14,7 @@ import re
 import shutil
 
 import pytest
+from boot_builders import installer_facts
 
 from bootsrv.lab import demo
 from tests.conftest import need
@@ -49,17 +50,7 @@ def post(host, path: str, body: dict) -> tuple[int, dict]:
 
 
 def facts(**over) -> dict:
-    data = {
-        "hostname": "hv1.lab.example",
-        "cpus": 2,
-        "memory_mib": 2048,
-        "nics": [{"name": "eth0", "mac": MAC}],
-        "disks": [{"name": "vda", "size_bytes": 1 << 30}],
-        "hypervisor": "kvm",
-        "libvirt_uri": "qemu+ssh://root@hv1.lab.example/system",
-    }
-    data.update(over)
-    return data
+    return installer_facts(MAC, **over)
 
 
 def test_hijack_and_lockout_from_the_boot_segment(lab, tmp_path):
